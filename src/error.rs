@@ -1,0 +1,196 @@
+//! The one error type of the extension and its SQLSTATEs.
+//!
+//! Core code returns `Result<_, BgwError>`; the SQL layer reports the error
+//! once, at the boundary, through [`BgwError::report`].
+
+use std::fmt;
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BgwError {
+    /// The library is not in `shared_preload_libraries` (55000).
+    NotPreloaded,
+    /// A value the caller gave is not acceptable (22023).
+    InvalidValue {
+        message: String,
+        detail: Option<String>,
+        hint: Option<String>,
+    },
+    /// A NULL where a value is needed (22004).
+    NullValue(String),
+    /// Unknown worker id or role (42704).
+    UndefinedObject(String),
+    /// Unknown database (3D000).
+    UndefinedDatabase(String),
+    /// The caller may not do this (42501).
+    NotAllowed(String),
+    /// No postmaster background-worker slot is free (53000).
+    NoPostmasterSlot,
+    /// The extension's own registry is full (53400).
+    RegistryFull(u32),
+}
+
+impl BgwError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        BgwError::InvalidValue {
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    pub fn invalid_with_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        BgwError::InvalidValue {
+            message: message.into(),
+            detail: None,
+            hint: Some(hint.into()),
+        }
+    }
+
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            BgwError::NotPreloaded => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            BgwError::InvalidValue { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            BgwError::NullValue(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            BgwError::UndefinedObject(_) => ERRCODE_UNDEFINED_OBJECT,
+            BgwError::UndefinedDatabase(_) => ERRCODE_INVALID_CATALOG_NAME,
+            BgwError::NotAllowed(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
+            BgwError::NoPostmasterSlot => ERRCODE_INSUFFICIENT_RESOURCES,
+            BgwError::RegistryFull(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            BgwError::NotPreloaded => {
+                "lightdb_bgw must be loaded via \"shared_preload_libraries\"".into()
+            }
+            BgwError::InvalidValue { message, .. } => message.clone(),
+            BgwError::NullValue(what) => format!("{what} must not be null"),
+            BgwError::UndefinedObject(m)
+            | BgwError::UndefinedDatabase(m)
+            | BgwError::NotAllowed(m) => m.clone(),
+            BgwError::NoPostmasterSlot => "no background worker slot is free".into(),
+            BgwError::RegistryFull(n) => {
+                format!("the lightdb_bgw registry is full ({n} workers)")
+            }
+        }
+    }
+
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            BgwError::InvalidValue { detail, .. } => detail.clone(),
+            _ => None,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BgwError::NotPreloaded => Some(
+                "Add lightdb_bgw to \"shared_preload_libraries\" in postgresql.conf and restart the server."
+                    .into(),
+            ),
+            BgwError::InvalidValue { hint, .. } => hint.clone(),
+            BgwError::NoPostmasterSlot => Some(
+                "Stop other background workers or raise \"max_worker_processes\" and restart the server."
+                    .into(),
+            ),
+            BgwError::RegistryFull(_) => Some(
+                "Stop workers you no longer need or raise \"lightdb_bgw.max_workers\" and restart the server."
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Raises this error as a PostgreSQL ERROR. Never returns.
+    pub fn report(self) -> ! {
+        let mut report = ErrorReport::new(self.sqlstate(), self.message(), "lightdb_bgw");
+        if let Some(detail) = self.detail() {
+            report = report.set_detail(detail);
+        }
+        if let Some(hint) = self.hint() {
+            report = report.set_hint(hint);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("an ERROR report does not return")
+    }
+}
+
+impl fmt::Display for BgwError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())?;
+        if let Some(detail) = self.detail() {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BgwError {}
+
+/// Unwraps a core result at the SQL boundary, raising the error if any.
+pub trait OrReport<T> {
+    fn or_report(self) -> T;
+}
+
+impl<T> OrReport<T> for Result<T, BgwError> {
+    fn or_report(self) -> T {
+        match self {
+            Ok(value) => value,
+            Err(err) => err.report(),
+        }
+    }
+}
+
+/// The five-character SQLSTATE of an error code, as clients see it.
+pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
+    let packed = code as isize as u32;
+    (0..5)
+        .map(|i| char::from((((packed >> (6 * i)) & 0x3f) as u8) + b'0'))
+        .collect()
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn sqlstates_unpack() {
+        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE), "22023");
+        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_INVALID_CATALOG_NAME), "3D000");
+        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES), "53000");
+        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE), "42P01");
+    }
+
+    #[test]
+    fn sqlstates_are_the_documented_ones() {
+        assert_eq!(
+            BgwError::NotPreloaded.sqlstate(),
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+        );
+        assert_eq!(
+            BgwError::RegistryFull(4).sqlstate(),
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED
+        );
+        assert_eq!(
+            BgwError::NoPostmasterSlot.sqlstate(),
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES
+        );
+        assert!(BgwError::NoPostmasterSlot
+            .hint()
+            .unwrap()
+            .contains("\"max_worker_processes\""));
+    }
+
+    #[test]
+    fn not_preloaded_hint_names_the_setting() {
+        let hint = BgwError::NotPreloaded.hint().unwrap();
+        assert!(hint.contains("\"shared_preload_libraries\""));
+        assert!(hint.ends_with('.'));
+        assert!(!BgwError::NotPreloaded.message().ends_with('.'));
+    }
+}

@@ -1,0 +1,34 @@
+//! `sleep`: waits on its latch until terminated or until `duration` ends,
+//! then exits with `exit_code` (0: unregistered, 1: restart rules apply).
+
+use std::time::{Duration, Instant};
+
+use pgrx::pg_sys;
+
+use crate::registry::WorkerRecord;
+use crate::worker;
+
+pub fn run(record: &WorkerRecord) {
+    worker::connect(record.def.database.as_deref(), record.def.role.as_deref(), false);
+    if record.def.database.is_some() {
+        worker::set_application_name(&record.def.name);
+        worker::report_activity(Some("sleeping"));
+    }
+    // Static sleep workers have no configuration: they sleep until stopped.
+    let duration: Option<Duration> = None;
+    let exit_code = 0;
+    let began = Instant::now();
+    loop {
+        let remaining = match duration {
+            Some(d) => match d.checked_sub(began.elapsed()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => break,
+            },
+            None => None,
+        };
+        worker::nap(remaining);
+    }
+    // SAFETY: proc_exit runs the exit callbacks (our registry update among
+    // them) and ends the process with the configured code.
+    unsafe { pg_sys::proc_exit(exit_code) };
+}

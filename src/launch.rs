@@ -1,0 +1,109 @@
+//! Building PostgreSQL's `BackgroundWorker` struct and registering it with
+//! the postmaster. Static and dynamic launches share [`build`].
+
+use pgrx::pg_sys;
+
+use crate::spec::{self, StartTime, WorkerDef};
+
+/// The library and entry point of every built-in kind.
+pub const LIBRARY: &str = "lightdb_bgw";
+pub const ENTRY_POINT: &str = "lightdb_bgw_main";
+
+/// Marks `bgw_extra` as ours: a worker started with anything else leaves.
+const EXTRA_MAGIC: &[u8; 8] = b"LDBBGW01";
+
+/// What goes into `bgw_extra`: the worker's id and its slot's generation,
+/// so a reused slot is never mistaken for an old one.
+pub fn encode_extra(id: i64, generation: u64) -> [u8; pg_sys::BGW_EXTRALEN as usize] {
+    let mut extra = [0u8; pg_sys::BGW_EXTRALEN as usize];
+    extra[..8].copy_from_slice(EXTRA_MAGIC);
+    extra[8..16].copy_from_slice(&id.to_le_bytes());
+    extra[16..24].copy_from_slice(&generation.to_le_bytes());
+    extra
+}
+
+/// The inverse of [`encode_extra`]; `None` if the bytes are not ours.
+pub fn decode_extra(extra: &[u8]) -> Option<(i64, u64)> {
+    if extra.len() < 24 || &extra[..8] != EXTRA_MAGIC {
+        return None;
+    }
+    let id = i64::from_le_bytes(extra[8..16].try_into().ok()?);
+    let generation = u64::from_le_bytes(extra[16..24].try_into().ok()?);
+    Some((id, generation))
+}
+
+fn start_time(st: StartTime) -> pg_sys::BgWorkerStartTime::Type {
+    match st {
+        StartTime::PostmasterStart => pg_sys::BgWorkerStartTime::BgWorkerStart_PostmasterStart,
+        StartTime::ConsistentState => pg_sys::BgWorkerStartTime::BgWorkerStart_ConsistentState,
+        StartTime::RecoveryFinished => pg_sys::BgWorkerStartTime::BgWorkerStart_RecoveryFinished,
+    }
+}
+
+/// Copies a string into a fixed C buffer, refusing what does not fit.
+fn put_c(buf: &mut [std::ffi::c_char], what: &str, value: &str) -> Result<(), String> {
+    spec::check_c_string(what, value, buf.len())?;
+    for (dst, src) in buf.iter_mut().zip(value.as_bytes()) {
+        *dst = *src as std::ffi::c_char;
+    }
+    buf[value.len()..].fill(0);
+    Ok(())
+}
+
+/// The registration of a built-in worker living in registry `slot`.
+pub fn build(
+    def: &WorkerDef,
+    slot: u32,
+    id: i64,
+    generation: u64,
+    notify_pid: i32,
+) -> Result<pg_sys::BackgroundWorker, String> {
+    // SAFETY: BackgroundWorker is a plain C struct for which all-zero bytes
+    // are a valid (empty) value.
+    let mut w: pg_sys::BackgroundWorker = unsafe { std::mem::zeroed() };
+    put_c(&mut w.bgw_name, "worker name", &def.name)?;
+    put_c(&mut w.bgw_type, "worker type", spec::WORKER_TYPE)?;
+    put_c(&mut w.bgw_library_name, "library name", LIBRARY)?;
+    put_c(&mut w.bgw_function_name, "function name", ENTRY_POINT)?;
+    w.bgw_flags = pg_sys::BGWORKER_SHMEM_ACCESS as i32;
+    if def.database.is_some() || def.kind.info().needs_database {
+        w.bgw_flags |= pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION as i32;
+    }
+    w.bgw_start_time = start_time(def.start_time);
+    w.bgw_restart_time = def
+        .restart_after
+        .map_or(pg_sys::BGW_NEVER_RESTART, |s| s as i32);
+    w.bgw_main_arg = pg_sys::Datum::from(slot as usize);
+    for (dst, src) in w.bgw_extra.iter_mut().zip(encode_extra(id, generation)) {
+        *dst = src as std::ffi::c_char;
+    }
+    w.bgw_notify_pid = notify_pid;
+    Ok(w)
+}
+
+/// Registers the static workers with the postmaster, from `_PG_init`. They
+/// hold registry slots `0..n` with ids `1..=n` and generation 1.
+pub fn register_static_workers(defs: &[WorkerDef]) {
+    for (index, def) in defs.iter().enumerate() {
+        let mut worker = match build(def, index as u32, index as i64 + 1, 1, 0) {
+            Ok(worker) => worker,
+            Err(reason) => pgrx::error!("cannot register static worker \"{}\": {reason}", def.name),
+        };
+        // SAFETY: called from _PG_init during preload, the only time static
+        // registration is allowed; the struct is fully initialised.
+        unsafe { pg_sys::RegisterBackgroundWorker(&mut worker) };
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn extra_round_trips() {
+        let extra = encode_extra(42, 7);
+        assert_eq!(decode_extra(&extra), Some((42, 7)));
+        assert_eq!(decode_extra(&[0u8; 128]), None);
+        assert_eq!(decode_extra(b"short"), None);
+    }
+}

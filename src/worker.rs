@@ -1,0 +1,287 @@
+//! The life of a worker process: entry point, signals, finding its registry
+//! slot, recording its exit, and the helpers every kind uses (naps on the
+//! latch, transactions, activity reports, the database connection).
+
+use std::ffi::{CStr, CString};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use once_cell::sync::OnceCell;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::kinds;
+use crate::launch;
+use crate::registry::{self, WorkerRecord};
+
+/// Who this process is: registry slot, id and generation.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
+    pub slot: u32,
+    pub id: i64,
+    pub generation: u64,
+}
+
+static IDENTITY: OnceCell<Identity> = OnceCell::new();
+
+/// The last ERROR or FATAL this process reported, for `workers.last_error`.
+static LAST_REPORTED_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Entry point of every built-in worker (`bgw_function_name`). The main
+/// argument is the registry slot; `bgw_extra` carries id and generation.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
+    install_signal_handlers();
+
+    // SAFETY: the postmaster sets MyBgworkerEntry before calling us.
+    let extra: Vec<u8> = unsafe {
+        let entry = pg_sys::MyBgworkerEntry;
+        (*entry).bgw_extra.iter().map(|&c| c as u8).collect()
+    };
+    let Some((id, generation)) = launch::decode_extra(&extra) else {
+        log!("lightdb_bgw: worker started without a lightdb_bgw handle; leaving");
+        return;
+    };
+    let identity = Identity {
+        slot: arg.value() as u32,
+        id,
+        generation,
+    };
+    let _ = IDENTITY.set(identity);
+
+    // SAFETY: registered before any database connection, so it runs after
+    // the server's own shutdown callbacks (they run in reverse order) and
+    // finds no transaction or lock of ours still held.
+    unsafe {
+        pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
+        pg_sys::emit_log_hook = Some(remember_error);
+    }
+
+    // SAFETY: MyProcPid is set for every server process.
+    let pid = unsafe { pg_sys::MyProcPid };
+    let Some(record) = registry::claim(identity.slot, id, generation, pid) else {
+        log!("lightdb_bgw: worker {id} no longer has a registry slot; leaving");
+        return;
+    };
+    kinds::run(&record);
+}
+
+/// SIGTERM ends the worker through the server's own `die` handler, which
+/// also cancels a running statement; SIGHUP asks for a reload; SIGUSR1 lets
+/// the worker hear about its own dynamic children even without a database.
+fn install_signal_handlers() {
+    // SAFETY: installing the server's own handlers in a background worker,
+    // then unblocking signals, as bgworker.c documents.
+    unsafe {
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(server::die));
+        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(server::SignalHandlerForConfigReload));
+        pg_sys::pqsignal(pg_sys::SIGUSR1 as i32, Some(server::procsignal_sigusr1_handler));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+}
+
+/// The server's own signal handlers, by their C symbols (pgrx wraps them in
+/// Rust functions, which cannot serve as handlers).
+mod server {
+    extern "C-unwind" {
+        pub fn die(signal: std::ffi::c_int);
+        pub fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
+        pub fn procsignal_sigusr1_handler(signal: std::ffi::c_int);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_exit(code: i32, _arg: pg_sys::Datum) {
+    let Some(me) = IDENTITY.get() else {
+        return;
+    };
+    let error = LAST_REPORTED_ERROR.lock().ok().and_then(|e| e.clone());
+    registry::record_exit(me.slot, me.id, me.generation, code, error.as_deref());
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn remember_error(edata: *mut pg_sys::ErrorData) {
+    // SAFETY: the server passes the error being reported, valid during the
+    // call.
+    unsafe {
+        if edata.is_null() || (*edata).elevel < pgrx::PgLogLevel::ERROR as i32 {
+            return;
+        }
+        let message = if (*edata).message.is_null() {
+            String::from("(no message)")
+        } else {
+            CStr::from_ptr((*edata).message).to_string_lossy().into_owned()
+        };
+        let sqlstate = CStr::from_ptr(pg_sys::unpack_sql_state((*edata).sqlerrcode))
+            .to_string_lossy()
+            .into_owned();
+        if let Ok(mut slot) = LAST_REPORTED_ERROR.lock() {
+            *slot = Some(format!("{sqlstate}: {message}"));
+        }
+    }
+}
+
+/// This worker's identity; set before any kind runs.
+pub fn identity() -> Identity {
+    *IDENTITY.get().expect("identity is set before the kind runs")
+}
+
+/// Records an error the worker survived, or clears it with `None`.
+pub fn record_error(error: Option<&str>) {
+    let me = identity();
+    registry::record_error(me.slot, me.id, me.generation, error);
+}
+
+/// Connects to `database` (or to none: shared catalogs only) as `role` (or
+/// as the bootstrap superuser). Raises FATAL when either does not exist.
+pub fn connect(database: Option<&str>, role: Option<&str>, bypass_allowconn: bool) {
+    let Some(database) = database else {
+        return;
+    };
+    let db = CString::new(database).unwrap_or_default();
+    let user = role.map(|r| CString::new(r).unwrap_or_default());
+    let flags = if bypass_allowconn {
+        pg_sys::BGWORKER_BYPASS_ALLOWCONN
+    } else {
+        0
+    };
+    // SAFETY: called once, at worker start, with NUL-terminated strings that
+    // outlive the call.
+    unsafe {
+        pg_sys::BackgroundWorkerInitializeConnection(
+            db.as_ptr(),
+            user.as_ref().map_or(std::ptr::null(), |u| u.as_ptr()),
+            flags as _,
+        );
+    }
+}
+
+/// Shows `name` as `application_name` in `pg_stat_activity`.
+pub fn set_application_name(name: &str) {
+    let value = CString::new(name).unwrap_or_default();
+    // SAFETY: SetConfigOption copies both strings.
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"application_name".as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+        );
+    }
+}
+
+/// Reports what the worker is doing in `pg_stat_activity`: `Some(text)`
+/// shows it running that text, `None` shows it idle.
+pub fn report_activity(running: Option<&str>) {
+    match running {
+        Some(text) => {
+            let text = CString::new(text).unwrap_or_default();
+            // SAFETY: the text is copied into shared memory by the server.
+            unsafe {
+                pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr())
+            }
+        }
+        // SAFETY: NULL keeps the last text, as an idle backend does.
+        None => unsafe {
+            pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null())
+        },
+    }
+}
+
+/// Sleeps on the latch for at most `timeout` (`None`: until woken), then
+/// serves interrupts: SIGTERM ends the process here (exit code 1, as
+/// PostgreSQL's own workers), postmaster death ends it at once, and a
+/// pending SIGHUP re-reads the configuration files.
+pub fn nap(timeout: Option<Duration>) {
+    let mut events = pg_sys::WL_LATCH_SET | pg_sys::WL_EXIT_ON_PM_DEATH;
+    let millis = match timeout {
+        Some(t) => {
+            events |= pg_sys::WL_TIMEOUT;
+            t.as_millis().min(i32::MAX as u128) as std::ffi::c_long
+        }
+        None => -1,
+    };
+    // SAFETY: MyLatch is this process's latch; WaitLatch with
+    // WL_EXIT_ON_PM_DEATH exits on postmaster death as required.
+    unsafe {
+        pg_sys::WaitLatch(pg_sys::MyLatch, events as i32, millis, pg_sys::PG_WAIT_EXTENSION);
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    serve_interrupts();
+}
+
+/// Serves pending interrupts without sleeping; see [`nap`].
+pub fn serve_interrupts() {
+    pg_sys::check_for_interrupts!();
+    // SAFETY: ConfigReloadPending is a sig_atomic_t set by the SIGHUP
+    // handler; we clear it before reloading, as the server does.
+    unsafe {
+        if pg_sys::ConfigReloadPending != 0 {
+            pg_sys::ConfigReloadPending = 0;
+            pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+        }
+    }
+}
+
+/// An error a unit of work met: its SQLSTATE and message.
+#[derive(Debug, Clone)]
+pub struct WorkError {
+    pub sqlstate: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for WorkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.sqlstate, self.message)
+    }
+}
+
+/// Runs `work` in its own transaction with a snapshot and commits it. On
+/// any error the transaction is aborted and the error returned, so the
+/// worker carries on with the next unit of work.
+pub fn in_transaction<R>(work: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, WorkError> {
+    // SAFETY: a background worker connected to a database, outside any
+    // transaction (the previous one was committed or aborted below).
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let outcome = PgTryBuilder::new(move || {
+        let value = work();
+        // SAFETY: the snapshot pushed above is still the active one.
+        unsafe {
+            pg_sys::PopActiveSnapshot();
+            pg_sys::CommitTransactionCommand();
+        }
+        Ok(value)
+    })
+    .catch_others(|caught| {
+        let (sqlstate, message) = match &caught {
+            pg_sys::panic::CaughtError::PostgresError(report)
+            | pg_sys::panic::CaughtError::ErrorReport(report)
+            | pg_sys::panic::CaughtError::RustPanic { ereport: report, .. } => (
+                crate::error::sqlstate_text(report.sql_error_code()),
+                report.message().to_string(),
+            ),
+        };
+        Err(WorkError { sqlstate, message })
+    })
+    .execute();
+    if outcome.is_err() {
+        // SAFETY: the error state was flushed by the catch above; aborting
+        // releases the transaction's locks, snapshots and SPI state.
+        unsafe { pg_sys::AbortCurrentTransaction() };
+    }
+    // SAFETY: reports this process's table statistics, outside a transaction.
+    unsafe {
+        let _ = pg_sys::pgstat_report_stat(true);
+    }
+    outcome
+}
+
+/// The identity of the running worker, as the registry recorded it.
+pub fn describe(record: &WorkerRecord) -> String {
+    format!("{} (id {})", record.def.name, record.id)
+}
