@@ -1,0 +1,330 @@
+//! A harness for cluster tests: throwaway PostgreSQL clusters, each in its
+//! own directory on its own loopback port, run as user `postgres` (the
+//! server refuses root). A cluster is stopped (immediately) and its
+//! directory removed when the `Cluster` is dropped, also when a test fails;
+//! set `LIGHTDB_BGW_KEEP_CLUSTERS=1` to keep the directory for a post-mortem.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub use postgres::{Client, NoTls};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// How `pg_ctl stop` shuts the server down.
+#[derive(Debug, Clone, Copy)]
+pub enum StopMode {
+    Smart,
+    Fast,
+    Immediate,
+}
+
+impl StopMode {
+    fn arg(self) -> &'static str {
+        match self {
+            StopMode::Smart => "smart",
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        }
+    }
+}
+
+/// The server's binaries: `$PG_CONFIG --bindir`, PostgreSQL 15 by default.
+pub fn bindir() -> PathBuf {
+    let pg_config = std::env::var("PG_CONFIG")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_string());
+    let out = Command::new(&pg_config)
+        .arg("--bindir")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {pg_config}: {e}"));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// `pg_config --pkglibdir`-relative tools such as pg_regress.
+pub fn pgxs_dir() -> PathBuf {
+    let pg_config = std::env::var("PG_CONFIG")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_string());
+    let out = Command::new(&pg_config)
+        .arg("--pgxs")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {pg_config}: {e}"));
+    let makefile = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    makefile
+        .parent()
+        .and_then(Path::parent)
+        .expect("pgxs directory")
+        .to_path_buf()
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs a server binary as user `postgres` when we are root.
+pub fn as_postgres(program: &Path) -> Command {
+    if running_as_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub struct Cluster {
+    pub name: String,
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub port: u16,
+    bin: PathBuf,
+    running: bool,
+}
+
+impl Cluster {
+    /// Creates (initdb) a cluster with `settings` appended to its
+    /// postgresql.conf. Nothing is started yet.
+    pub fn new(name: &str, settings: &[(&str, &str)]) -> Cluster {
+        let base = PathBuf::from(
+            std::env::var("LIGHTDB_BGW_CLUSTER_BASE").unwrap_or_else(|_| "/tmp/ldbgw-clusters".into()),
+        );
+        fs::create_dir_all(&base).expect("cluster base directory");
+        chown_postgres(&base);
+        let dir = base.join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("cluster directory");
+        chown_postgres(&dir);
+        let data = dir.join("data");
+        let bin = bindir();
+        let mut cluster = Cluster {
+            name: name.to_string(),
+            dir,
+            data,
+            port: free_port(),
+            bin,
+            running: false,
+        };
+        let out = as_postgres(&cluster.bin.join("initdb"))
+            .arg("-D")
+            .arg(&cluster.data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"])
+            .output()
+            .expect("initdb runs");
+        assert!(out.status.success(), "initdb failed: {}", text(&out));
+        let mut conf = format!(
+            "\n# lightdb_bgw cluster test\nport = {}\nlisten_addresses = '127.0.0.1'\n\
+             unix_socket_directories = '{}'\nfsync = off\nlog_line_prefix = '%m [%p] %b '\n\
+             max_connections = 40\nshared_buffers = '16MB'\n",
+            cluster.port,
+            cluster.dir.display()
+        );
+        for (key, value) in settings {
+            conf.push_str(&format!("{key} = '{}'\n", value.replace('\'', "''")));
+        }
+        cluster.append_conf(&conf);
+        cluster
+    }
+
+    /// Appends lines to postgresql.conf.
+    pub fn append_conf(&mut self, lines: &str) {
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(self.data.join("postgresql.conf"))
+            .expect("postgresql.conf");
+        f.write_all(lines.as_bytes()).expect("write postgresql.conf");
+    }
+
+    /// Like `new` with `shared_preload_libraries = 'lightdb_bgw'`.
+    pub fn preloaded(name: &str, settings: &[(&str, &str)]) -> Cluster {
+        let mut all = vec![("shared_preload_libraries", "lightdb_bgw")];
+        all.extend_from_slice(settings);
+        Cluster::new(name, &all)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// The server log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Output {
+        as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .expect("pg_ctl runs")
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn try_start(&mut self) -> Result<(), String> {
+        let log = self.log_path();
+        let out = self.pg_ctl(&["-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
+        if out.status.success() {
+            self.running = true;
+            Ok(())
+        } else {
+            Err(format!("{}\n--- server log ---\n{}", text(&out), self.log()))
+        }
+    }
+
+    pub fn start(&mut self) {
+        if let Err(e) = self.try_start() {
+            panic!("cluster {} did not start: {e}", self.name);
+        }
+    }
+
+    /// Stops the server with `mode` and waits; returns how long it took.
+    pub fn stop(&mut self, mode: StopMode) -> Duration {
+        let began = Instant::now();
+        let out = self.pg_ctl(&["-m", mode.arg(), "-w", "-t", "60", "stop"]);
+        let took = began.elapsed();
+        assert!(out.status.success(), "pg_ctl stop -m {}: {}", mode.arg(), text(&out));
+        self.running = false;
+        took
+    }
+
+    pub fn restart(&mut self) {
+        self.stop(StopMode::Fast);
+        self.start();
+    }
+
+    /// `pg_ctl reload`: SIGHUP to the postmaster, which passes it on.
+    pub fn reload(&self) {
+        let out = self.pg_ctl(&["reload"]);
+        assert!(out.status.success(), "pg_ctl reload: {}", text(&out));
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.pg_ctl(&["status"]).status.success()
+    }
+
+    /// The postmaster's pid, from postmaster.pid.
+    pub fn postmaster_pid(&self) -> i32 {
+        let pidfile = fs::read_to_string(self.data.join("postmaster.pid")).expect("postmaster.pid");
+        pidfile.lines().next().and_then(|l| l.trim().parse().ok()).expect("pid line")
+    }
+
+    /// A client connection to `dbname` as `postgres`.
+    pub fn connect(&self, dbname: &str) -> Client {
+        self.connect_as(dbname, "postgres")
+    }
+
+    pub fn connect_as(&self, dbname: &str, user: &str) -> Client {
+        postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(user)
+            .dbname(dbname)
+            .application_name("lightdb_bgw cluster test")
+            .connect_timeout(Duration::from_secs(10))
+            .connect(NoTls)
+            .unwrap_or_else(|e| panic!("connect to {} as {user}: {e}", self.name))
+    }
+
+    /// Sends `signal` to process `pid`.
+    pub fn kill(pid: i32, signal: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.running || self.data.join("postmaster.pid").exists() {
+            let _ = self.pg_ctl(&["-m", "immediate", "-w", "-t", "30", "stop"]);
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- server log of cluster {} ({}) ---\n{}",
+                self.name,
+                self.dir.display(),
+                tail(&self.log(), 80)
+            );
+        }
+        if std::env::var_os("LIGHTDB_BGW_KEEP_CLUSTERS").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn chown_postgres(path: &Path) {
+    if running_as_root() {
+        let out = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(path)
+            .output()
+            .expect("chown runs");
+        assert!(out.status.success(), "chown {}: {}", path.display(), text(&out));
+    }
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Polls `check` until it returns `Some` or `deadline` passes (then panics
+/// naming `what`). Never a bare sleep: the pause between polls is short.
+pub fn eventually<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let began = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(began.elapsed() < deadline, "{what}: not reached within {deadline:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The SQLSTATE of a failed query, e.g. "55000".
+pub fn sqlstate(err: &postgres::Error) -> String {
+    err.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {err}"))
+}
+
+/// The server's detail/hint of a failed query.
+pub fn db_error(err: &postgres::Error) -> &postgres::error::DbError {
+    err.as_db_error().unwrap_or_else(|| panic!("not a server error: {err}"))
+}
+
+/// Whether process `pid` still exists (and is not a zombie of ours).
+pub fn process_alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .map(|rest| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,274 @@
+//! Cluster tests of the foundation: loading rules, static workers, reload
+//! and shutdown. Each test starts its own server (see `common`).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const START: Duration = Duration::from_secs(60);
+
+/// Waits until `n` lightdb_bgw workers named like `pattern` are running.
+fn wait_for_workers(client: &mut Client, pattern: &str, n: i64) {
+    eventually(&format!("{n} workers like {pattern}"), START, || {
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE backend_type = 'lightdb_bgw' AND application_name LIKE $1",
+                &[&pattern],
+            )
+            .ok()?;
+        (row.get::<_, i64>(0) == n).then_some(())
+    });
+}
+
+/// Waits until the counter table in `postgres` has its total row.
+fn wait_for_counter_table(client: &mut Client, table: &str) -> i64 {
+    let sql = format!("SELECT value FROM {table} WHERE type = 'total'");
+    eventually(&format!("{table} ready"), START, || {
+        client.query_opt(&sql, &[]).ok().flatten().map(|r| r.get::<_, i64>(0))
+    })
+}
+
+fn total(client: &mut Client, table: &str) -> i64 {
+    client
+        .query_one(&format!("SELECT value FROM {table} WHERE type = 'total'"), &[])
+        .expect("total")
+        .get(0)
+}
+
+#[test]
+fn not_preloaded_functions_raise_55000_with_a_hint() {
+    let mut cluster = Cluster::new("notpreloaded", &[]);
+    cluster.start();
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION lightdb_bgw")
+        .expect("CREATE EXTENSION succeeds without preload");
+    for query in [
+        "SELECT * FROM lightdb_bgw.kinds()",
+        "SELECT * FROM lightdb_bgw.workers",
+        "SELECT * FROM lightdb_bgw.worker_list()",
+    ] {
+        let err = client.query(query, &[]).expect_err(query);
+        assert_eq!(sqlstate(&err), "55000", "{query}: {err}");
+        let db = db_error(&err);
+        assert!(
+            db.message().contains("shared_preload_libraries"),
+            "{query}: {}",
+            db.message()
+        );
+        let hint = db.hint().expect("a hint");
+        assert!(hint.contains("Add lightdb_bgw to \"shared_preload_libraries\""), "{hint}");
+    }
+    // Nothing crashed: the same session goes on, no worker appeared.
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'lightdb_bgw'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 0);
+    assert!(!cluster.log().contains("server process"), "no backend crashed");
+    // Loading the library late defines only the reload-time setting.
+    let naptime: String = client.query_one("SHOW lightdb_bgw.naptime", &[]).unwrap().get(0);
+    assert_eq!(naptime, "10s");
+    client.batch_execute("DROP EXTENSION lightdb_bgw").expect("drop");
+}
+
+#[test]
+fn malformed_static_workers_stop_the_server_and_name_the_entry() {
+    for (value, entry) in [
+        ("counter:2, bogus:1", "bogus:1"),
+        ("counter:x", "counter:x"),
+        ("counter:1,,sleep", ""),
+    ] {
+        let mut cluster = Cluster::preloaded("badstatic", &[("lightdb_bgw.static_workers", value)]);
+        let err = cluster.try_start().expect_err("the server must refuse to start");
+        assert!(!cluster.is_running());
+        let log = cluster.log();
+        assert!(
+            log.contains("invalid value for parameter \"lightdb_bgw.static_workers\""),
+            "{value}: {err}"
+        );
+        assert!(log.contains(&format!("entry \"{entry}\"")), "{value}: log does not name the entry:\n{log}");
+    }
+}
+
+#[test]
+fn too_many_static_workers_for_the_server_are_refused() {
+    let mut cluster = Cluster::preloaded(
+        "toomany",
+        &[("lightdb_bgw.static_workers", "sleep:9"), ("max_worker_processes", "8")],
+    );
+    cluster.try_start().expect_err("9 static workers cannot fit 8 slots");
+    assert!(cluster.log().contains("\"max_worker_processes\" is 8"), "{}", cluster.log());
+}
+
+#[test]
+fn alter_system_refuses_a_malformed_list() {
+    let mut cluster = Cluster::preloaded("altersystem", &[]);
+    cluster.start();
+    let mut client = cluster.connect("postgres");
+    let err = client
+        .batch_execute("ALTER SYSTEM SET lightdb_bgw.static_workers = 'counter:2, nope'")
+        .expect_err("check hook");
+    assert_eq!(sqlstate(&err), "22023");
+    let detail = db_error(&err).detail().unwrap_or_default().to_string();
+    assert!(detail.contains("entry \"nope\""), "{detail}");
+    client
+        .batch_execute("ALTER SYSTEM SET lightdb_bgw.static_workers = 'counter:1'")
+        .expect("a good value is accepted");
+}
+
+#[test]
+fn sighup_changes_the_counter_naptime() {
+    let mut cluster = Cluster::preloaded(
+        "sighup",
+        &[
+            ("lightdb_bgw.static_workers", "counter:1"),
+            ("lightdb_bgw.naptime", "1h"),
+        ],
+    );
+    cluster.start();
+    let mut client = cluster.connect("postgres");
+    wait_for_workers(&mut client, "lightdb_bgw counter %", 1);
+    let table = "lightdb_bgw_counter_1.counted";
+    let before = wait_for_counter_table(&mut client, table);
+
+    client
+        .execute(&format!("INSERT INTO {table} VALUES ('delta', 7)"), &[])
+        .unwrap();
+    // With a naptime of an hour nothing is folded for a good while.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(total(&mut client, table), before, "folded despite a 1h naptime");
+
+    client
+        .batch_execute("ALTER SYSTEM SET lightdb_bgw.naptime = '300ms'")
+        .unwrap();
+    cluster.reload();
+    let reloaded = Instant::now();
+    eventually("first fold after reload", Duration::from_secs(20), || {
+        (total(&mut client, table) == before + 7).then_some(())
+    });
+    println!("fold after SIGHUP: {:?}", reloaded.elapsed());
+
+    // The new naptime sticks: later deltas are folded within a few naptimes.
+    for round in 1..=3 {
+        client
+            .execute(&format!("INSERT INTO {table} VALUES ('delta', 1)"), &[])
+            .unwrap();
+        let inserted = Instant::now();
+        eventually("fold at the new naptime", Duration::from_secs(20), || {
+            (total(&mut client, table) == before + 7 + round).then_some(())
+        });
+        let took = inserted.elapsed();
+        println!("round {round}: folded after {took:?}");
+        assert!(took < Duration::from_secs(5), "naptime not applied: {took:?}");
+    }
+    let naptime: String = client.query_one("SHOW lightdb_bgw.naptime", &[]).unwrap().get(0);
+    assert_eq!(naptime, "300ms");
+}
+
+#[test]
+fn fast_shutdown_with_static_workers_is_prompt() {
+    let mut cluster = Cluster::preloaded(
+        "fastshutdown",
+        &[
+            ("lightdb_bgw.static_workers", "counter:2, sleep:2"),
+            ("lightdb_bgw.naptime", "1h"),
+        ],
+    );
+    cluster.start();
+    let mut client = cluster.connect("postgres");
+    client.batch_execute("CREATE EXTENSION lightdb_bgw").unwrap();
+    wait_for_workers(&mut client, "lightdb_bgw counter %", 2);
+    eventually("4 started workers", START, || {
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM lightdb_bgw.workers WHERE status = 'started'",
+                &[],
+            )
+            .ok()?;
+        (row.get::<_, i64>(0) == 4).then_some(())
+    });
+    let pids: Vec<i32> = client
+        .query("SELECT pid FROM lightdb_bgw.workers", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(client);
+    let took = cluster.stop(StopMode::Fast);
+    println!("fast shutdown with 4 static workers: {took:?}");
+    assert!(took < Duration::from_secs(5), "fast shutdown took {took:?}");
+    for pid in pids {
+        assert!(!process_alive(pid), "worker {pid} outlived the server");
+    }
+}
+
+#[test]
+fn static_workers_are_listed_and_restart_after_sigterm() {
+    let mut cluster = Cluster::preloaded(
+        "staticlist",
+        &[("lightdb_bgw.static_workers", "sleep:1, counter:1")],
+    );
+    cluster.start();
+    let mut client = cluster.connect("postgres");
+    client.batch_execute("CREATE EXTENSION lightdb_bgw").unwrap();
+    let rows = eventually("both started", START, || {
+        let rows = client
+            .query(
+                "SELECT id, name, kind, database, status, start_time, \
+                        restart_after::text, is_static, pid \
+                 FROM lightdb_bgw.workers ORDER BY id",
+                &[],
+            )
+            .ok()?;
+        rows.iter()
+            .all(|r| r.get::<_, String>(4) == "started")
+            .then_some(rows)
+    });
+    let summary: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {:?} {} {} {}",
+                r.get::<_, i64>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2),
+                r.get::<_, Option<String>>(3),
+                r.get::<_, String>(5),
+                r.get::<_, String>(6),
+                r.get::<_, bool>(7)
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            "1 lightdb_bgw sleep 1 sleep None postmaster_start 00:00:10 true",
+            "2 lightdb_bgw counter 1 counter Some(\"postgres\") recovery_finished 00:00:10 true",
+        ]
+    );
+    // PostgreSQL's rule: a worker with a restart time that is killed by
+    // SIGTERM comes back after that time, and the registry counts it.
+    let sleep_pid: i32 = rows[0].get(8);
+    Cluster::kill(sleep_pid, libc::SIGTERM);
+    eventually("sleep worker gone", Duration::from_secs(5), || {
+        (!process_alive(sleep_pid)).then_some(())
+    });
+    let row = eventually("sleep worker restarted", Duration::from_secs(30), || {
+        client
+            .query_opt(
+                "SELECT pid, restarts, last_exit FROM lightdb_bgw.workers \
+                 WHERE id = 1 AND status = 'started' AND pid <> $1",
+                &[&sleep_pid],
+            )
+            .ok()
+            .flatten()
+    });
+    assert_eq!(row.get::<_, i32>(1), 1, "restart counted");
+    assert_eq!(row.get::<_, Option<i32>>(2), Some(1), "exit code of the SIGTERM");
+}
