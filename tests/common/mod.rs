@@ -46,7 +46,7 @@ pub fn bindir() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-/// `pg_config --pkglibdir`-relative tools such as pg_regress.
+/// The PGXS directory (`.../lib/pgxs`), home of pg_regress.
 pub fn pgxs_dir() -> PathBuf {
     let pg_config = std::env::var("PG_CONFIG")
         .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_string());
@@ -57,6 +57,7 @@ pub fn pgxs_dir() -> PathBuf {
     let makefile = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     makefile
         .parent()
+        .and_then(Path::parent)
         .and_then(Path::parent)
         .expect("pgxs directory")
         .to_path_buf()
