@@ -32,7 +32,10 @@ fn kinds() -> TableIterator<
     TableIterator::new(KINDS.iter().map(|k| {
         (
             k.name.to_string(),
-            k.description.split_whitespace().collect::<Vec<_>>().join(" "),
+            k.description
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
             k.config_keys.iter().map(|s| s.to_string()).collect(),
             k.static_ok,
             k.needs_database,
@@ -40,9 +43,10 @@ fn kinds() -> TableIterator<
     }))
 }
 
-
 #[allow(clippy::type_complexity)]
-fn row(r: WorkerRecord) -> (
+fn row(
+    r: WorkerRecord,
+) -> (
     i64,
     String,
     String,
@@ -86,7 +90,9 @@ fn row(r: WorkerRecord) -> (
     )
 }
 
-/// Backs the `workers` view: one row per worker in the registry.
+/// Backs the `workers` view: one row per worker in the registry. (pgrx
+/// needs the row type spelled out here, so no type alias.)
+#[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_restricted)]
 fn worker_list() -> TableIterator<
     'static,

@@ -160,10 +160,22 @@ mod unit {
 
     #[test]
     fn sqlstates_unpack() {
-        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE), "22023");
-        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_INVALID_CATALOG_NAME), "3D000");
-        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES), "53000");
-        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE), "42P01");
+        assert_eq!(
+            sqlstate_text(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE),
+            "22023"
+        );
+        assert_eq!(
+            sqlstate_text(PgSqlErrorCode::ERRCODE_INVALID_CATALOG_NAME),
+            "3D000"
+        );
+        assert_eq!(
+            sqlstate_text(PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES),
+            "53000"
+        );
+        assert_eq!(
+            sqlstate_text(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE),
+            "42P01"
+        );
     }
 
     #[test]

@@ -57,7 +57,10 @@ fn define_postmaster_gucs() {
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("invalid value for parameter \"lightdb_bgw.static_workers\": \"{raw}\""),
                 Some(err.to_string()),
-                Some("Write a comma-separated list of kind:count, for example 'counter:2, sleep:1'.".into()),
+                Some(
+                    "Write a comma-separated list of kind:count, for example 'counter:2, sleep:1'."
+                        .into(),
+                ),
             );
         }
     }
@@ -171,9 +174,7 @@ pub fn role() -> Option<String> {
 }
 
 fn string_setting(setting: &GucSetting<Option<CString>>) -> Option<String> {
-    setting
-        .get()
-        .map(|c| c.to_string_lossy().into_owned())
+    setting.get().map(|c| c.to_string_lossy().into_owned())
 }
 
 /// The value the configuration gave a setting, before it is defined.

@@ -130,15 +130,21 @@ mod tests {
     #[pg_test]
     fn settings_are_visible() {
         assert_eq!(
-            Spi::get_one::<String>("SHOW lightdb_bgw.static_workers").unwrap().as_deref(),
+            Spi::get_one::<String>("SHOW lightdb_bgw.static_workers")
+                .unwrap()
+                .as_deref(),
             Some("counter:2")
         );
         assert_eq!(
-            Spi::get_one::<String>("SHOW lightdb_bgw.naptime").unwrap().as_deref(),
+            Spi::get_one::<String>("SHOW lightdb_bgw.naptime")
+                .unwrap()
+                .as_deref(),
             Some("200ms")
         );
         assert_eq!(
-            Spi::get_one::<String>("SHOW lightdb_bgw.max_workers").unwrap().as_deref(),
+            Spi::get_one::<String>("SHOW lightdb_bgw.max_workers")
+                .unwrap()
+                .as_deref(),
             Some("64")
         );
     }

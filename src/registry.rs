@@ -227,7 +227,14 @@ unsafe extern "C-unwind" fn shmem_startup() {
     }
 }
 
-fn fill_slot(slot: &mut Slot, id: i64, generation: u64, def: &WorkerDef, launched_by: Option<&str>, now: i64) {
+fn fill_slot(
+    slot: &mut Slot,
+    id: i64,
+    generation: u64,
+    def: &WorkerDef,
+    launched_by: Option<&str>,
+    now: i64,
+) {
     slot.id = id;
     slot.generation = generation;
     slot.state = SlotState::NotYetStarted as u8;
@@ -458,7 +465,10 @@ mod unit {
         let one = shmem_size(1);
         let two = shmem_size(2);
         assert_eq!(two - one, std::mem::size_of::<Slot>());
-        assert_eq!(shmem_size(100) - shmem_size(0), 100 * std::mem::size_of::<Slot>());
+        assert_eq!(
+            shmem_size(100) - shmem_size(0),
+            100 * std::mem::size_of::<Slot>()
+        );
         assert_eq!(slots_offset() % std::mem::align_of::<Slot>(), 0);
     }
 }

@@ -330,7 +330,10 @@ mod unit {
 
     #[test]
     fn names_fit_the_server() {
-        assert_eq!(static_worker_name(Kind::Counter, 2), "lightdb_bgw counter 2");
+        assert_eq!(
+            static_worker_name(Kind::Counter, 2),
+            "lightdb_bgw counter 2"
+        );
         assert!(check_c_string("name", "abc", 4).is_ok());
         assert!(check_c_string("name", "abcd", 4)
             .unwrap_err()

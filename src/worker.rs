@@ -75,8 +75,14 @@ fn install_signal_handlers() {
     // then unblocking signals, as bgworker.c documents.
     unsafe {
         pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(server::die));
-        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(server::SignalHandlerForConfigReload));
-        pg_sys::pqsignal(pg_sys::SIGUSR1 as i32, Some(server::procsignal_sigusr1_handler));
+        pg_sys::pqsignal(
+            pg_sys::SIGHUP as i32,
+            Some(server::SignalHandlerForConfigReload),
+        );
+        pg_sys::pqsignal(
+            pg_sys::SIGUSR1 as i32,
+            Some(server::procsignal_sigusr1_handler),
+        );
         pg_sys::BackgroundWorkerUnblockSignals();
     }
 }
@@ -111,7 +117,9 @@ unsafe extern "C-unwind" fn remember_error(edata: *mut pg_sys::ErrorData) {
         let message = if (*edata).message.is_null() {
             String::from("(no message)")
         } else {
-            CStr::from_ptr((*edata).message).to_string_lossy().into_owned()
+            CStr::from_ptr((*edata).message)
+                .to_string_lossy()
+                .into_owned()
         };
         let sqlstate = CStr::from_ptr(pg_sys::unpack_sql_state((*edata).sqlerrcode))
             .to_string_lossy()
@@ -124,7 +132,9 @@ unsafe extern "C-unwind" fn remember_error(edata: *mut pg_sys::ErrorData) {
 
 /// This worker's identity; set before any kind runs.
 pub fn identity() -> Identity {
-    *IDENTITY.get().expect("identity is set before the kind runs")
+    *IDENTITY
+        .get()
+        .expect("identity is set before the kind runs")
 }
 
 /// Records an error the worker survived, or clears it with `None`.
@@ -205,7 +215,12 @@ pub fn nap(timeout: Option<Duration>) {
     // SAFETY: MyLatch is this process's latch; WaitLatch with
     // WL_EXIT_ON_PM_DEATH exits on postmaster death as required.
     unsafe {
-        pg_sys::WaitLatch(pg_sys::MyLatch, events as i32, millis, pg_sys::PG_WAIT_EXTENSION);
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            events as i32,
+            millis,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
         pg_sys::ResetLatch(pg_sys::MyLatch);
     }
     serve_interrupts();
@@ -240,7 +255,9 @@ impl std::fmt::Display for WorkError {
 /// Runs `work` in its own transaction with a snapshot and commits it. On
 /// any error the transaction is aborted and the error returned, so the
 /// worker carries on with the next unit of work.
-pub fn in_transaction<R>(work: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, WorkError> {
+pub fn in_transaction<R>(
+    work: impl FnOnce() -> R + std::panic::UnwindSafe,
+) -> Result<R, WorkError> {
     // SAFETY: a background worker connected to a database, outside any
     // transaction (the previous one was committed or aborted below).
     unsafe {
@@ -261,7 +278,9 @@ pub fn in_transaction<R>(work: impl FnOnce() -> R + std::panic::UnwindSafe) -> R
         let (sqlstate, message) = match &caught {
             pg_sys::panic::CaughtError::PostgresError(report)
             | pg_sys::panic::CaughtError::ErrorReport(report)
-            | pg_sys::panic::CaughtError::RustPanic { ereport: report, .. } => (
+            | pg_sys::panic::CaughtError::RustPanic {
+                ereport: report, ..
+            } => (
                 crate::error::sqlstate_text(report.sql_error_code()),
                 report.message().to_string(),
             ),

@@ -27,13 +27,20 @@ fn wait_for_workers(client: &mut Client, pattern: &str, n: i64) {
 fn wait_for_counter_table(client: &mut Client, table: &str) -> i64 {
     let sql = format!("SELECT value FROM {table} WHERE type = 'total'");
     eventually(&format!("{table} ready"), START, || {
-        client.query_opt(&sql, &[]).ok().flatten().map(|r| r.get::<_, i64>(0))
+        client
+            .query_opt(&sql, &[])
+            .ok()
+            .flatten()
+            .map(|r| r.get::<_, i64>(0))
     })
 }
 
 fn total(client: &mut Client, table: &str) -> i64 {
     client
-        .query_one(&format!("SELECT value FROM {table} WHERE type = 'total'"), &[])
+        .query_one(
+            &format!("SELECT value FROM {table} WHERE type = 'total'"),
+            &[],
+        )
         .expect("total")
         .get(0)
 }
@@ -60,7 +67,10 @@ fn not_preloaded_functions_raise_55000_with_a_hint() {
             db.message()
         );
         let hint = db.hint().expect("a hint");
-        assert!(hint.contains("Add lightdb_bgw to \"shared_preload_libraries\""), "{hint}");
+        assert!(
+            hint.contains("Add lightdb_bgw to \"shared_preload_libraries\""),
+            "{hint}"
+        );
     }
     // Nothing crashed: the same session goes on, no worker appeared.
     let row = client
@@ -70,11 +80,19 @@ fn not_preloaded_functions_raise_55000_with_a_hint() {
         )
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 0);
-    assert!(!cluster.log().contains("server process"), "no backend crashed");
+    assert!(
+        !cluster.log().contains("server process"),
+        "no backend crashed"
+    );
     // Loading the library late defines only the reload-time setting.
-    let naptime: String = client.query_one("SHOW lightdb_bgw.naptime", &[]).unwrap().get(0);
+    let naptime: String = client
+        .query_one("SHOW lightdb_bgw.naptime", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(naptime, "10s");
-    client.batch_execute("DROP EXTENSION lightdb_bgw").expect("drop");
+    client
+        .batch_execute("DROP EXTENSION lightdb_bgw")
+        .expect("drop");
 }
 
 #[test]
@@ -85,14 +103,19 @@ fn malformed_static_workers_stop_the_server_and_name_the_entry() {
         ("counter:1,,sleep", ""),
     ] {
         let mut cluster = Cluster::preloaded("badstatic", &[("lightdb_bgw.static_workers", value)]);
-        let err = cluster.try_start().expect_err("the server must refuse to start");
+        let err = cluster
+            .try_start()
+            .expect_err("the server must refuse to start");
         assert!(!cluster.is_running());
         let log = cluster.log();
         assert!(
             log.contains("invalid value for parameter \"lightdb_bgw.static_workers\""),
             "{value}: {err}"
         );
-        assert!(log.contains(&format!("entry \"{entry}\"")), "{value}: log does not name the entry:\n{log}");
+        assert!(
+            log.contains(&format!("entry \"{entry}\"")),
+            "{value}: log does not name the entry:\n{log}"
+        );
     }
 }
 
@@ -100,10 +123,19 @@ fn malformed_static_workers_stop_the_server_and_name_the_entry() {
 fn too_many_static_workers_for_the_server_are_refused() {
     let mut cluster = Cluster::preloaded(
         "toomany",
-        &[("lightdb_bgw.static_workers", "sleep:9"), ("max_worker_processes", "8")],
+        &[
+            ("lightdb_bgw.static_workers", "sleep:9"),
+            ("max_worker_processes", "8"),
+        ],
     );
-    cluster.try_start().expect_err("9 static workers cannot fit 8 slots");
-    assert!(cluster.log().contains("\"max_worker_processes\" is 8"), "{}", cluster.log());
+    cluster
+        .try_start()
+        .expect_err("9 static workers cannot fit 8 slots");
+    assert!(
+        cluster.log().contains("\"max_worker_processes\" is 8"),
+        "{}",
+        cluster.log()
+    );
 }
 
 #[test]
@@ -142,7 +174,11 @@ fn sighup_changes_the_counter_naptime() {
         .unwrap();
     // With a naptime of an hour nothing is folded for a good while.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(total(&mut client, table), before, "folded despite a 1h naptime");
+    assert_eq!(
+        total(&mut client, table),
+        before,
+        "folded despite a 1h naptime"
+    );
 
     client
         .batch_execute("ALTER SYSTEM SET lightdb_bgw.naptime = '300ms'")
@@ -165,9 +201,15 @@ fn sighup_changes_the_counter_naptime() {
         });
         let took = inserted.elapsed();
         println!("round {round}: folded after {took:?}");
-        assert!(took < Duration::from_secs(5), "naptime not applied: {took:?}");
+        assert!(
+            took < Duration::from_secs(5),
+            "naptime not applied: {took:?}"
+        );
     }
-    let naptime: String = client.query_one("SHOW lightdb_bgw.naptime", &[]).unwrap().get(0);
+    let naptime: String = client
+        .query_one("SHOW lightdb_bgw.naptime", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(naptime, "300ms");
 }
 
@@ -182,7 +224,9 @@ fn fast_shutdown_with_static_workers_is_prompt() {
     );
     cluster.start();
     let mut client = cluster.connect("postgres");
-    client.batch_execute("CREATE EXTENSION lightdb_bgw").unwrap();
+    client
+        .batch_execute("CREATE EXTENSION lightdb_bgw")
+        .unwrap();
     wait_for_workers(&mut client, "lightdb_bgw counter %", 2);
     eventually("4 started workers", START, || {
         let row = client
@@ -216,7 +260,9 @@ fn static_workers_are_listed_and_restart_after_sigterm() {
     );
     cluster.start();
     let mut client = cluster.connect("postgres");
-    client.batch_execute("CREATE EXTENSION lightdb_bgw").unwrap();
+    client
+        .batch_execute("CREATE EXTENSION lightdb_bgw")
+        .unwrap();
     let rows = eventually("both started", START, || {
         let rows = client
             .query(
@@ -270,5 +316,9 @@ fn static_workers_are_listed_and_restart_after_sigterm() {
             .flatten()
     });
     assert_eq!(row.get::<_, i32>(1), 1, "restart counted");
-    assert_eq!(row.get::<_, Option<i32>>(2), Some(1), "exit code of the SIGTERM");
+    assert_eq!(
+        row.get::<_, Option<i32>>(2),
+        Some(1),
+        "exit code of the SIGTERM"
+    );
 }

@@ -73,7 +73,11 @@ impl CounterSql {
 
 pub fn run(record: &WorkerRecord) {
     let config = CounterConfig::for_record(record);
-    worker::connect(record.def.database.as_deref(), record.def.role.as_deref(), false);
+    worker::connect(
+        record.def.database.as_deref(),
+        record.def.role.as_deref(),
+        false,
+    );
     worker::set_application_name(&record.def.name);
     let sql = CounterSql::new(&config.schema, &config.table);
     log!(
@@ -160,7 +164,10 @@ impl From<WorkError> for NoteError {
 fn wait_for_next_round(config: &CounterConfig, since: Instant) {
     loop {
         let naptime = config.naptime.unwrap_or_else(gucs::naptime);
-        let Some(left) = naptime.checked_sub(since.elapsed()).filter(|d| !d.is_zero()) else {
+        let Some(left) = naptime
+            .checked_sub(since.elapsed())
+            .filter(|d| !d.is_zero())
+        else {
             return;
         };
         worker::nap(Some(left));

@@ -9,7 +9,11 @@ use crate::registry::WorkerRecord;
 use crate::worker;
 
 pub fn run(record: &WorkerRecord) {
-    worker::connect(record.def.database.as_deref(), record.def.role.as_deref(), false);
+    worker::connect(
+        record.def.database.as_deref(),
+        record.def.role.as_deref(),
+        false,
+    );
     if record.def.database.is_some() {
         worker::set_application_name(&record.def.name);
         worker::report_activity(Some("sleeping"));

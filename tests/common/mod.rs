@@ -100,7 +100,8 @@ impl Cluster {
     /// postgresql.conf. Nothing is started yet.
     pub fn new(name: &str, settings: &[(&str, &str)]) -> Cluster {
         let base = PathBuf::from(
-            std::env::var("LIGHTDB_BGW_CLUSTER_BASE").unwrap_or_else(|_| "/tmp/ldbgw-clusters".into()),
+            std::env::var("LIGHTDB_BGW_CLUSTER_BASE")
+                .unwrap_or_else(|_| "/tmp/ldbgw-clusters".into()),
         );
         fs::create_dir_all(&base).expect("cluster base directory");
         chown_postgres(&base);
@@ -125,7 +126,16 @@ impl Cluster {
         let out = as_postgres(&cluster.bin.join("initdb"))
             .arg("-D")
             .arg(&cluster.data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
             .output()
             .expect("initdb runs");
         assert!(out.status.success(), "initdb failed: {}", text(&out));
@@ -149,7 +159,8 @@ impl Cluster {
             .append(true)
             .open(self.data.join("postgresql.conf"))
             .expect("postgresql.conf");
-        f.write_all(lines.as_bytes()).expect("write postgresql.conf");
+        f.write_all(lines.as_bytes())
+            .expect("write postgresql.conf");
     }
 
     /// Like `new` with `shared_preload_libraries = 'lightdb_bgw'`.
@@ -185,7 +196,11 @@ impl Cluster {
             self.running = true;
             Ok(())
         } else {
-            Err(format!("{}\n--- server log ---\n{}", text(&out), self.log()))
+            Err(format!(
+                "{}\n--- server log ---\n{}",
+                text(&out),
+                self.log()
+            ))
         }
     }
 
@@ -200,7 +215,12 @@ impl Cluster {
         let began = Instant::now();
         let out = self.pg_ctl(&["-m", mode.arg(), "-w", "-t", "60", "stop"]);
         let took = began.elapsed();
-        assert!(out.status.success(), "pg_ctl stop -m {}: {}", mode.arg(), text(&out));
+        assert!(
+            out.status.success(),
+            "pg_ctl stop -m {}: {}",
+            mode.arg(),
+            text(&out)
+        );
         self.running = false;
         took
     }
@@ -223,7 +243,11 @@ impl Cluster {
     /// The postmaster's pid, from postmaster.pid.
     pub fn postmaster_pid(&self) -> i32 {
         let pidfile = fs::read_to_string(self.data.join("postmaster.pid")).expect("postmaster.pid");
-        pidfile.lines().next().and_then(|l| l.trim().parse().ok()).expect("pid line")
+        pidfile
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("pid line")
     }
 
     /// A client connection to `dbname` as `postgres`.
@@ -282,7 +306,12 @@ fn chown_postgres(path: &Path) {
             .arg(path)
             .output()
             .expect("chown runs");
-        assert!(out.status.success(), "chown {}: {}", path.display(), text(&out));
+        assert!(
+            out.status.success(),
+            "chown {}: {}",
+            path.display(),
+            text(&out)
+        );
     }
 }
 
@@ -303,19 +332,25 @@ pub fn eventually<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> 
         if let Some(value) = check() {
             return value;
         }
-        assert!(began.elapsed() < deadline, "{what}: not reached within {deadline:?}");
+        assert!(
+            began.elapsed() < deadline,
+            "{what}: not reached within {deadline:?}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
 
 /// The SQLSTATE of a failed query, e.g. "55000".
 pub fn sqlstate(err: &postgres::Error) -> String {
-    err.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {err}"))
+    err.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no SQLSTATE: {err}"))
 }
 
 /// The server's detail/hint of a failed query.
 pub fn db_error(err: &postgres::Error) -> &postgres::error::DbError {
-    err.as_db_error().unwrap_or_else(|| panic!("not a server error: {err}"))
+    err.as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {err}"))
 }
 
 /// Whether process `pid` still exists (and is not a zombie of ours).
