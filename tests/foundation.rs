@@ -322,3 +322,155 @@ fn static_workers_are_listed_and_restart_after_sigterm() {
         "exit code of the SIGTERM"
     );
 }
+
+/// The pid of the static counter `n`, once it runs.
+fn counter_pid(client: &mut Client, n: u32) -> i32 {
+    let name = format!("lightdb_bgw counter {n}");
+    eventually(&format!("{name} running"), START, || {
+        client
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity \
+                 WHERE backend_type = 'lightdb_bgw' AND application_name = $1",
+                &[&name],
+            )
+            .ok()
+            .flatten()
+            .map(|r| r.get::<_, i32>(0))
+    })
+}
+
+#[test]
+fn sigterm_ends_a_counter_blocked_in_the_middle_of_a_fold() {
+    let mut cluster = Cluster::preloaded(
+        "sigterm",
+        &[
+            ("lightdb_bgw.static_workers", "counter:1"),
+            ("lightdb_bgw.naptime", "200ms"),
+        ],
+    );
+    cluster.start();
+    let mut client = cluster.connect("postgres");
+    let table = "lightdb_bgw_counter_1.counted";
+    wait_for_counter_table(&mut client, table);
+    let pid = counter_pid(&mut client, 1);
+
+    // Hold the table so that the next fold waits on the lock...
+    let mut holder = cluster.connect("postgres");
+    let mut tx = holder.transaction().unwrap();
+    tx.batch_execute(&format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .unwrap();
+    eventually("counter blocked in its fold", START, || {
+        let row = client
+            .query_one(
+                "SELECT state = 'active' AND wait_event_type = 'Lock' AND query LIKE '%DELETE FROM%' \
+                 FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .ok()?;
+        row.get::<_, Option<bool>>(0).unwrap_or(false).then_some(())
+    });
+    // ...then SIGTERM: the server's own handler cancels the statement.
+    let sent = Instant::now();
+    Cluster::kill(pid, libc::SIGTERM);
+    eventually("counter gone", Duration::from_secs(5), || {
+        (!process_alive(pid)).then_some(())
+    });
+    let took = sent.elapsed();
+    println!("counter exit after SIGTERM mid-statement: {took:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    tx.rollback().unwrap();
+    assert!(
+        cluster
+            .log()
+            .contains("terminating background worker \"lightdb_bgw\" due to administrator command"),
+        "{}",
+        cluster.log()
+    );
+}
+
+#[test]
+fn a_counter_survives_its_table_being_dropped() {
+    let mut cluster = Cluster::preloaded(
+        "droptable",
+        &[
+            ("lightdb_bgw.static_workers", "counter:1"),
+            ("lightdb_bgw.naptime", "100ms"),
+        ],
+    );
+    cluster.start();
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION lightdb_bgw")
+        .unwrap();
+    let table = "lightdb_bgw_counter_1.counted";
+    wait_for_counter_table(&mut client, table);
+    let pid = counter_pid(&mut client, 1);
+
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .unwrap();
+    // The fold fails, the error is recorded, the table comes back, and the
+    // same process carries on counting.
+    eventually("table re-created", START, || {
+        client
+            .query_opt(
+                &format!("SELECT value FROM {table} WHERE type = 'total'"),
+                &[],
+            )
+            .ok()
+            .flatten()
+            .map(|_| ())
+    });
+    client
+        .execute(&format!("INSERT INTO {table} VALUES ('delta', 3)"), &[])
+        .unwrap();
+    eventually("folded after re-creation", START, || {
+        (total(&mut client, table) == 3).then_some(())
+    });
+    assert_eq!(
+        counter_pid(&mut client, 1),
+        pid,
+        "the worker did not restart"
+    );
+    assert!(process_alive(pid));
+    assert!(
+        cluster.log().contains("42P01: relation"),
+        "the failed fold is logged with its SQLSTATE:\n{}",
+        cluster.log()
+    );
+}
+
+#[test]
+fn workers_leave_when_the_postmaster_dies() {
+    let mut cluster = Cluster::preloaded(
+        "pmdeath",
+        &[
+            ("lightdb_bgw.static_workers", "counter:2, sleep:2"),
+            ("lightdb_bgw.naptime", "1h"),
+        ],
+    );
+    cluster.start();
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION lightdb_bgw")
+        .unwrap();
+    let pids: Vec<i32> = eventually("4 started workers", START, || {
+        let rows = client
+            .query(
+                "SELECT pid FROM lightdb_bgw.workers WHERE status = 'started'",
+                &[],
+            )
+            .ok()?;
+        (rows.len() == 4).then(|| rows.iter().map(|r| r.get(0)).collect())
+    });
+    drop(client);
+    let postmaster = cluster.postmaster_pid();
+    Cluster::kill(postmaster, libc::SIGKILL);
+    let killed = Instant::now();
+    eventually("every worker gone", Duration::from_secs(10), || {
+        pids.iter().all(|&p| !process_alive(p)).then_some(())
+    });
+    let took = killed.elapsed();
+    println!("4 workers gone {took:?} after the postmaster's death");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
