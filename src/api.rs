@@ -1,9 +1,14 @@
-//! The SQL surface. Each function is thin: check preload, call the core,
-//! report an error once.
+//! The SQL surface. Each function is thin: turn SQL values into a request,
+//! call the core (`control`), report an error once.
+
+use std::time::Duration;
 
 use pgrx::prelude::*;
+use pgrx::JsonB;
 
-use crate::error::OrReport;
+use crate::control::{self, LaunchRequest, Status, Target};
+use crate::error::{BgwError, OrReport};
+use crate::launch::{self, RawWorker};
 use crate::preload;
 use crate::registry::{self, WorkerRecord};
 use crate::spec::KINDS;
@@ -14,6 +19,135 @@ fn timestamp(value: Option<i64>) -> Option<TimestampWithTimeZone> {
 
 fn seconds_interval(secs: Option<u32>) -> Option<Interval> {
     secs.and_then(|s| Interval::new(0, 0, s as i64 * 1_000_000).ok())
+}
+
+fn required<T>(value: Option<T>, what: &str) -> Result<T, BgwError> {
+    value.ok_or_else(|| BgwError::NullValue(what.to_string()))
+}
+
+fn interval_parts(i: Interval) -> (i32, i32, i64) {
+    (i.months(), i.days(), i.micros())
+}
+
+fn timeout(value: Option<Interval>) -> Result<Option<Duration>, BgwError> {
+    value
+        .map(|i| {
+            Duration::try_from(i).map_err(|_| BgwError::invalid("timeout must not be negative"))
+        })
+        .transpose()
+}
+
+/// Registers a dynamic worker of a built-in kind and returns its id. With
+/// `wait`, returns once the worker runs (or raises if it could not start).
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn launch(
+    kind: Option<&str>,
+    name: default!(Option<&str>, "NULL"),
+    config: default!(Option<JsonB>, "'{}'"),
+    database: default!(Option<&str>, "current_database()"),
+    role: default!(Option<&str>, "current_user"),
+    start_time: default!(Option<&str>, "'recovery_finished'"),
+    restart_after: default!(Option<Interval>, "NULL"),
+    bypass_allowconn: default!(Option<bool>, "false"),
+    wait: default!(Option<bool>, "true"),
+) -> i64 {
+    let request = (|| {
+        Ok::<_, BgwError>(LaunchRequest {
+            kind: required(kind, "kind")?.to_string(),
+            name: name.map(str::to_string),
+            config: required(config, "config")?.0.to_string(),
+            database: database.map(str::to_string),
+            role: Some(required(role, "role")?.to_string()),
+            start_time: required(start_time, "start_time")?.to_string(),
+            restart_after: restart_after.map(interval_parts),
+            bypass_allowconn: required(bypass_allowconn, "bypass_allowconn")?,
+            wait: required(wait, "wait")?,
+        })
+    })()
+    .or_report();
+    control::launch(request).or_report()
+}
+
+/// Registers a worker of any library: the whole `BackgroundWorker` struct.
+/// Superuser only.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn launch_raw(
+    library: Option<&str>,
+    function: Option<&str>,
+    name: Option<&str>,
+    r#type: default!(Option<&str>, "NULL"),
+    main_arg: default!(Option<i64>, "0"),
+    extra: default!(Option<Vec<u8>>, "NULL"),
+    flags: default!(Option<Vec<String>>, "'{shmem_access,database_connection}'"),
+    start_time: default!(Option<&str>, "'recovery_finished'"),
+    restart_after: default!(Option<Interval>, "NULL"),
+    wait: default!(Option<bool>, "true"),
+) -> i64 {
+    let raw = (|| {
+        let name = required(name, "name")?.to_string();
+        Ok::<_, BgwError>(RawWorker {
+            library: required(library, "library")?.to_string(),
+            function: required(function, "function")?.to_string(),
+            worker_type: r#type.map(str::to_string).unwrap_or_else(|| name.clone()),
+            name,
+            main_arg: required(main_arg, "main_arg")?,
+            extra: extra.unwrap_or_default(),
+            flags: launch::parse_flags(&required(flags, "flags")?).map_err(BgwError::invalid)?,
+            start_time: control::parse_start_time(required(start_time, "start_time")?)?,
+            restart_after: restart_after
+                .map(|i| {
+                    let (m, d, us) = interval_parts(i);
+                    crate::config::restart_secs(m, d, us).map_err(BgwError::invalid)
+                })
+                .transpose()?,
+            notify_pid: 0,
+        })
+    })()
+    .or_report();
+    control::launch_raw(raw, required(wait, "wait").or_report()).or_report()
+}
+
+/// `not_yet_started`, `started`, `stopped` or `postmaster_died`.
+#[pg_extern(volatile, strict, parallel_restricted)]
+fn status(id: i64) -> String {
+    control::status(id).or_report().name().to_string()
+}
+
+/// The worker's process id while it runs, else NULL.
+#[pg_extern(volatile, strict, parallel_restricted)]
+fn pid(id: i64) -> Option<i32> {
+    control::status(id).or_report().pid()
+}
+
+fn wait_for(id: Option<i64>, timeout_value: Option<Interval>, target: Target) -> String {
+    let id = required(id, "id").or_report();
+    let timeout = timeout(timeout_value).or_report();
+    match control::wait_checked(id, target, timeout).or_report() {
+        Some(status) => status.name().to_string(),
+        None => "timeout".to_string(),
+    }
+}
+
+/// Waits until the worker has started (or stopped, or the timeout passed)
+/// and returns the status reached, or `timeout`.
+#[pg_extern(volatile, parallel_restricted)]
+fn wait_for_startup(id: Option<i64>, timeout: default!(Option<Interval>, "NULL")) -> String {
+    wait_for(id, timeout, Target::Startup)
+}
+
+/// Waits until the worker has stopped (or the timeout passed) and returns
+/// the status reached, or `timeout`.
+#[pg_extern(volatile, parallel_restricted)]
+fn wait_for_shutdown(id: Option<i64>, timeout: default!(Option<Interval>, "NULL")) -> String {
+    wait_for(id, timeout, Target::Shutdown)
+}
+
+/// Stops the worker for good (no restart); true if it was still registered.
+#[pg_extern(volatile, strict, parallel_unsafe)]
+fn terminate(id: i64) -> bool {
+    control::terminate(id).or_report()
 }
 
 /// The built-in kinds, what each does and its configuration keys.
@@ -29,7 +163,7 @@ fn kinds() -> TableIterator<
     ),
 > {
     preload::require().or_report();
-    TableIterator::new(KINDS.iter().map(|k| {
+    TableIterator::new(KINDS.iter().filter(|k| k.builtin).map(|k| {
         (
             k.name.to_string(),
             k.description
@@ -65,17 +199,31 @@ fn row(
     Option<i32>,
     Option<String>,
     bool,
+    Option<i64>,
+    Option<i64>,
+    Option<f64>,
     Option<String>,
 ) {
+    let status: Status = control::status_of(&r).0;
+    let config = control::may_see_config(&r).then(|| r.def.config.clone());
+    let worker_type = if r.def.kind == crate::spec::Kind::Raw {
+        serde_json::from_str::<serde_json::Value>(&r.def.config)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+            .unwrap_or_default()
+    } else {
+        crate::spec::WORKER_TYPE.to_string()
+    };
+    let is_sql = r.def.kind == crate::spec::Kind::Sql;
     (
         r.id,
         r.def.name.clone(),
-        crate::spec::WORKER_TYPE.to_string(),
+        worker_type,
         r.def.kind.name().to_string(),
         r.def.database.clone(),
         r.def.role.clone(),
-        (r.pid != 0).then_some(r.pid),
-        r.state.name().to_string(),
+        status.pid(),
+        status.name().to_string(),
         r.def.start_time.name().to_string(),
         seconds_interval(r.def.restart_after),
         r.launched_by.clone(),
@@ -86,7 +234,10 @@ fn row(
         r.last_exit,
         r.last_error.clone(),
         r.is_static,
-        Some(r.def.config.clone()),
+        is_sql.then_some(r.runs),
+        (is_sql && r.runs > 0).then_some(r.last_rows),
+        (is_sql && r.runs > 0).then_some(r.last_run_us as f64 / 1000.0),
+        config,
     )
 }
 
@@ -115,6 +266,9 @@ fn worker_list() -> TableIterator<
         name!(last_exit, Option<i32>),
         name!(last_error, Option<String>),
         name!(is_static, bool),
+        name!(runs, Option<i64>),
+        name!(last_run_rows, Option<i64>),
+        name!(last_run_ms, Option<f64>),
         name!(config, Option<String>),
     ),
 > {

@@ -3,6 +3,8 @@
 
 use pgrx::pg_sys;
 
+use crate::error::BgwError;
+use crate::registry::{PgHandle, Reservation};
 use crate::spec::{self, StartTime, WorkerDef};
 
 /// The library and entry point of every built-in kind.
@@ -32,7 +34,7 @@ pub fn decode_extra(extra: &[u8]) -> Option<(i64, u64)> {
     Some((id, generation))
 }
 
-fn start_time(st: StartTime) -> pg_sys::BgWorkerStartTime::Type {
+pub fn start_time(st: StartTime) -> pg_sys::BgWorkerStartTime::Type {
     match st {
         StartTime::PostmasterStart => pg_sys::BgWorkerStartTime::BgWorkerStart_PostmasterStart,
         StartTime::ConsistentState => pg_sys::BgWorkerStartTime::BgWorkerStart_ConsistentState,
@@ -41,7 +43,7 @@ fn start_time(st: StartTime) -> pg_sys::BgWorkerStartTime::Type {
 }
 
 /// Copies a string into a fixed C buffer, refusing what does not fit.
-fn put_c(buf: &mut [std::ffi::c_char], what: &str, value: &str) -> Result<(), String> {
+pub fn put_c(buf: &mut [std::ffi::c_char], what: &str, value: &str) -> Result<(), String> {
     spec::check_c_string(what, value, buf.len())?;
     for (dst, src) in buf.iter_mut().zip(value.as_bytes()) {
         *dst = *src as std::ffi::c_char;
@@ -95,6 +97,146 @@ pub fn register_static_workers(defs: &[WorkerDef]) {
     }
 }
 
+/// What the postmaster says of a registered worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PmStatus {
+    NotYetStarted,
+    Started(i32),
+    Stopped,
+}
+
+/// Asks the postmaster's shared state about `handle`. A handle whose slot
+/// was reused (another generation) reads as stopped.
+pub fn handle_status(handle: PgHandle) -> PmStatus {
+    let mut copy = handle;
+    let mut pid: pg_sys::pid_t = 0;
+    // SAFETY: PgHandle has the layout of PostgreSQL's BackgroundWorkerHandle;
+    // the server only reads it, under its own lock.
+    let status = unsafe {
+        pg_sys::GetBackgroundWorkerPid(
+            (&raw mut copy).cast::<pg_sys::BackgroundWorkerHandle>(),
+            &mut pid,
+        )
+    };
+    match status {
+        pg_sys::BgwHandleStatus::BGWH_STARTED => PmStatus::Started(pid),
+        pg_sys::BgwHandleStatus::BGWH_NOT_YET_STARTED => PmStatus::NotYetStarted,
+        _ => PmStatus::Stopped,
+    }
+}
+
+/// Asks the postmaster to stop the worker for good: SIGTERM if it runs,
+/// and no restart; a worker not yet started never starts.
+pub fn terminate_handle(handle: PgHandle) {
+    let mut copy = handle;
+    // SAFETY: as in `handle_status`; a stale handle is ignored by the server.
+    unsafe {
+        pg_sys::TerminateBackgroundWorker((&raw mut copy).cast::<pg_sys::BackgroundWorkerHandle>())
+    };
+}
+
+/// Registers `worker` with the postmaster from a backend or a worker.
+/// Fails with 53000 when every `max_worker_processes` slot is taken.
+pub fn register_dynamic(mut worker: pg_sys::BackgroundWorker) -> Result<PgHandle, BgwError> {
+    let mut handle: *mut pg_sys::BackgroundWorkerHandle = std::ptr::null_mut();
+    // SAFETY: the struct is fully initialised; the server copies it and
+    // pallocs the handle in the current memory context.
+    let ok = unsafe { pg_sys::RegisterDynamicBackgroundWorker(&mut worker, &mut handle) };
+    if !ok || handle.is_null() {
+        return Err(BgwError::NoPostmasterSlot);
+    }
+    // SAFETY: a non-null handle from the server has PgHandle's layout; we
+    // copy it out and free the palloc'd original.
+    unsafe {
+        let copy = *(handle as *const PgHandle);
+        pg_sys::pfree(handle.cast());
+        Ok(copy)
+    }
+}
+
+/// Registers a built-in worker held by `reservation`; `notify_pid` hears of
+/// its start and exit (the launching backend or supervisor).
+pub fn launch_builtin(
+    def: &WorkerDef,
+    reservation: &Reservation,
+    notify_pid: i32,
+) -> Result<PgHandle, BgwError> {
+    let worker = build(
+        def,
+        reservation.slot,
+        reservation.id,
+        reservation.generation,
+        notify_pid,
+    )
+    .map_err(BgwError::invalid)?;
+    register_dynamic(worker)
+}
+
+/// Everything `launch_raw` sets, for any library's entry point.
+#[derive(Debug, Clone)]
+pub struct RawWorker {
+    pub library: String,
+    pub function: String,
+    pub name: String,
+    pub worker_type: String,
+    pub main_arg: i64,
+    pub extra: Vec<u8>,
+    pub flags: i32,
+    pub start_time: StartTime,
+    pub restart_after: Option<u32>,
+    pub notify_pid: i32,
+}
+
+/// The flag names `launch_raw` takes.
+pub fn parse_flags(names: &[String]) -> Result<i32, String> {
+    let mut flags = 0;
+    for name in names {
+        flags |= match name.as_str() {
+            "shmem_access" => pg_sys::BGWORKER_SHMEM_ACCESS as i32,
+            "database_connection" => pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION as i32,
+            other => {
+                return Err(format!(
+                    "unknown flag \"{other}\" (valid flags: shmem_access, database_connection)"
+                ))
+            }
+        };
+    }
+    if flags & pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION as i32 != 0
+        && flags & pg_sys::BGWORKER_SHMEM_ACCESS as i32 == 0
+    {
+        return Err("flag database_connection needs shmem_access".into());
+    }
+    Ok(flags)
+}
+
+/// The `BackgroundWorker` struct of a raw worker, every field checked.
+pub fn build_raw(raw: &RawWorker) -> Result<pg_sys::BackgroundWorker, String> {
+    // SAFETY: all-zero bytes are a valid empty BackgroundWorker.
+    let mut w: pg_sys::BackgroundWorker = unsafe { std::mem::zeroed() };
+    put_c(&mut w.bgw_name, "name", &raw.name)?;
+    put_c(&mut w.bgw_type, "type", &raw.worker_type)?;
+    put_c(&mut w.bgw_library_name, "library", &raw.library)?;
+    put_c(&mut w.bgw_function_name, "function", &raw.function)?;
+    if raw.extra.len() > w.bgw_extra.len() {
+        return Err(format!(
+            "extra is {} bytes long; the server allows at most {}",
+            raw.extra.len(),
+            w.bgw_extra.len()
+        ));
+    }
+    for (dst, src) in w.bgw_extra.iter_mut().zip(&raw.extra) {
+        *dst = *src as std::ffi::c_char;
+    }
+    w.bgw_flags = raw.flags;
+    w.bgw_start_time = start_time(raw.start_time);
+    w.bgw_restart_time = raw
+        .restart_after
+        .map_or(pg_sys::BGW_NEVER_RESTART, |s| s as i32);
+    w.bgw_main_arg = pg_sys::Datum::from(raw.main_arg);
+    w.bgw_notify_pid = raw.notify_pid;
+    Ok(w)
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;
@@ -105,5 +247,17 @@ mod unit {
         assert_eq!(decode_extra(&extra), Some((42, 7)));
         assert_eq!(decode_extra(&[0u8; 128]), None);
         assert_eq!(decode_extra(b"short"), None);
+    }
+
+    #[test]
+    fn flags() {
+        assert_eq!(
+            parse_flags(&["shmem_access".into()]),
+            Ok(pg_sys::BGWORKER_SHMEM_ACCESS as i32)
+        );
+        assert!(parse_flags(&["database_connection".into()]).is_err());
+        assert!(parse_flags(&["bogus".into()])
+            .unwrap_err()
+            .contains("valid flags"));
     }
 }

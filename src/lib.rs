@@ -9,6 +9,8 @@
 use pgrx::prelude::*;
 
 pub mod api;
+pub mod config;
+pub mod control;
 pub mod error;
 pub mod gucs;
 pub mod kinds;

@@ -28,8 +28,18 @@ pub const NAME_LEN: usize = pg_sys::BGW_MAXLEN as usize;
 pub const OBJECT_NAME_LEN: usize = pg_sys::NAMEDATALEN as usize;
 /// Bytes kept for the last error of a worker; longer messages are cut.
 pub const ERROR_LEN: usize = 256;
-/// Bytes kept for a worker's configuration (a JSON object).
-pub const CONFIG_LEN: usize = 2048;
+/// Bytes kept for a worker's configuration, a JSON object (room for a
+/// 64 KiB `sql` text and its JSON escapes).
+pub const CONFIG_LEN: usize = 96 * 1024;
+
+/// PostgreSQL's `struct BackgroundWorkerHandle` (bgworker.c, the same in
+/// PostgreSQL 13 to 18): which postmaster slot, and its generation.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgHandle {
+    pub slot: i32,
+    pub generation: u64,
+}
 
 /// Where a slot's worker is in its life, as PostgreSQL's handle states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +97,19 @@ pub struct Slot {
     is_static: bool,
     /// Seconds, or -1 for never. Launcher.
     restart_secs: i32,
+    /// Connect with `BGWORKER_BYPASS_ALLOWCONN`. Launcher.
+    bypass_allowconn: bool,
+    /// `terminate` was asked: the worker stops for good. Terminate.
+    terminate_requested: bool,
+    /// The postmaster's handle is known (dynamic workers). Launcher.
+    has_handle: bool,
+    handle: PgHandle,
+    /// The worker's role, InvalidOid for the bootstrap superuser. Launcher.
+    role_oid: u32,
+    /// Runs of a `sql` worker, rows and duration of the last. The worker.
+    runs: i64,
+    last_rows: i64,
+    last_run_us: i64,
     /// Process id while started, else 0. The worker.
     pid: i32,
     /// How many times the worker came back after an exit. The worker.
@@ -106,6 +129,14 @@ pub struct Slot {
     config: [u8; CONFIG_LEN],
 }
 
+/// What a launcher knows of a worker before it is registered.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    pub slot: u32,
+    pub id: i64,
+    pub generation: u64,
+}
+
 /// An owned copy of one slot, for readers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerRecord {
@@ -123,6 +154,13 @@ pub struct WorkerRecord {
     pub started_at: Option<i64>,
     pub stopped_at: Option<i64>,
     pub last_error: Option<String>,
+    pub bypass_allowconn: bool,
+    pub terminate_requested: bool,
+    pub handle: Option<PgHandle>,
+    pub role_oid: u32,
+    pub runs: i64,
+    pub last_rows: i64,
+    pub last_run_us: i64,
 }
 
 static HEADER: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
@@ -242,6 +280,17 @@ fn fill_slot(
     slot.start_time = def.start_time as u8;
     slot.is_static = false;
     slot.restart_secs = def.restart_after.map_or(-1, |s| s as i32);
+    slot.bypass_allowconn = false;
+    slot.terminate_requested = false;
+    slot.has_handle = false;
+    slot.handle = PgHandle {
+        slot: -1,
+        generation: 0,
+    };
+    slot.role_oid = 0;
+    slot.runs = 0;
+    slot.last_rows = 0;
+    slot.last_run_us = 0;
     slot.pid = 0;
     slot.restarts = 0;
     slot.last_exit = -1;
@@ -343,7 +392,7 @@ fn record_of(index: usize, slot: &Slot) -> WorkerRecord {
         state,
         is_static: slot.is_static,
         def: WorkerDef {
-            kind: Kind::from_u8(slot.kind).unwrap_or(Kind::Sleep),
+            kind: Kind::from_u8(slot.kind).unwrap_or(Kind::Raw),
             name: get_str(&slot.name),
             database: non_empty(get_str(&slot.database)),
             role: non_empty(get_str(&slot.role)),
@@ -359,6 +408,13 @@ fn record_of(index: usize, slot: &Slot) -> WorkerRecord {
         started_at: (slot.started_at != 0).then_some(slot.started_at),
         stopped_at: (slot.stopped_at != 0).then_some(slot.stopped_at),
         last_error: non_empty(get_str(&slot.last_error)),
+        bypass_allowconn: slot.bypass_allowconn,
+        terminate_requested: slot.terminate_requested,
+        handle: slot.has_handle.then_some(slot.handle),
+        role_oid: slot.role_oid,
+        runs: slot.runs,
+        last_rows: slot.last_rows,
+        last_run_us: slot.last_run_us,
     }
 }
 
@@ -381,12 +437,17 @@ pub fn list() -> Vec<WorkerRecord> {
 
 /// Run by a worker as it starts: checks that the slot still belongs to
 /// `(id, generation)` and marks it started. `None` when the slot was given
-/// to another worker (a stale registration), which must then leave.
+/// to another worker (a stale registration) or the worker was terminated
+/// while it waited for its (re)start: it must then leave with code 0.
 pub fn claim(slot: u32, id: i64, generation: u64, pid: i32) -> Option<WorkerRecord> {
     let mut locked = Locked::acquire(true)?;
     let slots = locked.slots();
     let entry = slots.get_mut(slot as usize)?;
-    if entry.id != id || entry.generation != generation || entry.state == SlotState::Free as u8 {
+    if entry.id != id
+        || entry.generation != generation
+        || entry.state == SlotState::Free as u8
+        || entry.terminate_requested
+    {
         return None;
     }
     if entry.started_at != 0 {
@@ -417,7 +478,12 @@ pub fn record_exit(slot: u32, id: i64, generation: u64, code: i32, error: Option
     if entry.id != id || entry.generation != generation {
         return;
     }
-    let restarts = code != 0 && entry.restart_secs >= 0;
+    if entry.state != SlotState::Started as u8 || entry.pid == 0 {
+        // Not ours any more (a terminated worker that came back only to
+        // leave): keep what terminate recorded.
+        return;
+    }
+    let restarts = code != 0 && entry.restart_secs >= 0 && !entry.terminate_requested;
     entry.state = if restarts {
         SlotState::NotYetStarted as u8
     } else {
@@ -443,6 +509,183 @@ pub fn record_error(slot: u32, id: i64, generation: u64, error: Option<&str>) {
         if entry.id == id && entry.generation == generation {
             put_str(&mut entry.last_error, error.unwrap_or(""));
         }
+    }
+}
+
+/// Takes a slot for a new worker: a free one, else the one whose worker
+/// stopped longest ago (history makes room). Static slots are never taken.
+/// `is_evictable` tells whether a stopped worker is also gone from the
+/// postmaster. The id is new and never reused.
+pub fn reserve(
+    def: &WorkerDef,
+    launched_by: &str,
+    role_oid: u32,
+    bypass_allowconn: bool,
+    is_evictable: impl Fn(&WorkerRecord) -> bool,
+) -> Result<Reservation, u32> {
+    let capacity = CAPACITY.load(Ordering::Relaxed);
+    let Some(mut locked) = Locked::acquire(true) else {
+        return Err(capacity);
+    };
+    let header = locked.header;
+    let slots = locked.slots();
+    let index = slots
+        .iter()
+        .position(|s| s.state == SlotState::Free as u8)
+        .or_else(|| {
+            slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.state == SlotState::Stopped as u8 && !s.is_static)
+                .filter(|(i, s)| is_evictable(&record_of(*i, s)))
+                .min_by_key(|(_, s)| (s.stopped_at, s.id))
+                .map(|(i, _)| i)
+        })
+        .ok_or(capacity)?;
+    // SAFETY: we hold the registry lock exclusively; next_id is guarded by it.
+    let id = unsafe {
+        let id = (*header).next_id;
+        (*header).next_id += 1;
+        id
+    };
+    let entry = &mut slots[index];
+    let generation = entry.generation.wrapping_add(1).max(1);
+    // SAFETY: reading the clock has no preconditions.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    fill_slot(entry, id, generation, def, Some(launched_by), now);
+    entry.role_oid = role_oid;
+    entry.bypass_allowconn = bypass_allowconn;
+    Ok(Reservation {
+        slot: index as u32,
+        id,
+        generation,
+    })
+}
+
+/// Names a reserved worker after its id is known.
+pub fn rename(r: &Reservation, name: &str) {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return;
+    };
+    if let Some(entry) = locked.slots().get_mut(r.slot as usize) {
+        if entry.id == r.id && entry.generation == r.generation {
+            put_str(&mut entry.name, name);
+        }
+    }
+}
+
+/// Gives back a reservation whose registration failed: nothing is left.
+pub fn release(r: &Reservation) {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return;
+    };
+    if let Some(entry) = locked.slots().get_mut(r.slot as usize) {
+        if entry.id == r.id && entry.generation == r.generation {
+            entry.state = SlotState::Free as u8;
+            entry.id = 0;
+        }
+    }
+}
+
+/// Records the postmaster's handle of a registered worker, so any session
+/// can ask the postmaster about it or terminate it.
+pub fn attach_handle(r: &Reservation, handle: PgHandle) {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return;
+    };
+    if let Some(entry) = locked.slots().get_mut(r.slot as usize) {
+        if entry.id == r.id && entry.generation == r.generation {
+            entry.handle = handle;
+            entry.has_handle = true;
+        }
+    }
+}
+
+/// The worker with `id`, if the registry still holds it.
+pub fn find(id: i64) -> Option<WorkerRecord> {
+    let mut locked = Locked::acquire(false)?;
+    locked
+        .slots()
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.id == id && s.state != SlotState::Free as u8)
+        .map(|(i, s)| record_of(i, s))
+}
+
+/// Marks the worker `id` for termination. A worker that is not running now
+/// is stopped at once; a running one stops when its exit is recorded.
+/// Returns the record as it was, or `None` for an unknown id.
+pub fn request_terminate(id: i64) -> Option<WorkerRecord> {
+    let mut locked = Locked::acquire(true)?;
+    let slots = locked.slots();
+    let (index, entry) = slots
+        .iter_mut()
+        .enumerate()
+        .find(|(_, s)| s.id == id && s.state != SlotState::Free as u8)?;
+    let before = record_of(index, entry);
+    entry.terminate_requested = true;
+    if entry.state == SlotState::NotYetStarted as u8 {
+        entry.state = SlotState::Stopped as u8;
+        // SAFETY: reading the clock has no preconditions.
+        entry.stopped_at = unsafe { pg_sys::GetCurrentTimestamp() };
+    }
+    drop(locked);
+    broadcast();
+    Some(before)
+}
+
+/// Records one run of a `sql` worker.
+pub fn record_run(slot: u32, id: i64, generation: u64, rows: i64, micros: i64) {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return;
+    };
+    if let Some(entry) = locked.slots().get_mut(slot as usize) {
+        if entry.id == id && entry.generation == generation {
+            entry.runs += 1;
+            entry.last_rows = rows;
+            entry.last_run_us = micros;
+        }
+    }
+}
+
+/// A wait on the registry's condition variable. Create it *before*
+/// checking the condition, so no change between the check and the sleep is
+/// missed; dropping it ends the wait.
+pub struct ChangeWait {
+    cv: *mut pg_sys::ConditionVariable,
+}
+
+impl ChangeWait {
+    pub fn prepare() -> Option<ChangeWait> {
+        let header = HEADER.load(Ordering::Acquire);
+        if header.is_null() {
+            return None;
+        }
+        // SAFETY: the condition variable lives in shared memory for the
+        // life of the server.
+        let cv = unsafe { &raw mut (*header).cv };
+        // SAFETY: as above; one prepared sleep per process at a time, which
+        // the server enforces by cancelling any other.
+        unsafe { pg_sys::ConditionVariablePrepareToSleep(cv) };
+        Some(ChangeWait { cv })
+    }
+
+    /// Sleeps until the registry changes or `timeout` passes. Serves
+    /// interrupts (query cancel raises an ERROR here).
+    pub fn sleep(&self, timeout: std::time::Duration) {
+        let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as std::ffi::c_long;
+        // SAFETY: `cv` is the prepared condition variable; the server's
+        // sleep handles interrupts and postmaster death.
+        unsafe {
+            pg_sys::ConditionVariableTimedSleep(self.cv, millis, pg_sys::PG_WAIT_EXTENSION);
+        }
+    }
+}
+
+impl Drop for ChangeWait {
+    fn drop(&mut self) {
+        // SAFETY: cancelling a prepared sleep has no other precondition.
+        unsafe { pg_sys::ConditionVariableCancelSleep() };
     }
 }
 

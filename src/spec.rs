@@ -13,6 +13,10 @@ pub const MAX_STATIC_PER_KIND: u32 = 1000;
 pub enum Kind {
     Counter = 1,
     Sleep = 2,
+    Sql = 3,
+    Supervisor = 4,
+    /// A worker of any library, registered with `launch_raw`.
+    Raw = 5,
 }
 
 pub struct KindInfo {
@@ -24,6 +28,8 @@ pub struct KindInfo {
     pub static_ok: bool,
     /// Whether it needs a database connection.
     pub needs_database: bool,
+    /// Whether `launch` takes it (every kind but `raw`).
+    pub builtin: bool,
 }
 
 pub const KINDS: &[KindInfo] = &[
@@ -35,6 +41,7 @@ pub const KINDS: &[KindInfo] = &[
         config_keys: &["naptime", "schema", "table", "notify"],
         static_ok: true,
         needs_database: true,
+        builtin: true,
     },
     KindInfo {
         kind: Kind::Sleep,
@@ -44,6 +51,36 @@ pub const KINDS: &[KindInfo] = &[
         config_keys: &["duration", "exit_code"],
         static_ok: true,
         needs_database: false,
+        builtin: true,
+    },
+    KindInfo {
+        kind: Kind::Sql,
+        name: "sql",
+        description: "runs a SQL text once or every interval, each run in its own transaction, \
+                      as the launching role, and records each run",
+        config_keys: &["sql", "interval"],
+        static_ok: false,
+        needs_database: true,
+        builtin: true,
+    },
+    KindInfo {
+        kind: Kind::Supervisor,
+        name: "supervisor",
+        description: "registers children workers of another kind from inside a background \
+                      worker and relaunches any that stops, until it is terminated",
+        config_keys: &["children", "child_kind", "child_config"],
+        static_ok: false,
+        needs_database: false,
+        builtin: true,
+    },
+    KindInfo {
+        kind: Kind::Raw,
+        name: "raw",
+        description: "a worker of any library, registered with launch_raw",
+        config_keys: &[],
+        static_ok: false,
+        needs_database: false,
+        builtin: false,
     },
 ];
 
@@ -59,8 +96,12 @@ impl Kind {
         self.info().name
     }
 
+    /// A kind `launch` takes, by name.
     pub fn from_name(name: &str) -> Option<Kind> {
-        KINDS.iter().find(|k| k.name == name).map(|k| k.kind)
+        KINDS
+            .iter()
+            .find(|k| k.builtin && k.name == name)
+            .map(|k| k.kind)
     }
 
     pub fn from_u8(raw: u8) -> Option<Kind> {
@@ -69,7 +110,22 @@ impl Kind {
 
     /// The valid kind names, comma separated, for error messages.
     pub fn valid_names() -> String {
-        KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+        KINDS
+            .iter()
+            .filter(|k| k.builtin)
+            .map(|k| k.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The valid names for `lightdb_bgw.static_workers`.
+    pub fn valid_static_names() -> String {
+        KINDS
+            .iter()
+            .filter(|k| k.static_ok)
+            .map(|k| k.name)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -119,17 +175,14 @@ pub fn parse_static_workers(value: &str) -> Result<Vec<StaticEntry>, StaticSpecE
             Some((k, c)) => (k.trim(), Some(c.trim())),
             None => (entry, None),
         };
-        let kind = Kind::from_name(kind_text).ok_or_else(|| {
-            fail(format!(
-                "unknown kind \"{kind_text}\" (valid kinds: {})",
-                Kind::valid_names()
-            ))
-        })?;
-        if !kind.info().static_ok {
-            return Err(fail(format!(
-                "kind \"{kind_text}\" cannot be started from the configuration file"
-            )));
-        }
+        let kind = Kind::from_name(kind_text)
+            .filter(|k| k.info().static_ok)
+            .ok_or_else(|| {
+                fail(format!(
+                    "unknown kind \"{kind_text}\" (kinds that can start with the server: {})",
+                    Kind::valid_static_names()
+                ))
+            })?;
         let count = match count_text {
             None => 1,
             Some(text) => text
@@ -372,9 +425,13 @@ mod unit {
     #[test]
     fn kinds_round_trip() {
         for info in KINDS {
-            assert_eq!(Kind::from_name(info.name), Some(info.kind));
+            let by_name = Kind::from_name(info.name);
+            assert_eq!(by_name, info.builtin.then_some(info.kind));
             assert_eq!(Kind::from_u8(info.kind as u8), Some(info.kind));
         }
+        assert_eq!(Kind::valid_names(), "counter, sleep, sql, supervisor");
+        let err = parse_static_workers("sql:1").unwrap_err();
+        assert!(err.reason.contains("counter, sleep"), "{err}");
         assert_eq!(Kind::from_name("nope"), None);
         assert_eq!(Kind::from_u8(0), None);
     }

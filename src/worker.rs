@@ -61,7 +61,9 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     // SAFETY: MyProcPid is set for every server process.
     let pid = unsafe { pg_sys::MyProcPid };
     let Some(record) = registry::claim(identity.slot, id, generation, pid) else {
-        log!("lightdb_bgw: worker {id} no longer has a registry slot; leaving");
+        // Terminated while it waited for its (re)start, or its slot went to
+        // a newer worker: leave with code 0, which unregisters it.
+        log!("lightdb_bgw: worker {id} was terminated or replaced; leaving");
         return;
     };
     kinds::run(&record);
@@ -164,6 +166,32 @@ pub fn connect(database: Option<&str>, role: Option<&str>, bypass_allowconn: boo
             user.as_ref().map_or(std::ptr::null(), |u| u.as_ptr()),
             flags as _,
         );
+    }
+}
+
+/// Connects as the registry recorded: database (or none), role, and the
+/// `BGWORKER_BYPASS_ALLOWCONN` flag.
+pub fn connect_as_recorded(record: &WorkerRecord) {
+    connect(
+        record.def.database.as_deref(),
+        record.def.role.as_deref(),
+        record.bypass_allowconn,
+    );
+}
+
+/// Queues a notification on `channel`, sent when the transaction commits,
+/// through the server's `Async_Notify()`.
+pub fn notify(channel: &str, payload: &str) {
+    extern "C-unwind" {
+        fn Async_Notify(channel: *const std::ffi::c_char, payload: *const std::ffi::c_char);
+    }
+    let channel = CString::new(channel).unwrap_or_default();
+    let payload = CString::new(payload).unwrap_or_default();
+    // SAFETY: called inside a transaction; the strings outlive the call and
+    // the server copies them; an ERROR is turned into a Rust panic by the
+    // guard instead of jumping over Rust frames.
+    unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| Async_Notify(channel.as_ptr(), payload.as_ptr()));
     }
 }
 

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 
+use crate::config::{self, KindConfig};
 use crate::gucs;
 use crate::registry::WorkerRecord;
+use crate::spec::Kind;
 use crate::spec::{self, quote_ident};
 use crate::worker::{self, WorkError};
 
@@ -24,14 +26,27 @@ pub struct CounterConfig {
     pub naptime: Option<Duration>,
     pub schema: String,
     pub table: String,
+    /// Channel notified (payload: the new total) after each fold.
+    pub notify: Option<String>,
 }
 
 impl CounterConfig {
     pub fn for_record(record: &WorkerRecord) -> Self {
+        let parsed = config::parse(Kind::Counter, &record.def.config);
+        let (naptime, schema, table, notify) = match parsed {
+            Ok(KindConfig::Counter {
+                naptime,
+                schema,
+                table,
+                notify,
+            }) => (naptime, schema, table, notify),
+            _ => (None, None, None, None),
+        };
         CounterConfig {
-            naptime: None,
-            schema: spec::default_counter_schema(record.id),
-            table: spec::DEFAULT_COUNTER_TABLE.to_string(),
+            naptime,
+            schema: schema.unwrap_or_else(|| spec::default_counter_schema(record.id)),
+            table: table.unwrap_or_else(|| spec::DEFAULT_COUNTER_TABLE.to_string()),
+            notify,
         }
     }
 }
@@ -71,13 +86,8 @@ impl CounterSql {
     }
 }
 
-pub fn run(record: &WorkerRecord) {
-    let config = CounterConfig::for_record(record);
-    worker::connect(
-        record.def.database.as_deref(),
-        record.def.role.as_deref(),
-        false,
-    );
+pub fn run(record: &WorkerRecord, config: &CounterConfig) {
+    worker::connect_as_recorded(record);
     worker::set_application_name(&record.def.name);
     let sql = CounterSql::new(&config.schema, &config.table);
     log!(
@@ -99,7 +109,14 @@ pub fn run(record: &WorkerRecord) {
         }
         if ready {
             worker::report_activity(Some(&sql.fold));
-            let folded = note(worker::in_transaction(|| fold(&sql.fold)));
+            let notify = config.notify.clone();
+            let folded = note(worker::in_transaction(|| {
+                let (total, deltas) = fold(&sql.fold);
+                if let Some(channel) = &notify {
+                    worker::notify(channel, &total.to_string());
+                }
+                (total, deltas)
+            }));
             if let Some((total, deltas)) = folded {
                 if deltas > 0 {
                     debug1!(
@@ -114,7 +131,7 @@ pub fn run(record: &WorkerRecord) {
         }
         worker::report_activity(None);
         last_round = Instant::now().max(last_round);
-        wait_for_next_round(&config, last_round);
+        wait_for_next_round(config, last_round);
         last_round = Instant::now();
     }
 }

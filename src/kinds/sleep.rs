@@ -8,19 +8,12 @@ use pgrx::pg_sys;
 use crate::registry::WorkerRecord;
 use crate::worker;
 
-pub fn run(record: &WorkerRecord) {
-    worker::connect(
-        record.def.database.as_deref(),
-        record.def.role.as_deref(),
-        false,
-    );
+pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) {
+    worker::connect_as_recorded(record);
     if record.def.database.is_some() {
         worker::set_application_name(&record.def.name);
         worker::report_activity(Some("sleeping"));
     }
-    // Static sleep workers have no configuration: they sleep until stopped.
-    let duration: Option<Duration> = None;
-    let exit_code = 0;
     let began = Instant::now();
     loop {
         let remaining = match duration {

@@ -1,0 +1,407 @@
+//! Kind configurations (`launch(..., config => '{...}')`) and durations, in
+//! plain Rust. A config is a JSON object; an unknown key is an error, and so
+//! is a value out of range. Durations are PostgreSQL interval text such as
+//! `'200ms'`, `'5s'`, `'1 min'`, `'1 hour 30 minutes'` or `'00:00:05'`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::spec::Kind;
+
+/// The longest SQL text a `sql` worker takes.
+pub const MAX_SQL_BYTES: usize = 64 * 1024;
+/// The most children one supervisor keeps.
+pub const MAX_CHILDREN: u32 = 1000;
+/// The longest identifier or channel name (the server's NAMEDATALEN - 1).
+pub const MAX_IDENT_BYTES: usize = 63;
+/// The longest duration accepted anywhere, one day.
+pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
+
+/// A kind's validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KindConfig {
+    Counter {
+        naptime: Option<Duration>,
+        schema: Option<String>,
+        table: Option<String>,
+        notify: Option<String>,
+    },
+    Sleep {
+        duration: Option<Duration>,
+        exit_code: i32,
+    },
+    Sql {
+        sql: String,
+        interval: Option<Duration>,
+    },
+    Supervisor {
+        children: u32,
+        child_kind: Kind,
+        /// The children's config, itself validated, as JSON text.
+        child_config: String,
+    },
+    Raw,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CounterRaw {
+    naptime: Option<String>,
+    schema: Option<String>,
+    table: Option<String>,
+    notify: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SleepRaw {
+    duration: Option<String>,
+    exit_code: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRaw {
+    sql: String,
+    interval: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupervisorRaw {
+    children: i64,
+    child_kind: String,
+    child_config: Option<Value>,
+}
+
+fn from_value<T: for<'de> Deserialize<'de>>(kind: Kind, value: &Value) -> Result<T, String> {
+    T::deserialize(value).map_err(|e| {
+        let keys = kind.info().config_keys.join(", ");
+        format!("{e} (keys of kind \"{kind}\": {keys})")
+    })
+}
+
+fn ident(what: &str, value: Option<String>) -> Result<Option<String>, String> {
+    match value {
+        Some(v) if v.is_empty() => Err(format!("{what} must not be empty")),
+        Some(v) if v.len() > MAX_IDENT_BYTES || v.contains('\0') => Err(format!(
+            "{what} \"{v}\" is longer than {MAX_IDENT_BYTES} bytes or contains NUL"
+        )),
+        other => Ok(other),
+    }
+}
+
+fn duration(what: &str, value: Option<String>) -> Result<Option<Duration>, String> {
+    value
+        .map(|text| {
+            let d = parse_duration(&text).map_err(|e| format!("{what}: {e}"))?;
+            if d.is_zero() {
+                return Err(format!("{what} must be greater than zero"));
+            }
+            Ok(d)
+        })
+        .transpose()
+}
+
+/// Parses and validates `json` (a JSON object) as the configuration of
+/// `kind`. The error names the key at fault.
+pub fn parse(kind: Kind, json: &str) -> Result<KindConfig, String> {
+    let value: Value =
+        serde_json::from_str(json).map_err(|e| format!("config is not valid JSON: {e}"))?;
+    parse_value(kind, &value)
+}
+
+pub fn parse_value(kind: Kind, value: &Value) -> Result<KindConfig, String> {
+    if !value.is_object() {
+        return Err("config must be a JSON object".into());
+    }
+    match kind {
+        Kind::Counter => {
+            let raw: CounterRaw = from_value(kind, value)?;
+            Ok(KindConfig::Counter {
+                naptime: duration("naptime", raw.naptime)?,
+                schema: ident("schema", raw.schema)?,
+                table: ident("table", raw.table)?,
+                notify: ident("notify channel", raw.notify)?,
+            })
+        }
+        Kind::Sleep => {
+            let raw: SleepRaw = from_value(kind, value)?;
+            let exit_code = match raw.exit_code {
+                None | Some(0) => 0,
+                Some(1) => 1,
+                Some(other) => return Err(format!("exit_code must be 0 or 1, not {other}")),
+            };
+            Ok(KindConfig::Sleep {
+                duration: duration("duration", raw.duration)?,
+                exit_code,
+            })
+        }
+        Kind::Sql => {
+            let raw: SqlRaw = from_value(kind, value)?;
+            if raw.sql.trim().is_empty() {
+                return Err("sql must not be empty".into());
+            }
+            if raw.sql.len() > MAX_SQL_BYTES {
+                return Err(format!(
+                    "sql is {} bytes long; a sql worker takes at most {MAX_SQL_BYTES} bytes",
+                    raw.sql.len()
+                ));
+            }
+            if raw.sql.contains('\0') {
+                return Err("sql must not contain NUL".into());
+            }
+            Ok(KindConfig::Sql {
+                sql: raw.sql,
+                interval: duration("interval", raw.interval)?,
+            })
+        }
+        Kind::Supervisor => {
+            let raw: SupervisorRaw = from_value(kind, value)?;
+            if raw.children < 1 || raw.children > MAX_CHILDREN as i64 {
+                return Err(format!(
+                    "children must be between 1 and {MAX_CHILDREN}, not {}",
+                    raw.children
+                ));
+            }
+            let child_kind = Kind::from_name(&raw.child_kind)
+                .filter(|k| *k != Kind::Supervisor)
+                .ok_or_else(|| {
+                    format!(
+                        "child_kind \"{}\" is not a kind a supervisor can run (counter, sleep, sql)",
+                        raw.child_kind
+                    )
+                })?;
+            let child_value = raw
+                .child_config
+                .unwrap_or_else(|| Value::Object(Default::default()));
+            parse_value(child_kind, &child_value).map_err(|e| format!("child_config: {e}"))?;
+            Ok(KindConfig::Supervisor {
+                children: raw.children as u32,
+                child_kind,
+                child_config: child_value.to_string(),
+            })
+        }
+        Kind::Raw => Ok(KindConfig::Raw),
+    }
+}
+
+/// Parses PostgreSQL interval text of fixed length: numbers with units
+/// (`us`, `ms`, `s`, `min`, `h`, `d`, `w` and their long forms) and
+/// `HH:MM[:SS[.frac]]`. Months and years, whose length varies, are refused.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = |why: &str| format!("invalid duration \"{text}\": {why}");
+    let trimmed = text.trim();
+    let body = trimmed.strip_prefix('@').unwrap_or(trimmed).trim();
+    if body.is_empty() {
+        return Err(bad("empty"));
+    }
+    let mut micros: f64 = 0.0;
+    let mut tokens = tokenize(body).into_iter().peekable();
+    let mut seen_any = false;
+    while let Some(token) = tokens.next() {
+        if token.contains(':') {
+            micros += clock_micros(&token).ok_or_else(|| bad("malformed hh:mm:ss"))?;
+            seen_any = true;
+            continue;
+        }
+        let (number, unit_inline) = split_number(&token);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| bad(&format!("\"{token}\" is not a number")))?;
+        if value < 0.0 {
+            return Err(bad("negative"));
+        }
+        let unit = if !unit_inline.is_empty() {
+            unit_inline.to_string()
+        } else {
+            match tokens.peek() {
+                Some(next) if next.chars().all(|c| c.is_ascii_alphabetic()) => {
+                    tokens.next().unwrap_or_default()
+                }
+                _ => "s".to_string(),
+            }
+        };
+        let per_unit = unit_micros(&unit.to_ascii_lowercase())
+            .ok_or_else(|| bad(&format!("unknown or variable-length unit \"{unit}\"")))?;
+        micros += value * per_unit;
+        seen_any = true;
+    }
+    if !seen_any {
+        return Err(bad("no value"));
+    }
+    if !micros.is_finite() || micros > MAX_DURATION.as_micros() as f64 {
+        return Err(bad("longer than one day"));
+    }
+    Ok(Duration::from_micros(micros.round() as u64))
+}
+
+fn tokenize(body: &str) -> Vec<String> {
+    body.split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn split_number(token: &str) -> (&str, &str) {
+    let end = token
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(token.len());
+    (&token[..end], &token[end..])
+}
+
+fn unit_micros(unit: &str) -> Option<f64> {
+    Some(match unit {
+        "us" | "usec" | "usecs" | "microsecond" | "microseconds" => 1.0,
+        "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1e3,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1e6,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60e6,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3600e6,
+        "d" | "day" | "days" => 86_400e6,
+        "w" | "week" | "weeks" => 604_800e6,
+        _ => return None,
+    })
+}
+
+fn clock_micros(token: &str) -> Option<f64> {
+    let parts: Vec<&str> = token.split(':').collect();
+    if parts.len() < 2 || parts.len() > 3 {
+        return None;
+    }
+    let hours: f64 = parts[0].parse().ok()?;
+    let minutes: f64 = parts[1].parse().ok()?;
+    let seconds: f64 = match parts.get(2) {
+        Some(s) => s.parse().ok()?,
+        None => 0.0,
+    };
+    if hours < 0.0 || !(0.0..60.0).contains(&minutes) || !(0.0..60.0).contains(&seconds) {
+        return None;
+    }
+    Some(((hours * 60.0 + minutes) * 60.0 + seconds) * 1e6)
+}
+
+/// `restart_after`: microseconds of an interval to whole seconds, refusing
+/// negative values, more than a day, and sub-second remainders that the
+/// server would silently drop.
+pub fn restart_secs(months: i32, days: i32, micros: i64) -> Result<u32, String> {
+    if months != 0 {
+        return Err("restart_after must not use months or years".into());
+    }
+    let total = days as i64 * 86_400_000_000 + micros;
+    if total < 0 {
+        return Err("restart_after must not be negative".into());
+    }
+    if total > MAX_DURATION.as_micros() as i64 {
+        return Err("restart_after must be at most one day".into());
+    }
+    if total % 1_000_000 != 0 {
+        return Err("restart_after must be a whole number of seconds".into());
+    }
+    Ok((total / 1_000_000) as u32)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_duration("200ms").unwrap(), ms(200));
+        assert_eq!(parse_duration("5s").unwrap(), ms(5000));
+        assert_eq!(parse_duration("5").unwrap(), ms(5000));
+        assert_eq!(parse_duration("1 min").unwrap(), ms(60_000));
+        assert_eq!(parse_duration("1 hour 30 minutes").unwrap(), ms(5_400_000));
+        assert_eq!(parse_duration("1.5 s").unwrap(), ms(1500));
+        assert_eq!(parse_duration("00:00:05").unwrap(), ms(5000));
+        assert_eq!(parse_duration("@ 2 secs").unwrap(), ms(2000));
+        assert_eq!(parse_duration("1 day").unwrap(), ms(86_400_000));
+        assert!(parse_duration("1 month")
+            .unwrap_err()
+            .contains("variable-length"));
+        assert!(parse_duration("2 days").unwrap_err().contains("one day"));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn configs() {
+        assert_eq!(
+            parse(Kind::Sleep, r#"{"duration": "1s", "exit_code": 1}"#).unwrap(),
+            KindConfig::Sleep {
+                duration: Some(Duration::from_secs(1)),
+                exit_code: 1
+            }
+        );
+        let err = parse(Kind::Sleep, r#"{"duraton": "1s"}"#).unwrap_err();
+        assert!(err.contains("unknown field `duraton`"), "{err}");
+        assert!(
+            err.contains("keys of kind \"sleep\": duration, exit_code"),
+            "{err}"
+        );
+        assert!(parse(Kind::Sleep, r#"{"exit_code": 2}"#).is_err());
+        assert!(parse(Kind::Sleep, "[]")
+            .unwrap_err()
+            .contains("JSON object"));
+        assert!(parse(Kind::Sql, "{}")
+            .unwrap_err()
+            .contains("missing field `sql`"));
+        let long = format!(r#"{{"sql": "{}"}}"#, "x".repeat(MAX_SQL_BYTES + 1));
+        assert!(parse(Kind::Sql, &long)
+            .unwrap_err()
+            .contains("at most 65536 bytes"));
+        let ok = format!(r#"{{"sql": "{}"}}"#, "x".repeat(MAX_SQL_BYTES));
+        assert!(parse(Kind::Sql, &ok).is_ok());
+        assert!(parse(Kind::Counter, r#"{"naptime": "0s"}"#).is_err());
+        assert!(parse(
+            Kind::Counter,
+            &format!(r#"{{"table": "{}"}}"#, "t".repeat(64))
+        )
+        .is_err());
+        let sup = parse(
+            Kind::Supervisor,
+            r#"{"children": 2, "child_kind": "sleep", "child_config": {"exit_code": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            sup,
+            KindConfig::Supervisor {
+                children: 2,
+                child_kind: Kind::Sleep,
+                child_config: r#"{"exit_code":1}"#.into()
+            }
+        );
+        let err = parse(
+            Kind::Supervisor,
+            r#"{"children": 2, "child_kind": "sleep", "child_config": {"bad": 1}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("child_config: unknown field `bad`"),
+            "{err}"
+        );
+        assert!(parse(
+            Kind::Supervisor,
+            r#"{"children": 0, "child_kind": "sleep"}"#
+        )
+        .is_err());
+        assert!(parse(
+            Kind::Supervisor,
+            r#"{"children": 1, "child_kind": "supervisor"}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn restart_after() {
+        assert_eq!(restart_secs(0, 0, 5_000_000), Ok(5));
+        assert_eq!(restart_secs(0, 1, 0), Ok(86_400));
+        assert!(restart_secs(0, 1, 1_000_000).is_err());
+        assert!(restart_secs(0, 0, -1_000_000).is_err());
+        assert!(restart_secs(1, 0, 0).is_err());
+        assert!(restart_secs(0, 0, 1_500_000).is_err());
+    }
+}

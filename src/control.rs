@@ -1,0 +1,481 @@
+//! Launching, watching and stopping workers: the core behind the SQL
+//! functions, also used by the supervisor kind from inside a worker.
+//!
+//! Launch reserves a registry slot first, then registers with the
+//! postmaster; when registration fails the slot is given back, so a failed
+//! launch leaves nothing behind. Status combines what the worker recorded
+//! in its slot with what the postmaster knows through the handle.
+
+use std::time::{Duration, Instant};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::config::{self, KindConfig};
+use crate::error::BgwError;
+use crate::launch::{self, PmStatus, RawWorker};
+use crate::preload;
+use crate::registry::{self, ChangeWait, Reservation, SlotState, WorkerRecord};
+use crate::spec::{self, Kind, StartTime, WorkerDef};
+
+/// A worker's status, as the SQL functions report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    NotYetStarted,
+    Started(i32),
+    Stopped,
+    PostmasterDied,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::NotYetStarted => "not_yet_started",
+            Status::Started(_) => "started",
+            Status::Stopped => "stopped",
+            Status::PostmasterDied => "postmaster_died",
+        }
+    }
+
+    pub fn pid(self) -> Option<i32> {
+        match self {
+            Status::Started(pid) => Some(pid),
+            _ => None,
+        }
+    }
+}
+
+/// What a wait waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Startup,
+    Shutdown,
+}
+
+fn postmaster_alive() -> bool {
+    // SAFETY: getppid has no preconditions; PostmasterPid is set at start.
+    unsafe { libc::getppid() == pg_sys::PostmasterPid }
+}
+
+/// The status of `rec`, and whether it may change without an event on the
+/// registry (so a waiter should look again soon).
+pub fn status_of(rec: &WorkerRecord) -> (Status, bool) {
+    if !postmaster_alive() {
+        return (Status::PostmasterDied, false);
+    }
+    let pm = rec.handle.map(launch::handle_status);
+    if rec.def.kind == Kind::Raw {
+        // Not our code: only the postmaster knows.
+        return match pm {
+            Some(PmStatus::Started(pid)) => (Status::Started(pid), true),
+            Some(PmStatus::NotYetStarted) => (Status::NotYetStarted, true),
+            _ => (Status::Stopped, false),
+        };
+    }
+    match (rec.state, pm) {
+        // Recorded its exit but the postmaster has not reaped it yet.
+        (SlotState::Stopped, Some(PmStatus::Started(pid))) => (Status::Started(pid), true),
+        (SlotState::Stopped, _) | (SlotState::Free, _) => (Status::Stopped, false),
+        // Gone without recording it (killed with SIGKILL).
+        (SlotState::Started, Some(PmStatus::Stopped)) => (Status::Stopped, false),
+        (SlotState::Started, _) => (Status::Started(rec.pid), false),
+        // Never started, and never will: forgotten by the postmaster.
+        (SlotState::NotYetStarted, Some(PmStatus::Stopped))
+            if rec.def.restart_after.is_none() || rec.terminate_requested =>
+        {
+            (Status::Stopped, false)
+        }
+        (SlotState::NotYetStarted, Some(PmStatus::Started(_))) => (Status::NotYetStarted, true),
+        (SlotState::NotYetStarted, _) => (Status::NotYetStarted, false),
+    }
+}
+
+/// Whether a stopped worker's slot may be given to a new worker.
+fn evictable(rec: &WorkerRecord) -> bool {
+    rec.handle
+        .map_or(true, |h| launch::handle_status(h) == PmStatus::Stopped)
+}
+
+/// A launch of a built-in kind, as `launch(...)` receives it.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    pub kind: String,
+    pub name: Option<String>,
+    pub config: String,
+    pub database: Option<String>,
+    pub role: Option<String>,
+    pub start_time: String,
+    /// `restart_after` as an interval: months, days, microseconds.
+    pub restart_after: Option<(i32, i32, i64)>,
+    pub bypass_allowconn: bool,
+    pub wait: bool,
+}
+
+fn invalid_detail(message: String, detail: String) -> BgwError {
+    BgwError::InvalidValue {
+        message,
+        detail: Some(detail),
+        hint: None,
+    }
+}
+
+pub fn parse_start_time(text: &str) -> Result<StartTime, BgwError> {
+    StartTime::from_name(text).ok_or_else(|| {
+        BgwError::invalid_with_hint(
+            format!("unknown start_time \"{text}\""),
+            "Use postmaster_start, consistent_state or recovery_finished.",
+        )
+    })
+}
+
+fn parse_restart(value: Option<(i32, i32, i64)>) -> Result<Option<u32>, BgwError> {
+    value
+        .map(|(m, d, us)| config::restart_secs(m, d, us).map_err(BgwError::invalid))
+        .transpose()
+}
+
+fn check_name(name: &str) -> Result<(), BgwError> {
+    spec::check_c_string("worker name", name, registry::NAME_LEN).map_err(BgwError::invalid)
+}
+
+/// The current user's name and whether it is a superuser.
+fn current_user() -> (String, u32, bool) {
+    // SAFETY: plain reads of the session state in a backend.
+    unsafe {
+        let oid = pg_sys::GetUserId();
+        let name = pg_sys::GetUserNameFromId(oid, false);
+        let text = std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned();
+        (text, oid.to_u32(), pg_sys::superuser())
+    }
+}
+
+/// Whether the current user may act as `role_oid` (SET ROLE to it).
+fn may_act_as(role_oid: u32) -> bool {
+    let role = pg_sys::Oid::from(role_oid);
+    // SAFETY: catalog lookups in a backend inside a transaction.
+    unsafe {
+        if pg_sys::superuser() {
+            return true;
+        }
+        if role_oid == 0 {
+            // The bootstrap superuser: superusers only.
+            return false;
+        }
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        {
+            pg_sys::is_member_of_role(pg_sys::GetUserId(), role)
+        }
+        #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+        {
+            pg_sys::member_can_set_role(pg_sys::GetUserId(), role)
+        }
+    }
+}
+
+/// Checks database and role against the catalogs, in the launching backend.
+/// Returns the role's oid.
+fn check_catalogs(
+    database: Option<&str>,
+    role: &str,
+    bypass_allowconn: bool,
+) -> Result<u32, BgwError> {
+    if let Some(db) = database {
+        let allowconn = Spi::get_one_with_args::<bool>(
+            "SELECT (SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = $1)",
+            &[db.into()],
+        )
+        .map_err(|e| BgwError::invalid(e.to_string()))?;
+        match allowconn {
+            None => {
+                return Err(BgwError::UndefinedDatabase(format!(
+                    "database \"{db}\" does not exist"
+                )))
+            }
+            Some(false) if !bypass_allowconn => {
+                return Err(BgwError::InvalidValue {
+                    message: format!("database \"{db}\" does not allow connections"),
+                    detail: None,
+                    hint: Some("A superuser may launch with bypass_allowconn => true.".into()),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    let row = Spi::get_two_with_args::<pg_sys::Oid, bool>(
+        "SELECT r.oid, r.rolcanlogin FROM (SELECT 1) AS one \
+         LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1",
+        &[role.into()],
+    );
+    let (oid, can_login) = match row {
+        Ok((Some(oid), Some(can_login))) => (oid, can_login),
+        _ => {
+            return Err(BgwError::UndefinedObject(format!(
+                "role \"{role}\" does not exist"
+            )))
+        }
+    };
+    if !may_act_as(oid.to_u32()) {
+        return Err(BgwError::NotAllowed(format!(
+            "permission denied to launch a worker as role \"{role}\""
+        )));
+    }
+    if !can_login {
+        return Err(BgwError::NotAllowed(format!(
+            "role \"{role}\" is not permitted to log in, so a worker cannot run as it"
+        )));
+    }
+    Ok(oid.to_u32())
+}
+
+/// `launch(...)`: validates everything, registers the worker and, with
+/// `wait`, returns once it runs. Returns the new id.
+pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
+    preload::require()?;
+    let kind = Kind::from_name(&req.kind).ok_or_else(|| {
+        BgwError::invalid_with_hint(
+            format!("unknown kind \"{}\"", req.kind),
+            format!("Valid kinds are: {}.", Kind::valid_names()),
+        )
+    })?;
+    let parsed = config::parse(kind, &req.config)
+        .map_err(|e| invalid_detail(format!("invalid config for kind \"{kind}\""), e))?;
+    if req.config.len() >= registry::CONFIG_LEN {
+        return Err(BgwError::invalid(format!(
+            "config is {} bytes as JSON; at most {} fit",
+            req.config.len(),
+            registry::CONFIG_LEN - 1
+        )));
+    }
+    let start_time = parse_start_time(&req.start_time)?;
+    let restart_after = parse_restart(req.restart_after)?;
+    if let Some(name) = &req.name {
+        check_name(name)?;
+    }
+    let (me, _, superuser) = current_user();
+    if req.bypass_allowconn && !superuser {
+        return Err(BgwError::NotAllowed(
+            "only a superuser may launch with bypass_allowconn".into(),
+        ));
+    }
+    if kind.info().needs_database && req.database.is_none() {
+        return Err(BgwError::NullValue(format!(
+            "database of a \"{kind}\" worker"
+        )));
+    }
+    let role = req.role.clone().unwrap_or_else(|| me.clone());
+    let role_oid = check_catalogs(req.database.as_deref(), &role, req.bypass_allowconn)?;
+
+    let def = WorkerDef {
+        kind,
+        name: req.name.clone().unwrap_or_default(),
+        database: req.database.clone(),
+        role: Some(role),
+        start_time,
+        restart_after,
+        config: canonical_config(&parsed, &req.config),
+    };
+    // SAFETY: MyProcPid is set in every server process.
+    let me_pid = unsafe { pg_sys::MyProcPid };
+    let id = register(def, &me, role_oid, req.bypass_allowconn, me_pid)?;
+    if req.wait {
+        let status = wait(id, Target::Startup, None)?;
+        if status == Status::Stopped {
+            let why = registry::find(id)
+                .and_then(|r| r.last_error)
+                .unwrap_or_else(|| "no error was recorded; see the server log".into());
+            return Err(BgwError::InvalidValue {
+                message: format!("worker {id} stopped before it started"),
+                detail: Some(why),
+                hint: None,
+            });
+        }
+    }
+    Ok(id)
+}
+
+/// The config kept in the registry: the caller's JSON, compacted.
+fn canonical_config(_parsed: &KindConfig, json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| json.to_string())
+}
+
+/// Reserves a slot and registers a built-in worker; gives the slot back if
+/// the postmaster refuses. Used by `launch` and by supervisors.
+pub fn register(
+    mut def: WorkerDef,
+    launched_by: &str,
+    role_oid: u32,
+    bypass_allowconn: bool,
+    notify_pid: i32,
+) -> Result<i64, BgwError> {
+    let unnamed = def.name.is_empty();
+    let reservation = registry::reserve(&def, launched_by, role_oid, bypass_allowconn, evictable)
+        .map_err(BgwError::RegistryFull)?;
+    if unnamed {
+        def.name = format!("lightdb_bgw {} {}", def.kind, reservation.id);
+        registry::rename(&reservation, &def.name);
+    }
+    match launch::launch_builtin(&def, &reservation, notify_pid) {
+        Ok(handle) => {
+            registry::attach_handle(&reservation, handle);
+            Ok(reservation.id)
+        }
+        Err(err) => {
+            registry::release(&reservation);
+            Err(err)
+        }
+    }
+}
+
+/// `launch_raw(...)`: any library's entry point, superuser only.
+pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwError> {
+    preload::require()?;
+    let (me, _, superuser) = current_user();
+    if !superuser {
+        return Err(BgwError::NotAllowed(
+            "only a superuser may use launch_raw".into(),
+        ));
+    }
+    // SAFETY: MyProcPid is set in every server process.
+    raw.notify_pid = unsafe { pg_sys::MyProcPid };
+    let worker = launch::build_raw(&raw).map_err(BgwError::invalid)?;
+    let config = serde_json::json!({
+        "library": raw.library,
+        "function": raw.function,
+        "type": raw.worker_type,
+        "main_arg": raw.main_arg,
+        "extra_bytes": raw.extra.len(),
+        "flags": raw.flags,
+    })
+    .to_string();
+    let def = WorkerDef {
+        kind: Kind::Raw,
+        name: raw.name.clone(),
+        database: None,
+        role: None,
+        start_time: raw.start_time,
+        restart_after: raw.restart_after,
+        config,
+    };
+    let reservation: Reservation =
+        registry::reserve(&def, &me, 0, false, evictable).map_err(BgwError::RegistryFull)?;
+    match launch::register_dynamic(worker) {
+        Ok(handle) => registry::attach_handle(&reservation, handle),
+        Err(err) => {
+            registry::release(&reservation);
+            return Err(err);
+        }
+    }
+    if wait_for_start {
+        wait(reservation.id, Target::Startup, None)?;
+    }
+    Ok(reservation.id)
+}
+
+fn lookup(id: i64) -> Result<WorkerRecord, BgwError> {
+    preload::require()?;
+    registry::find(id).ok_or_else(|| BgwError::UndefinedObject(format!("no worker with id {id}")))
+}
+
+fn check_may_control(rec: &WorkerRecord, what: &str) -> Result<(), BgwError> {
+    if may_act_as(rec.role_oid) {
+        Ok(())
+    } else {
+        Err(BgwError::NotAllowed(format!(
+            "permission denied to {what} worker {}",
+            rec.id
+        )))
+    }
+}
+
+/// `status(id)`.
+pub fn status(id: i64) -> Result<Status, BgwError> {
+    Ok(status_of(&lookup(id)?).0)
+}
+
+/// `wait_for_startup` / `wait_for_shutdown`: sleeps on the registry's
+/// condition variable (woken when any worker starts or exits), until the
+/// target is reached or `timeout` passes (then `None`).
+pub fn wait_checked(
+    id: i64,
+    target: Target,
+    timeout: Option<Duration>,
+) -> Result<Option<Status>, BgwError> {
+    let rec = lookup(id)?;
+    check_may_control(&rec, "wait on")?;
+    let began = Instant::now();
+    let waiter = ChangeWait::prepare();
+    loop {
+        let Some(rec) = registry::find(id) else {
+            // Its slot went to a newer worker: it had stopped.
+            return Ok(Some(Status::Stopped));
+        };
+        let (status, unsettled) = status_of(&rec);
+        let reached = match target {
+            Target::Startup => status != Status::NotYetStarted,
+            Target::Shutdown => matches!(status, Status::Stopped | Status::PostmasterDied),
+        };
+        if reached {
+            return Ok(Some(status));
+        }
+        let left = match timeout {
+            Some(t) => match t.checked_sub(began.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return Ok(None),
+            },
+            None => Duration::from_secs(3600),
+        };
+        // Events wake us; a state only the postmaster sees (reaping, a raw
+        // worker) is looked at again shortly, everything else once a second
+        // as a backstop against a missed event.
+        let backstop = if unsettled {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_secs(1)
+        };
+        match &waiter {
+            Some(w) => w.sleep(left.min(backstop)),
+            None => return Err(BgwError::NotPreloaded),
+        }
+    }
+}
+
+fn wait(id: i64, target: Target, timeout: Option<Duration>) -> Result<Status, BgwError> {
+    Ok(wait_checked(id, target, timeout)?.unwrap_or(Status::NotYetStarted))
+}
+
+/// `terminate(id)`: stops the worker for good; true if it was still
+/// registered (not stopped).
+pub fn terminate(id: i64) -> Result<bool, BgwError> {
+    let rec = lookup(id)?;
+    check_may_control(&rec, "terminate")?;
+    let was_registered = status_of(&rec).0 != Status::Stopped;
+    let Some(rec) = registry::request_terminate(id) else {
+        return Ok(false);
+    };
+    stop_record(&rec);
+    Ok(was_registered)
+}
+
+/// Stops the process of `rec` (already marked for termination).
+pub fn stop_record(rec: &WorkerRecord) {
+    match rec.handle {
+        Some(handle) => launch::terminate_handle(handle),
+        None if rec.pid != 0 => {
+            // A static worker: no postmaster handle. SIGTERM ends it; when
+            // the postmaster restarts it, it sees the request and leaves
+            // with code 0, which unregisters it.
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(rec.pid, libc::SIGTERM) };
+        }
+        None => {}
+    }
+}
+
+/// Whether the current user may see `rec`'s config.
+pub fn may_see_config(rec: &WorkerRecord) -> bool {
+    may_act_as(rec.role_oid)
+}
