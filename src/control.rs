@@ -281,8 +281,10 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
     let id = register(def, &me, role_oid, req.bypass_allowconn, me_pid)?;
     if req.wait {
         let status = wait(id, Target::Startup, None)?;
-        if status == Status::Stopped {
-            let why = registry::find(id)
+        let record = registry::find(id);
+        let ever_ran = record.as_ref().is_some_and(|r| r.started_at.is_some());
+        if status == Status::Stopped && !ever_ran {
+            let why = record
                 .and_then(|r| r.last_error)
                 .unwrap_or_else(|| "no error was recorded; see the server log".into());
             return Err(BgwError::InvalidValue {
