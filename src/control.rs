@@ -93,7 +93,7 @@ pub fn status_of(rec: &WorkerRecord) -> (Status, bool) {
 /// Whether a stopped worker's slot may be given to a new worker.
 fn evictable(rec: &WorkerRecord) -> bool {
     rec.handle
-        .map_or(true, |h| launch::handle_status(h) == PmStatus::Stopped)
+        .is_none_or(|h| launch::handle_status(h) == PmStatus::Stopped)
 }
 
 /// A launch of a built-in kind, as `launch(...)` receives it.

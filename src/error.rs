@@ -59,7 +59,7 @@ impl BgwError {
             BgwError::UndefinedDatabase(_) => ERRCODE_INVALID_CATALOG_NAME,
             BgwError::NotAllowed(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             BgwError::NoPostmasterSlot => ERRCODE_INSUFFICIENT_RESOURCES,
-            BgwError::RegistryFull(_) => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            BgwError::RegistryFull(_) => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
         }
     }
 
@@ -184,10 +184,7 @@ mod unit {
             BgwError::NotPreloaded.sqlstate(),
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
         );
-        assert_eq!(
-            BgwError::RegistryFull(4).sqlstate(),
-            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED
-        );
+        assert_eq!(sqlstate_text(BgwError::RegistryFull(4).sqlstate()), "53400");
         assert_eq!(
             BgwError::NoPostmasterSlot.sqlstate(),
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES

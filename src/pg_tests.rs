@@ -123,7 +123,10 @@ mod tests {
         .expect("kinds");
         assert_eq!(
             kinds.as_deref(),
-            Some("counter=naptime/schema/table/notify,sleep=duration/exit_code")
+            Some(
+                "counter=naptime/schema/table/notify,sleep=duration/exit_code,\
+                 sql=sql/interval,supervisor=children/child_kind/child_config"
+            )
         );
     }
 
@@ -152,6 +155,47 @@ mod tests {
     #[pg_test(error = "unrecognized configuration parameter \"lightdb_bgw.no_such_setting\"")]
     fn the_prefix_is_reserved() {
         Spi::run("SHOW lightdb_bgw.no_such_setting").unwrap();
+    }
+
+    /// A dynamic worker launched, seen and stopped from inside a session.
+    #[pg_test]
+    fn launch_status_and_terminate() {
+        let id = Spi::get_one::<i64>("SELECT lightdb_bgw.launch('sleep', database => NULL)")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            Spi::get_one_with_args::<String>("SELECT lightdb_bgw.status($1)", &[id.into()])
+                .unwrap()
+                .as_deref(),
+            Some("started")
+        );
+        let pid = Spi::get_one_with_args::<i32>("SELECT lightdb_bgw.pid($1)", &[id.into()])
+            .unwrap()
+            .unwrap();
+        assert!(pid > 0);
+        assert_eq!(
+            Spi::get_one_with_args::<bool>("SELECT lightdb_bgw.terminate($1)", &[id.into()])
+                .unwrap(),
+            Some(true)
+        );
+        assert_eq!(
+            Spi::get_one_with_args::<String>(
+                "SELECT lightdb_bgw.wait_for_shutdown($1, '30s')",
+                &[id.into()]
+            )
+            .unwrap()
+            .as_deref(),
+            Some("stopped")
+        );
+        assert_eq!(
+            Spi::get_one_with_args::<i32>("SELECT lightdb_bgw.pid($1)", &[id.into()]).unwrap(),
+            None
+        );
+    }
+
+    #[pg_test(error = "unknown kind \"bogus\"")]
+    fn unknown_kind_is_refused() {
+        Spi::run("SELECT lightdb_bgw.launch('bogus')").unwrap();
     }
 
     #[pg_test]

@@ -46,13 +46,10 @@ pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
             unsafe { pg_sys::proc_exit(code) };
         };
         // The next run starts one interval after this one started.
-        loop {
-            let Some(left) = interval
-                .checked_sub(began.elapsed())
-                .filter(|d| !d.is_zero())
-            else {
-                break;
-            };
+        while let Some(left) = interval
+            .checked_sub(began.elapsed())
+            .filter(|d| !d.is_zero())
+        {
             worker::nap(Some(left));
         }
     }

@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub use postgres::fallible_iterator::FallibleIterator;
 pub use postgres::{Client, NoTls};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
