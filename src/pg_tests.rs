@@ -67,7 +67,7 @@ mod tests {
                AND w.database = 'postgres' AND a.backend_type = 'lightdb_bgw'",
         );
         let names = Spi::get_one::<String>(
-            "SELECT string_agg(name || ':' || id, ',' ORDER BY id) FROM lightdb_bgw.workers",
+            "SELECT string_agg(name || ':' || id, ',' ORDER BY id) FROM lightdb_bgw.workers WHERE is_static",
         )
         .expect("names");
         assert_eq!(
