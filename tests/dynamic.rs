@@ -482,3 +482,111 @@ fn the_supervisor_relaunches_a_child_killed_with_sigterm() {
     });
     assert!(!process_alive(second.1));
 }
+
+#[test]
+fn terminate_interrupts_a_long_statement() {
+    let cluster = preloaded("longsql", &[]);
+    let mut client = cluster.connect("postgres");
+    let id = launch(
+        &mut client,
+        "'sql', config => '{\"sql\": \"SELECT pg_sleep(60)\"}'",
+    );
+    let worker_pid = pid(&mut client, id).expect("running");
+    eventually("in pg_sleep", LONG, || {
+        let row = client
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'",
+                &[&worker_pid],
+            )
+            .ok()?;
+        row.map(|_| ())
+    });
+    let sent = Instant::now();
+    client
+        .query_one("SELECT lightdb_bgw.terminate($1)", &[&id])
+        .unwrap();
+    let reached: String = client
+        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
+        .unwrap()
+        .get(0);
+    let took = sent.elapsed();
+    println!("sql worker in pg_sleep(60) stopped {took:?} after terminate");
+    assert_eq!(reached, "stopped");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(!process_alive(worker_pid));
+}
+
+#[test]
+fn bypass_allowconn_reaches_a_database_that_refuses_connections() {
+    let cluster = preloaded("allowconn", &[]);
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE DATABASE closed ALLOW_CONNECTIONS false")
+        .unwrap();
+    let err = client
+        .query_one(
+            "SELECT lightdb_bgw.launch('sleep', database => 'closed')",
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22023", "{err}");
+    assert!(db_error(&err)
+        .hint()
+        .unwrap_or("")
+        .contains("bypass_allowconn"));
+    let id = launch(
+        &mut client,
+        "'sleep', database => 'closed', bypass_allowconn => true",
+    );
+    let worker_pid = pid(&mut client, id).expect("running");
+    let datname: String = eventually("connected to closed", LONG, || {
+        client
+            .query_opt(
+                "SELECT datname FROM pg_stat_activity WHERE pid = $1",
+                &[&worker_pid],
+            )
+            .ok()
+            .flatten()
+            .and_then(|r| r.get::<_, Option<String>>(0))
+    });
+    assert_eq!(datname, "closed");
+    client
+        .query_one("SELECT lightdb_bgw.terminate($1)", &[&id])
+        .unwrap();
+}
+
+#[test]
+fn terminate_stops_a_static_worker_for_good() {
+    let cluster = preloaded("staticterm", &[("lightdb_bgw.static_workers", "sleep:1")]);
+    let mut client = cluster.connect("postgres");
+    let worker_pid = eventually("static sleep running", LONG, || pid(&mut client, 1));
+    assert!(client
+        .query_one("SELECT lightdb_bgw.terminate(1)", &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    let reached: String = client
+        .query_one("SELECT lightdb_bgw.wait_for_shutdown(1, '30s')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(reached, "stopped");
+    // A static worker has no postmaster handle: "stopped" means it recorded
+    // its exit; the process itself is gone a moment later.
+    eventually("process gone", Duration::from_secs(2), || {
+        (!process_alive(worker_pid)).then_some(())
+    });
+    // Past its restart time (10 s) it is still stopped: the postmaster
+    // restarted it, it saw the request and left for good with code 0.
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(status(&mut client, 1), "stopped");
+    let running: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'lightdb_bgw'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(running, 0);
+    assert!(cluster
+        .log()
+        .contains("was terminated or replaced; leaving"));
+}
