@@ -213,15 +213,17 @@ fn set_check_detail(detail: &str) {
     }
 }
 
-/// Check hook of `lightdb_bgw.static_workers`: also runs for `ALTER SYSTEM`,
-/// so a bad value is refused before it reaches the configuration file.
-unsafe extern "C-unwind" fn check_static_workers(
+/// The body every string check hook shares: reads the proposed value and
+/// runs `check` on it; a refusal becomes the detail PostgreSQL prints.
+///
+/// # Safety
+/// `newval` must be the pointer the GUC machinery passed to a check hook.
+unsafe fn check_string(
     newval: *mut *mut std::ffi::c_char,
-    _extra: *mut *mut std::ffi::c_void,
-    _source: pg_sys::GucSource::Type,
+    check: impl FnOnce(&str) -> Result<(), String>,
 ) -> bool {
-    // SAFETY: the GUC machinery passes a valid pointer to a NUL-terminated
-    // string or to NULL.
+    // SAFETY: the caller passes the GUC machinery's pointer to a
+    // NUL-terminated string or to NULL.
     let value = unsafe {
         let ptr = *newval;
         if ptr.is_null() {
@@ -229,12 +231,29 @@ unsafe extern "C-unwind" fn check_static_workers(
         }
         CStr::from_ptr(ptr).to_string_lossy().into_owned()
     };
-    match spec::parse_static_workers(&value) {
-        Ok(_) => true,
-        Err(err) => {
-            set_check_detail(&err.to_string());
+    match check(&value) {
+        Ok(()) => true,
+        Err(reason) => {
+            set_check_detail(&reason);
             false
         }
+    }
+}
+
+/// Check hook of `lightdb_bgw.static_workers`: also runs for `ALTER SYSTEM`,
+/// so a bad value is refused before it reaches the configuration file.
+unsafe extern "C-unwind" fn check_static_workers(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: called by the GUC machinery with its own pointer.
+    unsafe {
+        check_string(newval, |value| {
+            spec::parse_static_workers(value)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -244,19 +263,10 @@ unsafe extern "C-unwind" fn check_object_name(
     _extra: *mut *mut std::ffi::c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    // SAFETY: as in `check_static_workers`.
-    let value = unsafe {
-        let ptr = *newval;
-        if ptr.is_null() {
-            return true;
-        }
-        CStr::from_ptr(ptr).to_string_lossy().into_owned()
-    };
-    match spec::check_c_string("the name", &value, pg_sys::NAMEDATALEN as usize) {
-        Ok(()) => true,
-        Err(reason) => {
-            set_check_detail(&reason);
-            false
-        }
+    // SAFETY: called by the GUC machinery with its own pointer.
+    unsafe {
+        check_string(newval, |value| {
+            spec::check_c_string("the name", value, pg_sys::NAMEDATALEN as usize)
+        })
     }
 }

@@ -13,13 +13,7 @@ const LONG: Duration = Duration::from_secs(60);
 fn preloaded(name: &str, extra: &[(&str, &str)]) -> Cluster {
     let mut settings = vec![("max_worker_processes", "16")];
     settings.extend_from_slice(extra);
-    let mut cluster = Cluster::preloaded(name, &settings);
-    cluster.start();
-    cluster
-        .connect("postgres")
-        .batch_execute("CREATE EXTENSION lightdb_bgw")
-        .expect("create extension");
-    cluster
+    Cluster::with_extension(name, &settings).0
 }
 
 fn launch(client: &mut Client, args: &str) -> i64 {

@@ -215,18 +215,13 @@ fn sighup_changes_the_counter_naptime() {
 
 #[test]
 fn fast_shutdown_with_static_workers_is_prompt() {
-    let mut cluster = Cluster::preloaded(
+    let (mut cluster, mut client) = Cluster::with_extension(
         "fastshutdown",
         &[
             ("lightdb_bgw.static_workers", "counter:2, sleep:2"),
             ("lightdb_bgw.naptime", "1h"),
         ],
     );
-    cluster.start();
-    let mut client = cluster.connect("postgres");
-    client
-        .batch_execute("CREATE EXTENSION lightdb_bgw")
-        .unwrap();
     wait_for_workers(&mut client, "lightdb_bgw counter %", 2);
     eventually("4 started workers", START, || {
         let row = client
@@ -254,15 +249,10 @@ fn fast_shutdown_with_static_workers_is_prompt() {
 
 #[test]
 fn static_workers_are_listed_and_restart_after_sigterm() {
-    let mut cluster = Cluster::preloaded(
+    let (_cluster, mut client) = Cluster::with_extension(
         "staticlist",
         &[("lightdb_bgw.static_workers", "sleep:1, counter:1")],
     );
-    cluster.start();
-    let mut client = cluster.connect("postgres");
-    client
-        .batch_execute("CREATE EXTENSION lightdb_bgw")
-        .unwrap();
     let rows = eventually("both started", START, || {
         let rows = client
             .query(
@@ -390,18 +380,13 @@ fn sigterm_ends_a_counter_blocked_in_the_middle_of_a_fold() {
 
 #[test]
 fn a_counter_survives_its_table_being_dropped() {
-    let mut cluster = Cluster::preloaded(
+    let (cluster, mut client) = Cluster::with_extension(
         "droptable",
         &[
             ("lightdb_bgw.static_workers", "counter:1"),
             ("lightdb_bgw.naptime", "100ms"),
         ],
     );
-    cluster.start();
-    let mut client = cluster.connect("postgres");
-    client
-        .batch_execute("CREATE EXTENSION lightdb_bgw")
-        .unwrap();
     let table = "lightdb_bgw_counter_1.counted";
     wait_for_counter_table(&mut client, table);
     let pid = counter_pid(&mut client, 1);
@@ -442,18 +427,13 @@ fn a_counter_survives_its_table_being_dropped() {
 
 #[test]
 fn workers_leave_when_the_postmaster_dies() {
-    let mut cluster = Cluster::preloaded(
+    let (cluster, mut client) = Cluster::with_extension(
         "pmdeath",
         &[
             ("lightdb_bgw.static_workers", "counter:2, sleep:2"),
             ("lightdb_bgw.naptime", "1h"),
         ],
     );
-    cluster.start();
-    let mut client = cluster.connect("postgres");
-    client
-        .batch_execute("CREATE EXTENSION lightdb_bgw")
-        .unwrap();
     let pids: Vec<i32> = eventually("4 started workers", START, || {
         let rows = client
             .query(

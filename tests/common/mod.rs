@@ -171,6 +171,18 @@ impl Cluster {
         Cluster::new(name, &all)
     }
 
+    /// A preloaded cluster, started, with the extension created in
+    /// `postgres`, and a client connected there.
+    pub fn with_extension(name: &str, settings: &[(&str, &str)]) -> (Cluster, Client) {
+        let mut cluster = Cluster::preloaded(name, settings);
+        cluster.start();
+        let mut client = cluster.connect("postgres");
+        client
+            .batch_execute("CREATE EXTENSION lightdb_bgw")
+            .expect("CREATE EXTENSION lightdb_bgw");
+        (cluster, client)
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("server.log")
     }
