@@ -182,10 +182,16 @@ fn check_catalogs(
     bypass_allowconn: bool,
 ) -> Result<u32, BgwError> {
     if let Some(db) = database {
-        let allowconn = Spi::get_one_with_args::<bool>(
-            "SELECT (SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = $1)",
-            &[db.into()],
-        )
+        let allowconn = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT (SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = $1)",
+                    None,
+                    &[db.into()],
+                )?
+                .first()
+                .get_one::<bool>()
+        })
         .map_err(|e| BgwError::invalid(e.to_string()))?;
         match allowconn {
             None => {
@@ -203,11 +209,19 @@ fn check_catalogs(
             Some(_) => {}
         }
     }
-    let row = Spi::get_two_with_args::<pg_sys::Oid, bool>(
-        "SELECT r.oid, r.rolcanlogin FROM (SELECT 1) AS one \
-         LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1",
-        &[role.into()],
-    );
+    // Read-only queries (`select`): a launch on a hot standby may not
+    // take a transaction id.
+    let row = Spi::connect(|client| {
+        let table = client
+            .select(
+                "SELECT r.oid, r.rolcanlogin FROM (SELECT 1) AS one \
+                 LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1",
+                None,
+                &[role.into()],
+            )?
+            .first();
+        Ok::<_, pgrx::spi::Error>((table.get::<pg_sys::Oid>(1)?, table.get::<bool>(2)?))
+    });
     let (oid, can_login) = match row {
         Ok((Some(oid), Some(can_login))) => (oid, can_login),
         _ => {

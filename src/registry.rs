@@ -11,6 +11,7 @@
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
@@ -168,6 +169,20 @@ static LOCK: AtomicPtr<pg_sys::LWLock> = AtomicPtr::new(std::ptr::null_mut());
 static CAPACITY: AtomicU32 = AtomicU32::new(0);
 static STATIC_DEFS: OnceCell<Vec<WorkerDef>> = OnceCell::new();
 
+/// The registry as the postmaster last saw it before shared memory was
+/// released (at a crash-reinitialisation), kept in the postmaster's own
+/// memory so the new registry starts from it.
+struct Saved {
+    next_id: i64,
+    slots: Vec<Slot>,
+}
+
+static SAVED: Mutex<Option<Saved>> = Mutex::new(None);
+
+/// What the registry says of workers that were running or waiting when the
+/// server crashed.
+const CRASH_NOTE: &str = "interrupted by a crash-reinitialisation of the server";
+
 static mut PREV_SHMEM_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
 #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17", feature = "pg18"))]
 static mut PREV_SHMEM_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
@@ -248,20 +263,103 @@ unsafe extern "C-unwind" fn shmem_startup() {
             std::ptr::write_bytes(base, 0, size);
             (*header).capacity = capacity;
             pg_sys::ConditionVariableInit(&mut (*header).cv);
-            let slots = base.add(slots_offset()) as *mut Slot;
+            let slots = std::slice::from_raw_parts_mut(
+                base.add(slots_offset()) as *mut Slot,
+                capacity as usize,
+            );
             let now = pg_sys::GetCurrentTimestamp();
             let statics = STATIC_DEFS.get().map(Vec::as_slice).unwrap_or(&[]);
-            for (index, def) in statics.iter().enumerate() {
-                let slot = &mut *slots.add(index);
-                fill_slot(slot, index as i64 + 1, 1, def, None, now);
-                slot.is_static = true;
+            let saved = SAVED.lock().ok().and_then(|mut s| s.take());
+            match saved {
+                Some(saved) if saved.slots.len() == slots.len() => {
+                    for (slot, old) in slots.iter_mut().zip(&saved.slots) {
+                        *slot = *old;
+                        recover_slot(slot, now);
+                    }
+                    (*header).next_id = saved.next_id.max(statics.len() as i64 + 1);
+                }
+                _ => {
+                    for (index, def) in statics.iter().enumerate() {
+                        let slot = &mut slots[index];
+                        fill_slot(slot, index as i64 + 1, 1, def, None, now);
+                        slot.is_static = true;
+                    }
+                    (*header).next_id = statics.len() as i64 + 1;
+                }
             }
-            (*header).next_id = statics.len() as i64 + 1;
+        }
+        if !pg_sys::IsUnderPostmaster {
+            // Registered anew at each creation: the server forgets its exit
+            // callbacks when it releases shared memory.
+            pg_sys::on_shmem_exit(Some(save_registry), pg_sys::Datum::from(0usize));
         }
         let tranche = pg_sys::GetNamedLWLockTranche(TRANCHE_NAME.as_ptr());
         LOCK.store(&mut (*tranche).lock, Ordering::Release);
         HEADER.store(header, Ordering::Release);
         pg_sys::LWLockRelease(init_lock);
+    }
+}
+
+/// Runs in the postmaster as it releases shared memory (after a crash,
+/// before it creates the memory anew, and at shutdown): copies the registry
+/// into the postmaster's own memory. Every other process is gone by then.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn save_registry(_code: i32, _arg: pg_sys::Datum) {
+    let header = HEADER.load(Ordering::Acquire);
+    if header.is_null() {
+        return;
+    }
+    // SAFETY: the segment is still attached (our callback runs before the
+    // server's detach callback, registered earlier) and no other process
+    // is alive to change it.
+    let saved = unsafe {
+        let capacity = (*header).capacity as usize;
+        if capacity != CAPACITY.load(Ordering::Relaxed) as usize {
+            return;
+        }
+        let base = (header as *mut u8).add(slots_offset()) as *const Slot;
+        Saved {
+            next_id: (*header).next_id,
+            slots: std::slice::from_raw_parts(base, capacity).to_vec(),
+        }
+    };
+    HEADER.store(std::ptr::null_mut(), Ordering::Release);
+    if let Ok(mut slot) = SAVED.lock() {
+        *slot = Some(saved);
+    }
+}
+
+/// Brings a slot saved before a crash-reinitialisation into the new
+/// registry. The postmaster's handles are void (its slots were rebuilt), so
+/// they are dropped; a worker that was running or waiting comes back if it
+/// has a restart policy and was not terminated (the postmaster restarts it
+/// at once), and is stopped otherwise. Anything unreadable is freed.
+fn recover_slot(slot: &mut Slot, now: i64) {
+    let state = slot.state;
+    if state > SlotState::Stopped as u8 || slot.id <= 0 {
+        slot.state = SlotState::Free as u8;
+        slot.id = 0;
+        return;
+    }
+    if state == SlotState::Free as u8 {
+        return;
+    }
+    slot.has_handle = false;
+    if state == SlotState::Stopped as u8 {
+        return;
+    }
+    let was_running = state == SlotState::Started as u8;
+    slot.pid = 0;
+    let comes_back =
+        slot.restart_secs >= 0 && !slot.terminate_requested && slot.kind != Kind::Raw as u8;
+    if comes_back {
+        slot.state = SlotState::NotYetStarted as u8;
+    } else {
+        slot.state = SlotState::Stopped as u8;
+        slot.stopped_at = now;
+    }
+    if was_running || !comes_back {
+        put_str(&mut slot.last_error, CRASH_NOTE);
     }
 }
 

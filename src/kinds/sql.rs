@@ -21,8 +21,18 @@ pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
         worker::report_activity(Some(sql));
         let text = sql.to_string();
         let outcome = worker::in_transaction(move || {
-            Spi::connect_mut(|client| client.update(text.as_str(), None, &[]).map(|t| t.len()))
-                .unwrap_or_else(|err| pgrx::error!("{err}"))
+            // On a hot standby the text runs read-only: asking for a
+            // transaction id there is an error even for a SELECT.
+            // SAFETY: a plain read of the server's recovery state.
+            let read_only = unsafe { pg_sys::RecoveryInProgress() };
+            Spi::connect_mut(|client| {
+                if read_only {
+                    client.select(text.as_str(), None, &[]).map(|t| t.len())
+                } else {
+                    client.update(text.as_str(), None, &[]).map(|t| t.len())
+                }
+            })
+            .unwrap_or_else(|err| pgrx::error!("{err}"))
         });
         let micros = began.elapsed().as_micros().min(i64::MAX as u128) as i64;
         worker::report_activity(None);

@@ -100,30 +100,7 @@ impl Cluster {
     /// Creates (initdb) a cluster with `settings` appended to its
     /// postgresql.conf. Nothing is started yet.
     pub fn new(name: &str, settings: &[(&str, &str)]) -> Cluster {
-        let base = PathBuf::from(
-            std::env::var("LIGHTDB_BGW_CLUSTER_BASE")
-                .unwrap_or_else(|_| "/tmp/ldbgw-clusters".into()),
-        );
-        fs::create_dir_all(&base).expect("cluster base directory");
-        chown_postgres(&base);
-        let dir = base.join(format!(
-            "{name}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("cluster directory");
-        chown_postgres(&dir);
-        let data = dir.join("data");
-        let bin = bindir();
-        let mut cluster = Cluster {
-            name: name.to_string(),
-            dir,
-            data,
-            port: free_port(),
-            bin,
-            running: false,
-        };
+        let mut cluster = Cluster::empty(name);
         let out = as_postgres(&cluster.bin.join("initdb"))
             .arg("-D")
             .arg(&cluster.data)
@@ -140,18 +117,81 @@ impl Cluster {
             .output()
             .expect("initdb runs");
         assert!(out.status.success(), "initdb failed: {}", text(&out));
+        cluster.configure(settings);
+        cluster
+    }
+
+    /// A streaming standby of `primary` (`pg_basebackup -R`), with its own
+    /// port and socket and `settings` on top of the primary's.
+    pub fn standby_of(primary: &Cluster, name: &str, settings: &[(&str, &str)]) -> Cluster {
+        let mut cluster = Cluster::empty(name);
+        let out = as_postgres(&cluster.bin.join("pg_basebackup"))
+            .arg("-D")
+            .arg(&cluster.data)
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .arg(format!("--port={}", primary.port))
+            .output()
+            .expect("pg_basebackup runs");
+        assert!(out.status.success(), "pg_basebackup failed: {}", text(&out));
+        cluster.configure(settings);
+        cluster
+    }
+
+    /// A fresh directory and port, owned by postgres; nothing in it yet.
+    fn empty(name: &str) -> Cluster {
+        let base = PathBuf::from(
+            std::env::var("LIGHTDB_BGW_CLUSTER_BASE")
+                .unwrap_or_else(|_| "/tmp/ldbgw-clusters".into()),
+        );
+        fs::create_dir_all(&base).expect("cluster base directory");
+        chown_postgres(&base);
+        let dir = base.join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("cluster directory");
+        chown_postgres(&dir);
+        let data = dir.join("data");
+        Cluster {
+            name: name.to_string(),
+            dir,
+            data,
+            port: free_port(),
+            bin: bindir(),
+            running: false,
+        }
+    }
+
+    /// Appends this cluster's port, socket and `settings` to postgresql.conf.
+    fn configure(&mut self, settings: &[(&str, &str)]) {
         let mut conf = format!(
             "\n# lightdb_bgw cluster test\nport = {}\nlisten_addresses = '127.0.0.1'\n\
              unix_socket_directories = '{}'\nfsync = off\nlog_line_prefix = '%m [%p] %b '\n\
              max_connections = 40\nshared_buffers = '16MB'\n",
-            cluster.port,
-            cluster.dir.display()
+            self.port,
+            self.dir.display()
         );
         for (key, value) in settings {
             conf.push_str(&format!("{key} = '{}'\n", value.replace('\'', "''")));
         }
-        cluster.append_conf(&conf);
-        cluster
+        self.append_conf(&conf);
+    }
+
+    /// Promotes a standby and waits until it runs as a primary.
+    pub fn promote(&self) {
+        let out = self.pg_ctl(&["-w", "-t", "60", "promote"]);
+        assert!(out.status.success(), "pg_ctl promote: {}", text(&out));
     }
 
     /// Appends lines to postgresql.conf.
