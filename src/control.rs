@@ -424,6 +424,7 @@ pub fn wait_checked(
     check_may_control(&rec, "wait on")?;
     let began = Instant::now();
     let waiter = ChangeWait::prepare();
+    let mut quick_looks = 0;
     loop {
         let Some(rec) = registry::find(id) else {
             // Its slot went to a newer worker: it had stopped.
@@ -444,11 +445,21 @@ pub fn wait_checked(
             },
             None => Duration::from_secs(3600),
         };
-        // Events wake us; a state only the postmaster sees (reaping, a raw
-        // worker) is looked at again shortly, everything else once a second
-        // as a backstop against a missed event.
+        // Events wake us (every worker broadcasts when it starts and when
+        // it records its exit). The one step no event announces to other
+        // sessions is the postmaster reaping a worker that has recorded its
+        // exit (or a raw worker's progress): that takes well under a
+        // millisecond, so it is looked at again after 100 µs, a few dozen
+        // times, then every millisecond. Otherwise a one-second backstop
+        // guards against a missed event.
+        if unsettled && quick_looks < 40 {
+            quick_looks += 1;
+            std::thread::sleep(Duration::from_micros(100).min(left));
+            pg_sys::check_for_interrupts!();
+            continue;
+        }
         let backstop = if unsettled {
-            Duration::from_millis(5)
+            Duration::from_millis(1)
         } else {
             Duration::from_secs(1)
         };

@@ -50,11 +50,14 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     };
     let _ = IDENTITY.set(identity);
 
-    // SAFETY: registered before any database connection, so it runs after
-    // the server's own shutdown callbacks (they run in reverse order) and
-    // finds no transaction or lock of ours still held.
+    // SAFETY: an on_shmem_exit callback runs after every before_shmem_exit
+    // callback (the server's transaction and statistics shutdown among
+    // them), so no transaction or lock of ours is held, and, registered
+    // after the server's own process set-up, before the PGPROC is released,
+    // so the registry lock can still be taken. The exit is recorded as late
+    // as that allows: waiters see it just before the process ends.
     unsafe {
-        pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
+        pg_sys::on_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
         pg_sys::emit_log_hook = Some(remember_error);
     }
 

@@ -146,6 +146,19 @@ impl Cluster {
         cluster
     }
 
+    /// A handle on a cluster another `Cluster` owns, for connecting from
+    /// other threads; dropping it leaves the server alone.
+    pub fn detached(port: u16) -> Cluster {
+        Cluster {
+            name: format!("detached:{port}"),
+            dir: PathBuf::new(),
+            data: PathBuf::new(),
+            port,
+            bin: PathBuf::new(),
+            running: false,
+        }
+    }
+
     /// A fresh directory and port, owned by postgres; nothing in it yet.
     fn empty(name: &str) -> Cluster {
         let base = PathBuf::from(
@@ -330,6 +343,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self.data.as_os_str().is_empty() {
+            return; // detached
+        }
         if self.running || self.data.join("postmaster.pid").exists() {
             let _ = self.pg_ctl(&["-m", "immediate", "-w", "-t", "30", "stop"]);
         }

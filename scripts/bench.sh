@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Benchmarks (separate from the tests): installs the release build, starts
+# a throwaway cluster, and prints every figure beside a reference measured
+# in the same run, as a ratio. Results also go to results/ (JSON, CSV and
+# an SVG plot of latency against concurrency).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+ensure_toolchain
+
+log "building and installing lightdb_bgw (release)"
+cargo pgrx install --release --pg-config "$PG_CONFIG"
+
+log "running the benchmarks"
+# The client side is the same for a figure and its reference, so it is
+# built in the quicker debug profile; the server runs the release build.
+cargo run --quiet --no-default-features --features "pg${PG_MAJOR}" --example bench
