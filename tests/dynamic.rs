@@ -16,13 +16,6 @@ fn preloaded(name: &str, extra: &[(&str, &str)]) -> Cluster {
     Cluster::with_extension(name, &settings).0
 }
 
-fn launch(client: &mut Client, args: &str) -> i64 {
-    client
-        .query_one(&format!("SELECT lightdb_bgw.launch({args})"), &[])
-        .unwrap_or_else(|e| panic!("launch({args}): {e}"))
-        .get(0)
-}
-
 fn status(client: &mut Client, id: i64) -> String {
     client
         .query_one("SELECT lightdb_bgw.status($1)", &[&id])
@@ -137,14 +130,7 @@ fn restart_rules_follow_the_exit_code() {
     assert_eq!(row.get::<_, i32>(1), 0);
     assert_eq!(row.get::<_, Option<i32>>(2), Some(0));
     // terminate stops the restartable one for good.
-    client
-        .query_one("SELECT lightdb_bgw.terminate($1)", &[&again])
-        .unwrap();
-    let reached: String = client
-        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&again])
-        .unwrap()
-        .get(0);
-    assert_eq!(reached, "stopped");
+    assert_eq!(stop_worker(&mut client, again), "stopped");
     let before: i32 = client
         .query_one(
             "SELECT restarts FROM lightdb_bgw.workers WHERE id = $1",

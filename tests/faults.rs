@@ -10,13 +10,6 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn launch(client: &mut Client, args: &str) -> i64 {
-    client
-        .query_one(&format!("SELECT lightdb_bgw.launch({args})"), &[])
-        .unwrap_or_else(|e| panic!("launch({args}): {e:?}"))
-        .get(0)
-}
-
 fn one<T: for<'a> postgres::types::FromSql<'a>>(client: &mut Client, sql: &str, id: i64) -> T {
     client
         .query_one(sql, &[&id])
@@ -414,13 +407,7 @@ fn concurrent_lifecycles_leave_nothing_behind() {
                         .unwrap()
                         .get(0);
                     assert_ne!(reached, "timeout");
-                    client
-                        .query_one("SELECT lightdb_bgw.terminate($1)", &[&id])
-                        .unwrap();
-                    let reached: String = client
-                        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
-                        .unwrap()
-                        .get(0);
+                    let reached = stop_worker(&mut client, id);
                     assert_eq!(reached, "stopped", "stuck wait for worker {id}");
                     done += 1;
                 }

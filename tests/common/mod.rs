@@ -409,6 +409,27 @@ pub fn eventually<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> 
     }
 }
 
+/// `lightdb_bgw.launch(<args>)`, the new id; panics with the server's
+/// error if it fails.
+pub fn launch(client: &mut Client, args: &str) -> i64 {
+    client
+        .query_one(&format!("SELECT lightdb_bgw.launch({args})"), &[])
+        .unwrap_or_else(|e| panic!("launch({args}): {e:?}"))
+        .get(0)
+}
+
+/// Terminates worker `id` and waits until it has stopped; returns the
+/// status the wait reached.
+pub fn stop_worker(client: &mut Client, id: i64) -> String {
+    client
+        .query_one("SELECT lightdb_bgw.terminate($1)", &[&id])
+        .unwrap_or_else(|e| panic!("terminate({id}): {e:?}"));
+    client
+        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
+        .unwrap_or_else(|e| panic!("wait_for_shutdown({id}): {e:?}"))
+        .get(0)
+}
+
 /// The SQLSTATE of a failed query, e.g. "55000".
 pub fn sqlstate(err: &postgres::Error) -> String {
     err.code()
