@@ -12,10 +12,8 @@ use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 
-use crate::config::{self, KindConfig};
 use crate::gucs;
 use crate::registry::WorkerRecord;
-use crate::spec::Kind;
 use crate::spec::{self, quote_ident};
 use crate::worker::{self, WorkError};
 
@@ -31,20 +29,17 @@ pub struct CounterConfig {
 }
 
 impl CounterConfig {
-    pub fn for_record(record: &WorkerRecord) -> Self {
-        let parsed = config::parse(Kind::Counter, &record.def.config);
-        let (naptime, schema, table, notify) = match parsed {
-            Ok(KindConfig::Counter {
-                naptime,
-                schema,
-                table,
-                notify,
-            }) => (naptime, schema, table, notify),
-            _ => (None, None, None, None),
-        };
+    /// The settings of worker `id` from its parsed config, defaults filled in.
+    pub fn new(
+        id: i64,
+        naptime: Option<Duration>,
+        schema: Option<String>,
+        table: Option<String>,
+        notify: Option<String>,
+    ) -> Self {
         CounterConfig {
             naptime,
-            schema: schema.unwrap_or_else(|| spec::default_counter_schema(record.id)),
+            schema: schema.unwrap_or_else(|| spec::default_counter_schema(id)),
             table: table.unwrap_or_else(|| spec::DEFAULT_COUNTER_TABLE.to_string()),
             notify,
         }

@@ -9,7 +9,6 @@ use pgrx::prelude::*;
 
 use crate::config::{self, KindConfig};
 use crate::registry::WorkerRecord;
-use crate::spec::Kind;
 
 /// Runs the kind of `record` until the worker exits.
 pub fn run(record: &WorkerRecord) {
@@ -18,31 +17,31 @@ pub fn run(record: &WorkerRecord) {
         // Validated at launch; a static worker's `{}` always parses.
         Err(err) => pgrx::error!("invalid config for worker {}: {err}", record.id),
     };
-    match (record.def.kind, config) {
-        (Kind::Counter, KindConfig::Counter { .. }) => counter::run(record, &config_of(record)),
-        (
-            Kind::Sleep,
-            KindConfig::Sleep {
-                duration,
-                exit_code,
-            },
-        ) => sleep::run(record, duration, exit_code),
-        (Kind::Sql, KindConfig::Sql { sql, interval }) => sql::run(record, &sql, interval),
-        (
-            Kind::Supervisor,
-            KindConfig::Supervisor {
-                children,
-                child_kind,
-                child_config,
-            },
-        ) => supervisor::run(record, children, child_kind, &child_config),
-        (kind, _) => log!(
-            "lightdb_bgw: worker {} of kind {kind} has nothing to run",
-            record.id
+    // `parse` gives the variant of the record's kind.
+    match config {
+        KindConfig::Counter {
+            naptime,
+            schema,
+            table,
+            notify,
+        } => counter::run(
+            record,
+            &counter::CounterConfig::new(record.id, naptime, schema, table, notify),
+        ),
+        KindConfig::Sleep {
+            duration,
+            exit_code,
+        } => sleep::run(record, duration, exit_code),
+        KindConfig::Sql { sql, interval } => sql::run(record, &sql, interval),
+        KindConfig::Supervisor {
+            children,
+            child_kind,
+            child_config,
+        } => supervisor::run(record, children, child_kind, &child_config),
+        KindConfig::Raw => log!(
+            "lightdb_bgw: worker {} of kind {} has nothing to run",
+            record.id,
+            record.def.kind
         ),
     }
-}
-
-fn config_of(record: &WorkerRecord) -> counter::CounterConfig {
-    counter::CounterConfig::for_record(record)
 }
