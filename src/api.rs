@@ -96,12 +96,7 @@ fn launch_raw(
             extra: extra.unwrap_or_default(),
             flags: launch::parse_flags(&required(flags, "flags")?).map_err(BgwError::invalid)?,
             start_time: control::parse_start_time(required(start_time, "start_time")?)?,
-            restart_after: restart_after
-                .map(|i| {
-                    let (m, d, us) = interval_parts(i);
-                    crate::config::restart_secs(m, d, us).map_err(BgwError::invalid)
-                })
-                .transpose()?,
+            restart_after: control::parse_restart(restart_after.map(interval_parts))?,
             notify_pid: 0,
         })
     })()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::config::{self, KindConfig};
+use crate::config;
 use crate::error::BgwError;
 use crate::launch::{self, PmStatus, RawWorker};
 use crate::preload;
@@ -101,6 +101,7 @@ fn evictable(rec: &WorkerRecord) -> bool {
 pub struct LaunchRequest {
     pub kind: String,
     pub name: Option<String>,
+    /// The JSON object as jsonb prints it (compact); kept as given.
     pub config: String,
     pub database: Option<String>,
     pub role: Option<String>,
@@ -128,7 +129,9 @@ pub fn parse_start_time(text: &str) -> Result<StartTime, BgwError> {
     })
 }
 
-fn parse_restart(value: Option<(i32, i32, i64)>) -> Result<Option<u32>, BgwError> {
+/// `restart_after` as interval parts (months, days, microseconds) to whole
+/// seconds, or `None` for never.
+pub fn parse_restart(value: Option<(i32, i32, i64)>) -> Result<Option<u32>, BgwError> {
     value
         .map(|(m, d, us)| config::restart_secs(m, d, us).map_err(BgwError::invalid))
         .transpose()
@@ -253,7 +256,7 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
             format!("Valid kinds are: {}.", Kind::valid_names()),
         )
     })?;
-    let parsed = config::parse(kind, &req.config)
+    config::parse(kind, &req.config)
         .map_err(|e| invalid_detail(format!("invalid config for kind \"{kind}\""), e))?;
     if req.config.len() >= registry::CONFIG_LEN {
         return Err(BgwError::invalid(format!(
@@ -288,7 +291,7 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
         role: Some(role),
         start_time,
         restart_after,
-        config: canonical_config(&parsed, &req.config),
+        config: req.config.clone(),
     };
     // SAFETY: MyProcPid is set in every server process.
     let me_pid = unsafe { pg_sys::MyProcPid };
@@ -309,13 +312,6 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
         }
     }
     Ok(id)
-}
-
-/// The config kept in the registry: the caller's JSON, compacted.
-fn canonical_config(_parsed: &KindConfig, json: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(json)
-        .map(|v| v.to_string())
-        .unwrap_or_else(|_| json.to_string())
 }
 
 /// Reserves a slot and registers a built-in worker; gives the slot back if
