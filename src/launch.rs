@@ -34,7 +34,7 @@ pub fn decode_extra(extra: &[u8]) -> Option<(i64, u64)> {
     Some((id, generation))
 }
 
-pub fn start_time(st: StartTime) -> pg_sys::BgWorkerStartTime::Type {
+fn start_time(st: StartTime) -> pg_sys::BgWorkerStartTime::Type {
     match st {
         StartTime::PostmasterStart => pg_sys::BgWorkerStartTime::BgWorkerStart_PostmasterStart,
         StartTime::ConsistentState => pg_sys::BgWorkerStartTime::BgWorkerStart_ConsistentState,
@@ -43,7 +43,7 @@ pub fn start_time(st: StartTime) -> pg_sys::BgWorkerStartTime::Type {
 }
 
 /// Copies a string into a fixed C buffer, refusing what does not fit.
-pub fn put_c(buf: &mut [std::ffi::c_char], what: &str, value: &str) -> Result<(), String> {
+fn put_c(buf: &mut [std::ffi::c_char], what: &str, value: &str) -> Result<(), String> {
     spec::check_c_string(what, value, buf.len())?;
     for (dst, src) in buf.iter_mut().zip(value.as_bytes()) {
         *dst = *src as std::ffi::c_char;
@@ -60,27 +60,22 @@ pub fn build(
     generation: u64,
     notify_pid: i32,
 ) -> Result<pg_sys::BackgroundWorker, String> {
-    // SAFETY: BackgroundWorker is a plain C struct for which all-zero bytes
-    // are a valid (empty) value.
-    let mut w: pg_sys::BackgroundWorker = unsafe { std::mem::zeroed() };
-    put_c(&mut w.bgw_name, "worker name", &def.name)?;
-    put_c(&mut w.bgw_type, "worker type", spec::WORKER_TYPE)?;
-    put_c(&mut w.bgw_library_name, "library name", LIBRARY)?;
-    put_c(&mut w.bgw_function_name, "function name", ENTRY_POINT)?;
-    w.bgw_flags = pg_sys::BGWORKER_SHMEM_ACCESS as i32;
+    let mut flags = pg_sys::BGWORKER_SHMEM_ACCESS as i32;
     if def.database.is_some() || def.kind.info().needs_database {
-        w.bgw_flags |= pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION as i32;
+        flags |= pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION as i32;
     }
-    w.bgw_start_time = start_time(def.start_time);
-    w.bgw_restart_time = def
-        .restart_after
-        .map_or(pg_sys::BGW_NEVER_RESTART, |s| s as i32);
-    w.bgw_main_arg = pg_sys::Datum::from(slot as usize);
-    for (dst, src) in w.bgw_extra.iter_mut().zip(encode_extra(id, generation)) {
-        *dst = src as std::ffi::c_char;
-    }
-    w.bgw_notify_pid = notify_pid;
-    Ok(w)
+    build_raw(&RawWorker {
+        library: LIBRARY.to_string(),
+        function: ENTRY_POINT.to_string(),
+        name: def.name.clone(),
+        worker_type: spec::WORKER_TYPE.to_string(),
+        main_arg: slot as i64,
+        extra: encode_extra(id, generation).to_vec(),
+        flags,
+        start_time: def.start_time,
+        restart_after: def.restart_after,
+        notify_pid,
+    })
 }
 
 /// Registers the static workers with the postmaster, from `_PG_init`. They
@@ -209,7 +204,8 @@ pub fn parse_flags(names: &[String]) -> Result<i32, String> {
     Ok(flags)
 }
 
-/// The `BackgroundWorker` struct of a raw worker, every field checked.
+/// The `BackgroundWorker` struct, every field checked: for `launch_raw`,
+/// and through [`build`] for the built-in kinds.
 pub fn build_raw(raw: &RawWorker) -> Result<pg_sys::BackgroundWorker, String> {
     // SAFETY: all-zero bytes are a valid empty BackgroundWorker.
     let mut w: pg_sys::BackgroundWorker = unsafe { std::mem::zeroed() };
