@@ -72,6 +72,15 @@ fn crash_and_recover(victim: impl FnOnce(&mut Cluster, &mut Client)) {
     victim(&mut cluster, &mut client);
     let crashed = Instant::now();
     drop(client);
+    // Connect only once the server has gone through the reinitialisation:
+    // a connection made before the postmaster notices the crash still sees
+    // the old registry, and is then cut.
+    eventually("server reinitialised", LONG, || {
+        cluster
+            .log()
+            .contains("all server processes terminated; reinitializing")
+            .then_some(())
+    });
     let mut client = reconnect(&cluster);
     let pids: (i32, i32) = eventually("restartable workers back", LONG, || {
         let a: Option<i32> = client
