@@ -598,16 +598,24 @@ pub fn record_exit(slot: u32, id: i64, generation: u64, code: i32, error: Option
     broadcast();
 }
 
-/// Records the last error a running worker met and survived.
-pub fn record_error(slot: u32, id: i64, generation: u64, error: Option<&str>) {
+/// Changes the slot of worker `(id, generation)` under the registry lock;
+/// does nothing if the slot now belongs to another worker.
+fn update_own(slot: u32, id: i64, generation: u64, change: impl FnOnce(&mut Slot)) {
     let Some(mut locked) = Locked::acquire(true) else {
         return;
     };
     if let Some(entry) = locked.slots().get_mut(slot as usize) {
         if entry.id == id && entry.generation == generation {
-            put_str(&mut entry.last_error, error.unwrap_or(""));
+            change(entry);
         }
     }
+}
+
+/// Records the last error a running worker met and survived.
+pub fn record_error(slot: u32, id: i64, generation: u64, error: Option<&str>) {
+    update_own(slot, id, generation, |entry| {
+        put_str(&mut entry.last_error, error.unwrap_or(""))
+    });
 }
 
 /// Takes a slot for a new worker: a free one, else the one whose worker
@@ -662,41 +670,26 @@ pub fn reserve(
 
 /// Names a reserved worker after its id is known.
 pub fn rename(r: &Reservation, name: &str) {
-    let Some(mut locked) = Locked::acquire(true) else {
-        return;
-    };
-    if let Some(entry) = locked.slots().get_mut(r.slot as usize) {
-        if entry.id == r.id && entry.generation == r.generation {
-            put_str(&mut entry.name, name);
-        }
-    }
+    update_own(r.slot, r.id, r.generation, |entry| {
+        put_str(&mut entry.name, name)
+    });
 }
 
 /// Gives back a reservation whose registration failed: nothing is left.
 pub fn release(r: &Reservation) {
-    let Some(mut locked) = Locked::acquire(true) else {
-        return;
-    };
-    if let Some(entry) = locked.slots().get_mut(r.slot as usize) {
-        if entry.id == r.id && entry.generation == r.generation {
-            entry.state = SlotState::Free as u8;
-            entry.id = 0;
-        }
-    }
+    update_own(r.slot, r.id, r.generation, |entry| {
+        entry.state = SlotState::Free as u8;
+        entry.id = 0;
+    });
 }
 
 /// Records the postmaster's handle of a registered worker, so any session
 /// can ask the postmaster about it or terminate it.
 pub fn attach_handle(r: &Reservation, handle: PgHandle) {
-    let Some(mut locked) = Locked::acquire(true) else {
-        return;
-    };
-    if let Some(entry) = locked.slots().get_mut(r.slot as usize) {
-        if entry.id == r.id && entry.generation == r.generation {
-            entry.handle = handle;
-            entry.has_handle = true;
-        }
-    }
+    update_own(r.slot, r.id, r.generation, |entry| {
+        entry.handle = handle;
+        entry.has_handle = true;
+    });
 }
 
 /// The worker with `id`, if the registry still holds it.
@@ -734,16 +727,11 @@ pub fn request_terminate(id: i64) -> Option<WorkerRecord> {
 
 /// Records one run of a `sql` worker.
 pub fn record_run(slot: u32, id: i64, generation: u64, rows: i64, micros: i64) {
-    let Some(mut locked) = Locked::acquire(true) else {
-        return;
-    };
-    if let Some(entry) = locked.slots().get_mut(slot as usize) {
-        if entry.id == id && entry.generation == generation {
-            entry.runs += 1;
-            entry.last_rows = rows;
-            entry.last_run_us = micros;
-        }
-    }
+    update_own(slot, id, generation, |entry| {
+        entry.runs += 1;
+        entry.last_rows = rows;
+        entry.last_run_us = micros;
+    });
 }
 
 /// A wait on the registry's condition variable. Create it *before*
