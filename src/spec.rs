@@ -110,23 +110,23 @@ impl Kind {
 
     /// The valid kind names, comma separated, for error messages.
     pub fn valid_names() -> String {
-        KINDS
-            .iter()
-            .filter(|k| k.builtin)
-            .map(|k| k.name)
-            .collect::<Vec<_>>()
-            .join(", ")
+        names_where(|k| k.builtin)
     }
 
     /// The valid names for `lightdb_bgw.static_workers`.
     pub fn valid_static_names() -> String {
-        KINDS
-            .iter()
-            .filter(|k| k.static_ok)
-            .map(|k| k.name)
-            .collect::<Vec<_>>()
-            .join(", ")
+        names_where(|k| k.static_ok)
     }
+}
+
+/// The names of the kinds that pass `keep`, comma separated.
+fn names_where(keep: impl Fn(&KindInfo) -> bool) -> String {
+    KINDS
+        .iter()
+        .filter(|k| keep(k))
+        .map(|k| k.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for Kind {
