@@ -370,12 +370,7 @@ fn slot_exhaustion_fails_cleanly_and_recovers() {
         ids.len()
     );
     for id in &ids {
-        client
-            .query_one("SELECT lightdb_bgw.terminate($1)", &[id])
-            .unwrap();
-        client
-            .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[id])
-            .unwrap();
+        assert_eq!(stop_worker(&mut client, *id), "stopped");
     }
     // Full recovery: as many launches succeed again.
     for _ in 0..ids.len() {
@@ -398,12 +393,7 @@ fn a_full_registry_fails_with_53400_and_makes_room_from_history() {
         .hint()
         .unwrap_or("")
         .contains("\"lightdb_bgw.max_workers\""));
-    client
-        .query_one("SELECT lightdb_bgw.terminate($1)", &[&ids[0]])
-        .unwrap();
-    client
-        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1)", &[&ids[0]])
-        .unwrap();
+    assert_eq!(stop_worker(&mut client, ids[0]), "stopped");
     let newest = launch(&mut client, "'sleep'");
     assert!(newest > ids[2], "a new id, never a reused one");
     let err = client
@@ -482,13 +472,7 @@ fn terminate_interrupts_a_long_statement() {
         row.map(|_| ())
     });
     let sent = Instant::now();
-    client
-        .query_one("SELECT lightdb_bgw.terminate($1)", &[&id])
-        .unwrap();
-    let reached: String = client
-        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
-        .unwrap()
-        .get(0);
+    let reached = stop_worker(&mut client, id);
     let took = sent.elapsed();
     println!("sql worker in pg_sleep(60) stopped {took:?} after terminate");
     assert_eq!(reached, "stopped");

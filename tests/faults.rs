@@ -474,12 +474,7 @@ fn concurrent_lifecycles_leave_nothing_behind() {
         "8 slots less the logical replication launcher"
     );
     for id in &ids {
-        client
-            .query_one("SELECT lightdb_bgw.terminate($1)", &[id])
-            .unwrap();
-        client
-            .query_one("SELECT lightdb_bgw.wait_for_shutdown($1)", &[id])
-            .unwrap();
+        assert_eq!(stop_worker(&mut client, *id), "stopped");
     }
     launch(&mut client, "'sleep', database => NULL");
 }

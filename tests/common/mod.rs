@@ -36,26 +36,25 @@ impl StopMode {
     }
 }
 
-/// The server's binaries: `$PG_CONFIG --bindir`, PostgreSQL 15 by default.
-pub fn bindir() -> PathBuf {
+/// What `$PG_CONFIG <arg>` prints (PostgreSQL 15's pg_config by default).
+fn pg_config(arg: &str) -> PathBuf {
     let pg_config = std::env::var("PG_CONFIG")
         .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_string());
     let out = Command::new(&pg_config)
-        .arg("--bindir")
+        .arg(arg)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {pg_config}: {e}"));
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The server's binaries: `$PG_CONFIG --bindir`.
+pub fn bindir() -> PathBuf {
+    pg_config("--bindir")
+}
+
 /// The PGXS directory (`.../lib/pgxs`), home of pg_regress.
 pub fn pgxs_dir() -> PathBuf {
-    let pg_config = std::env::var("PG_CONFIG")
-        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_string());
-    let out = Command::new(&pg_config)
-        .arg("--pgxs")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {pg_config}: {e}"));
-    let makefile = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let makefile = pg_config("--pgxs");
     makefile
         .parent()
         .and_then(Path::parent)
