@@ -142,7 +142,7 @@ fn check_name(name: &str) -> Result<(), BgwError> {
 }
 
 /// The current user's name and whether it is a superuser.
-fn current_user() -> (String, u32, bool) {
+fn current_user() -> (String, bool) {
     // SAFETY: plain reads of the session state in a backend.
     unsafe {
         let oid = pg_sys::GetUserId();
@@ -150,7 +150,7 @@ fn current_user() -> (String, u32, bool) {
         let text = std::ffi::CStr::from_ptr(name)
             .to_string_lossy()
             .into_owned();
-        (text, oid.to_u32(), pg_sys::superuser())
+        (text, pg_sys::superuser())
     }
 }
 
@@ -270,7 +270,7 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
     if let Some(name) = &req.name {
         check_name(name)?;
     }
-    let (me, _, superuser) = current_user();
+    let (me, superuser) = current_user();
     if req.bypass_allowconn && !superuser {
         return Err(BgwError::NotAllowed(
             "only a superuser may launch with bypass_allowconn".into(),
@@ -345,7 +345,7 @@ pub fn register(
 /// `launch_raw(...)`: any library's entry point, superuser only.
 pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwError> {
     preload::require()?;
-    let (me, _, superuser) = current_user();
+    let (me, superuser) = current_user();
     if !superuser {
         return Err(BgwError::NotAllowed(
             "only a superuser may use launch_raw".into(),
