@@ -16,6 +16,7 @@ pub mod gucs;
 pub mod kinds;
 pub mod launch;
 pub mod preload;
+pub mod process;
 pub mod registry;
 pub mod spec;
 pub mod worker;

@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 
 use crate::kinds;
 use crate::launch;
+use crate::process;
 use crate::registry::{self, WorkerRecord};
 
 /// Who this process is: registry slot, id and generation.
@@ -32,7 +33,7 @@ static LAST_REPORTED_ERROR: Mutex<Option<String>> = Mutex::new(None);
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
-    install_signal_handlers();
+    process::install_worker_signal_handlers();
 
     // SAFETY: the postmaster sets MyBgworkerEntry before calling us.
     let extra: Vec<u8> = unsafe {
@@ -70,36 +71,6 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
         return;
     };
     kinds::run(&record);
-}
-
-/// SIGTERM ends the worker through the server's own `die` handler, which
-/// also cancels a running statement; SIGHUP asks for a reload; SIGUSR1 lets
-/// the worker hear about its own dynamic children even without a database.
-fn install_signal_handlers() {
-    // SAFETY: installing the server's own handlers in a background worker,
-    // then unblocking signals, as bgworker.c documents.
-    unsafe {
-        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(server::die));
-        pg_sys::pqsignal(
-            pg_sys::SIGHUP as i32,
-            Some(server::SignalHandlerForConfigReload),
-        );
-        pg_sys::pqsignal(
-            pg_sys::SIGUSR1 as i32,
-            Some(server::procsignal_sigusr1_handler),
-        );
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
-}
-
-/// The server's own signal handlers, by their C symbols (pgrx wraps them in
-/// Rust functions, which cannot serve as handlers).
-mod server {
-    extern "C-unwind" {
-        pub fn die(signal: std::ffi::c_int);
-        pub fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
-        pub fn procsignal_sigusr1_handler(signal: std::ffi::c_int);
-    }
 }
 
 #[pg_guard]
@@ -325,9 +296,8 @@ pub fn in_transaction<R>(
         unsafe { pg_sys::AbortCurrentTransaction() };
     }
     // SAFETY: reports this process's table statistics, outside a transaction.
-    unsafe {
-        let _ = pg_sys::pgstat_report_stat(true);
-    }
+    // (It returns nothing before PostgreSQL 15 and a delay after; unused.)
+    unsafe { pg_sys::pgstat_report_stat(true) };
     outcome
 }
 

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use pgrx::pg_sys;
 
 use crate::registry::WorkerRecord;
+use crate::process;
 use crate::worker;
 
 pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) {
@@ -25,7 +25,5 @@ pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) {
         };
         worker::nap(remaining);
     }
-    // SAFETY: proc_exit runs the exit callbacks (our registry update among
-    // them) and ends the process with the configured code.
-    unsafe { pg_sys::proc_exit(exit_code) };
+    process::exit(exit_code);
 }

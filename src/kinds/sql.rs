@@ -10,6 +10,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::registry::{self, WorkerRecord};
+use crate::process;
 use crate::worker;
 
 pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
@@ -52,8 +53,7 @@ pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
             // Once: success unregisters; a failure exits with code 1 so
             // that a restart policy, if any, runs it again.
             let code = if outcome.is_ok() { 0 } else { 1 };
-            // SAFETY: proc_exit runs the exit callbacks and ends the process.
-            unsafe { pg_sys::proc_exit(code) };
+            process::exit(code);
         };
         // The next run starts one interval after this one started.
         while let Some(left) = interval
