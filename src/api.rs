@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use pgrx::prelude::*;
-use pgrx::JsonB;
 
+use crate::authz;
 use crate::control::{self, LaunchRequest, Status, Target};
 use crate::error::{BgwError, OrReport};
+use crate::jsonb_text::JsonbText;
 use crate::launch::{self, RawWorker};
 use crate::preload;
 use crate::registry::{self, WorkerRecord};
@@ -44,7 +45,7 @@ fn timeout(value: Option<Interval>) -> Result<Option<Duration>, BgwError> {
 fn launch(
     kind: Option<&str>,
     name: default!(Option<&str>, "NULL"),
-    config: default!(Option<JsonB>, "'{}'"),
+    config: default!(Option<JsonbText>, "'{}'"),
     database: default!(Option<&str>, "current_database()"),
     role: default!(Option<&str>, "current_user"),
     start_time: default!(Option<&str>, "'recovery_finished'"),
@@ -56,7 +57,7 @@ fn launch(
         Ok::<_, BgwError>(LaunchRequest {
             kind: required(kind, "kind")?.to_string(),
             name: name.map(str::to_string),
-            config: required(config, "config")?.0.to_string(),
+            config: required(config, "config")?.0,
             database: database.map(str::to_string),
             role: Some(required(role, "role")?.to_string()),
             start_time: required(start_time, "start_time")?.to_string(),
@@ -105,14 +106,16 @@ fn launch_raw(
 }
 
 /// `not_yet_started`, `started`, `stopped` or `postmaster_died`.
-#[pg_extern(volatile, strict, parallel_restricted)]
-fn status(id: i64) -> String {
+#[pg_extern(volatile, parallel_restricted)]
+fn status(id: Option<i64>) -> String {
+    let id = required(id, "id").or_report();
     control::status(id).or_report().name().to_string()
 }
 
 /// The worker's process id while it runs, else NULL.
-#[pg_extern(volatile, strict, parallel_restricted)]
-fn pid(id: i64) -> Option<i32> {
+#[pg_extern(volatile, parallel_restricted)]
+fn pid(id: Option<i64>) -> Option<i32> {
+    let id = required(id, "id").or_report();
     control::status(id).or_report().pid()
 }
 
@@ -140,8 +143,9 @@ fn wait_for_shutdown(id: Option<i64>, timeout: default!(Option<Interval>, "NULL"
 }
 
 /// Stops the worker for good (no restart); true if it was still registered.
-#[pg_extern(volatile, strict, parallel_unsafe)]
-fn terminate(id: i64) -> bool {
+#[pg_extern(volatile, parallel_unsafe)]
+fn terminate(id: Option<i64>) -> bool {
+    let id = required(id, "id").or_report();
     control::terminate(id).or_report()
 }
 
@@ -200,7 +204,10 @@ fn row(
     Option<String>,
 ) {
     let status: Status = control::status_of(&r).0;
-    let config = control::may_see_config(&r).then(|| r.def.config.clone());
+    // Other roles' workers show who, where and when, never what: anything
+    // that can carry data (config, errors, run figures) is NULL for them.
+    let may_see = authz::may_see_data(&r);
+    let config = may_see.then(|| r.def.config.clone());
     let worker_type = if r.def.kind == crate::spec::Kind::Raw {
         serde_json::from_str::<serde_json::Value>(&r.def.config)
             .ok()
@@ -209,7 +216,7 @@ fn row(
     } else {
         crate::spec::WORKER_TYPE.to_string()
     };
-    let is_sql = r.def.kind == crate::spec::Kind::Sql;
+    let is_sql = r.def.kind == crate::spec::Kind::Sql && may_see;
     (
         r.id,
         r.def.name.clone(),
@@ -227,7 +234,7 @@ fn row(
         timestamp(r.stopped_at),
         r.restarts,
         r.last_exit,
-        r.last_error.clone(),
+        r.last_error.clone().filter(|_| may_see),
         r.is_static,
         is_sql.then_some(r.runs),
         (is_sql && r.runs > 0).then_some(r.last_rows),

@@ -18,6 +18,13 @@ pub const MAX_CHILDREN: u32 = 1000;
 pub const MAX_IDENT_BYTES: usize = 63;
 /// The longest duration accepted anywhere, one day.
 pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
+/// The shortest time between two runs of a repeating worker (a `sql`
+/// worker's `interval`, a counter's `naptime`): the same floor as the
+/// `lightdb_bgw.naptime` setting, so no configuration keeps a core busy.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// The deepest nesting of arrays and objects a config may have (the limit
+/// of the JSON parser the worker kinds share).
+pub const MAX_CONFIG_DEPTH: usize = 128;
 
 /// A kind's validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +112,45 @@ fn duration(what: &str, value: Option<String>) -> Result<Option<Duration>, Strin
         .transpose()
 }
 
+/// A duration between two runs: at least [`MIN_INTERVAL`].
+fn interval(what: &str, value: Option<String>) -> Result<Option<Duration>, String> {
+    let d = duration(what, value)?;
+    if d.is_some_and(|d| d < MIN_INTERVAL) {
+        return Err(format!(
+            "{what} must be at least {} ms",
+            MIN_INTERVAL.as_millis()
+        ));
+    }
+    Ok(d)
+}
+
+/// How deeply arrays and objects nest in `json` (0 for a scalar).
+pub fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in json.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Parses and validates `json` (a JSON object) as the configuration of
 /// `kind`. The error names the key at fault.
 pub fn parse(kind: Kind, json: &str) -> Result<KindConfig, String> {
@@ -121,7 +167,7 @@ pub fn parse_value(kind: Kind, value: &Value) -> Result<KindConfig, String> {
         Kind::Counter => {
             let raw: CounterRaw = from_value(kind, value)?;
             Ok(KindConfig::Counter {
-                naptime: duration("naptime", raw.naptime)?,
+                naptime: interval("naptime", raw.naptime)?,
                 schema: ident("schema", raw.schema)?,
                 table: ident("table", raw.table)?,
                 notify: ident("notify channel", raw.notify)?,
@@ -155,7 +201,7 @@ pub fn parse_value(kind: Kind, value: &Value) -> Result<KindConfig, String> {
             }
             Ok(KindConfig::Sql {
                 sql: raw.sql,
-                interval: duration("interval", raw.interval)?,
+                interval: interval("interval", raw.interval)?,
             })
         }
         Kind::Supervisor => {
@@ -299,6 +345,9 @@ pub fn restart_secs(months: i32, days: i32, micros: i64) -> Result<u32, String> 
     if total % 1_000_000 != 0 {
         return Err("restart_after must be a whole number of seconds".into());
     }
+    if total < 1_000_000 {
+        return Err("restart_after must be at least 1 second".into());
+    }
     Ok((total / 1_000_000) as u32)
 }
 
@@ -396,6 +445,24 @@ mod unit {
     }
 
     #[test]
+    fn repeating_workers_have_a_floor() {
+        let err = parse(Kind::Sql, r#"{"sql": "select 1", "interval": "1ms"}"#).unwrap_err();
+        assert_eq!(err, "interval must be at least 10 ms");
+        assert!(parse(Kind::Sql, r#"{"sql": "select 1", "interval": "1us"}"#).is_err());
+        assert!(parse(Kind::Sql, r#"{"sql": "select 1", "interval": "10ms"}"#).is_ok());
+        assert!(parse(Kind::Counter, r#"{"naptime": "5ms"}"#).is_err());
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        assert_eq!(nesting_depth("1"), 0);
+        assert_eq!(nesting_depth(r#"{"a": [1, {"b": 2}]}"#), 3);
+        assert_eq!(nesting_depth(r#"{"a": "[[[{{{\"]]"}"#), 1);
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(nesting_depth(&deep), 200);
+    }
+
+    #[test]
     fn restart_after() {
         assert_eq!(restart_secs(0, 0, 5_000_000), Ok(5));
         assert_eq!(restart_secs(0, 1, 0), Ok(86_400));
@@ -403,5 +470,10 @@ mod unit {
         assert!(restart_secs(0, 0, -1_000_000).is_err());
         assert!(restart_secs(1, 0, 0).is_err());
         assert!(restart_secs(0, 0, 1_500_000).is_err());
+        assert_eq!(
+            restart_secs(0, 0, 0),
+            Err("restart_after must be at least 1 second".into())
+        );
+        assert_eq!(restart_secs(0, 0, 1_000_000), Ok(1));
     }
 }

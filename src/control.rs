@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::authz::{self, check_may_control, Authorised};
 use crate::config;
-use crate::error::BgwError;
+use crate::error::{split_recorded, BgwError};
 use crate::launch::{self, PmStatus, RawWorker};
 use crate::preload;
 use crate::registry::{self, ChangeWait, Reservation, SlotState, WorkerRecord};
@@ -48,7 +49,10 @@ impl Status {
 /// What a wait waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
+    /// No longer `not_yet_started` (PostgreSQL's WaitForBackgroundWorkerStartup).
     Startup,
+    /// Connected as its role, or gone: what `launch(..., wait => true)` waits for.
+    Ready,
     Shutdown,
 }
 
@@ -141,113 +145,8 @@ fn check_name(name: &str) -> Result<(), BgwError> {
     spec::check_c_string("worker name", name, registry::NAME_LEN).map_err(BgwError::invalid)
 }
 
-/// The current user's name and whether it is a superuser.
-fn current_user() -> (String, bool) {
-    // SAFETY: plain reads of the session state in a backend.
-    unsafe {
-        let oid = pg_sys::GetUserId();
-        let name = pg_sys::GetUserNameFromId(oid, false);
-        let text = std::ffi::CStr::from_ptr(name)
-            .to_string_lossy()
-            .into_owned();
-        (text, pg_sys::superuser())
-    }
-}
-
-/// Whether the current user may act as `role_oid` (SET ROLE to it).
-fn may_act_as(role_oid: u32) -> bool {
-    let role = pg_sys::Oid::from(role_oid);
-    // SAFETY: catalog lookups in a backend inside a transaction.
-    unsafe {
-        if pg_sys::superuser() {
-            return true;
-        }
-        if role_oid == 0 {
-            // The bootstrap superuser: superusers only.
-            return false;
-        }
-        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-        {
-            pg_sys::is_member_of_role(pg_sys::GetUserId(), role)
-        }
-        #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
-        {
-            pg_sys::member_can_set_role(pg_sys::GetUserId(), role)
-        }
-    }
-}
-
-/// Checks database and role against the catalogs, in the launching backend.
-/// Returns the role's oid.
-fn check_catalogs(
-    database: Option<&str>,
-    role: &str,
-    bypass_allowconn: bool,
-) -> Result<u32, BgwError> {
-    if let Some(db) = database {
-        let allowconn = Spi::connect(|client| {
-            client
-                .select(
-                    "SELECT (SELECT datallowconn FROM pg_catalog.pg_database WHERE datname = $1)",
-                    None,
-                    &[db.into()],
-                )?
-                .first()
-                .get_one::<bool>()
-        })
-        .map_err(|e| BgwError::invalid(e.to_string()))?;
-        match allowconn {
-            None => {
-                return Err(BgwError::UndefinedDatabase(format!(
-                    "database \"{db}\" does not exist"
-                )))
-            }
-            Some(false) if !bypass_allowconn => {
-                return Err(BgwError::InvalidValue {
-                    message: format!("database \"{db}\" does not allow connections"),
-                    detail: None,
-                    hint: Some("A superuser may launch with bypass_allowconn => true.".into()),
-                })
-            }
-            Some(_) => {}
-        }
-    }
-    // Read-only queries (`select`): a launch on a hot standby may not
-    // take a transaction id.
-    let row = Spi::connect(|client| {
-        let table = client
-            .select(
-                "SELECT r.oid, r.rolcanlogin FROM (SELECT 1) AS one \
-                 LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1",
-                None,
-                &[role.into()],
-            )?
-            .first();
-        Ok::<_, pgrx::spi::Error>((table.get::<pg_sys::Oid>(1)?, table.get::<bool>(2)?))
-    });
-    let (oid, can_login) = match row {
-        Ok((Some(oid), Some(can_login))) => (oid, can_login),
-        _ => {
-            return Err(BgwError::UndefinedObject(format!(
-                "role \"{role}\" does not exist"
-            )))
-        }
-    };
-    if !may_act_as(oid.to_u32()) {
-        return Err(BgwError::NotAllowed(format!(
-            "permission denied to launch a worker as role \"{role}\""
-        )));
-    }
-    if !can_login {
-        return Err(BgwError::NotAllowed(format!(
-            "role \"{role}\" is not permitted to log in, so a worker cannot run as it"
-        )));
-    }
-    Ok(oid.to_u32())
-}
-
 /// `launch(...)`: validates everything, registers the worker and, with
-/// `wait`, returns once it runs. Returns the new id.
+/// `wait`, returns once it is connected as its role. Returns the new id.
 pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
     preload::require()?;
     let kind = Kind::from_name(&req.kind).ok_or_else(|| {
@@ -256,6 +155,13 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
             format!("Valid kinds are: {}.", Kind::valid_names()),
         )
     })?;
+    let depth = config::nesting_depth(&req.config);
+    if depth > config::MAX_CONFIG_DEPTH {
+        return Err(BgwError::invalid(format!(
+            "config is nested {depth} levels deep; at most {} are allowed",
+            config::MAX_CONFIG_DEPTH
+        )));
+    }
     config::parse(kind, &req.config)
         .map_err(|e| invalid_detail(format!("invalid config for kind \"{kind}\""), e))?;
     if req.config.len() >= registry::CONFIG_LEN {
@@ -270,7 +176,7 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
     if let Some(name) = &req.name {
         check_name(name)?;
     }
-    let (me, superuser) = current_user();
+    let (me, superuser) = authz::current_user();
     if req.bypass_allowconn && !superuser {
         return Err(BgwError::NotAllowed(
             "only a superuser may launch with bypass_allowconn".into(),
@@ -282,75 +188,105 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
         )));
     }
     let role = req.role.clone().unwrap_or_else(|| me.clone());
-    let role_oid = check_catalogs(req.database.as_deref(), &role, req.bypass_allowconn)?;
-
     let def = WorkerDef {
         kind,
         name: req.name.clone().unwrap_or_default(),
         database: req.database.clone(),
-        role: Some(role),
+        role: Some(role.clone()),
         start_time,
         restart_after,
         config: req.config.clone(),
     };
+    launch::check_registrable(launch::builtin_flags(&def), start_time)
+        .map_err(BgwError::invalid)?;
+    let authorised = authz::authorise(req.database.as_deref(), &role, req.bypass_allowconn)?;
     // SAFETY: MyProcPid is set in every server process.
     let me_pid = unsafe { pg_sys::MyProcPid };
-    let id = register(def, &me, role_oid, req.bypass_allowconn, me_pid)?;
+    let id = register(def, &me, authorised, req.bypass_allowconn, me_pid)?;
     if req.wait {
-        let status = wait(id, Target::Startup, None)?;
-        let record = registry::find(id);
-        let ever_ran = record.as_ref().is_some_and(|r| r.started_at.is_some());
-        if status == Status::Stopped && !ever_ran {
-            let why = record
-                .and_then(|r| r.last_error)
-                .unwrap_or_else(|| "no error was recorded; see the server log".into());
-            return Err(BgwError::InvalidValue {
-                message: format!("worker {id} stopped before it started"),
-                detail: Some(why),
-                hint: None,
-            });
-        }
+        wait_until_ready(id, start_time)?;
     }
     Ok(id)
 }
 
-/// Reserves a slot and registers a built-in worker; gives the slot back if
-/// the postmaster refuses. Used by `launch` and by supervisors.
+/// `launch(..., wait => true)`: returns once worker `id` is connected as
+/// its role (or, needing no connection, runs). A worker that stops, or
+/// fails and waits for a restart, before that is terminated and its own
+/// error raised again with its SQLSTATE. On a hot standby a worker that
+/// starts only once recovery finishes is not waited for (that may never
+/// come): a NOTICE says so.
+fn wait_until_ready(id: i64, start_time: StartTime) -> Result<(), BgwError> {
+    // SAFETY: a plain read of the server's recovery state.
+    if start_time == StartTime::RecoveryFinished && unsafe { pg_sys::RecoveryInProgress() } {
+        notice!(
+            "worker {id} starts once recovery has finished (after promotion); not waiting for it"
+        );
+        return Ok(());
+    }
+    wait_checked(id, Target::Ready, None)?;
+    let Some(rec) = registry::find(id) else {
+        return Ok(());
+    };
+    if rec.connected {
+        return Ok(());
+    }
+    if let Some(rec) = registry::request_terminate(id) {
+        stop_record(&rec);
+    }
+    let detail = Some(format!("worker {id} stopped before it was ready"));
+    Err(match rec.last_error.as_deref().and_then(split_recorded) {
+        Some((sqlstate, message)) => BgwError::Worker {
+            sqlstate: sqlstate.to_string(),
+            message: message.to_string(),
+            detail,
+        },
+        None => BgwError::WrongState {
+            message: format!("worker {id} stopped before it was ready"),
+            hint: Some("The server log may say why.".into()),
+        },
+    })
+}
+
+/// Reserves a slot and registers a built-in worker authorised as
+/// `authorised`; the reservation gives the slot back on every error path,
+/// also an ERROR raised inside the server's registration. Used by `launch`
+/// and by supervisors.
 pub fn register(
     mut def: WorkerDef,
     launched_by: &str,
-    role_oid: u32,
+    authorised: Authorised,
     bypass_allowconn: bool,
     notify_pid: i32,
 ) -> Result<i64, BgwError> {
     let unnamed = def.name.is_empty();
-    let reservation = registry::reserve(&def, launched_by, role_oid, bypass_allowconn, evictable)
-        .map_err(BgwError::RegistryFull)?;
+    let reservation = registry::reserve(
+        &def,
+        launched_by,
+        authorised.role_oid,
+        authorised.database_oid,
+        bypass_allowconn,
+        evictable,
+    )
+    .map_err(BgwError::RegistryFull)?;
     if unnamed {
         def.name = format!("lightdb_bgw {} {}", def.kind, reservation.id);
         registry::rename(&reservation, &def.name);
     }
-    match launch::launch_builtin(&def, &reservation, notify_pid) {
-        Ok(handle) => {
-            registry::attach_handle(&reservation, handle);
-            Ok(reservation.id)
-        }
-        Err(err) => {
-            registry::release(&reservation);
-            Err(err)
-        }
-    }
+    let handle = launch::launch_builtin(&def, &reservation, notify_pid)?;
+    registry::attach_handle(&reservation, handle);
+    Ok(reservation.keep())
 }
 
 /// `launch_raw(...)`: any library's entry point, superuser only.
 pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwError> {
     preload::require()?;
-    let (me, superuser) = current_user();
+    let (me, superuser) = authz::current_user();
     if !superuser {
         return Err(BgwError::NotAllowed(
             "only a superuser may use launch_raw".into(),
         ));
     }
+    launch::check_registrable(raw.flags, raw.start_time).map_err(BgwError::invalid)?;
     // SAFETY: MyProcPid is set in every server process.
     raw.notify_pid = unsafe { pg_sys::MyProcPid };
     let worker = launch::build_raw(&raw).map_err(BgwError::invalid)?;
@@ -373,34 +309,19 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
         config,
     };
     let reservation: Reservation =
-        registry::reserve(&def, &me, 0, false, evictable).map_err(BgwError::RegistryFull)?;
-    match launch::register_dynamic(worker) {
-        Ok(handle) => registry::attach_handle(&reservation, handle),
-        Err(err) => {
-            registry::release(&reservation);
-            return Err(err);
-        }
-    }
+        registry::reserve(&def, &me, 0, 0, false, evictable).map_err(BgwError::RegistryFull)?;
+    let handle = launch::register_dynamic(worker)?;
+    registry::attach_handle(&reservation, handle);
+    let id = reservation.keep();
     if wait_for_start {
-        wait(reservation.id, Target::Startup, None)?;
+        wait_checked(id, Target::Startup, None)?;
     }
-    Ok(reservation.id)
+    Ok(id)
 }
 
 fn lookup(id: i64) -> Result<WorkerRecord, BgwError> {
     preload::require()?;
     registry::find(id).ok_or_else(|| BgwError::UndefinedObject(format!("no worker with id {id}")))
-}
-
-fn check_may_control(rec: &WorkerRecord, what: &str) -> Result<(), BgwError> {
-    if may_act_as(rec.role_oid) {
-        Ok(())
-    } else {
-        Err(BgwError::NotAllowed(format!(
-            "permission denied to {what} worker {}",
-            rec.id
-        )))
-    }
 }
 
 /// `status(id)`.
@@ -427,9 +348,16 @@ pub fn wait_checked(
             return Ok(Some(Status::Stopped));
         };
         let (status, unsettled) = status_of(&rec);
+        let gone = matches!(status, Status::Stopped | Status::PostmasterDied);
         let reached = match target {
             Target::Startup => status != Status::NotYetStarted,
-            Target::Shutdown => matches!(status, Status::Stopped | Status::PostmasterDied),
+            // Connected, gone, or failed and waiting for a restart.
+            Target::Ready => {
+                rec.connected
+                    || gone
+                    || (status == Status::NotYetStarted && rec.last_exit.is_some())
+            }
+            Target::Shutdown => gone,
         };
         if reached {
             return Ok(Some(status));
@@ -466,10 +394,6 @@ pub fn wait_checked(
     }
 }
 
-fn wait(id: i64, target: Target, timeout: Option<Duration>) -> Result<Status, BgwError> {
-    Ok(wait_checked(id, target, timeout)?.unwrap_or(Status::NotYetStarted))
-}
-
 /// `terminate(id)`: stops the worker for good; true if it was still
 /// registered (not stopped).
 pub fn terminate(id: i64) -> Result<bool, BgwError> {
@@ -483,22 +407,12 @@ pub fn terminate(id: i64) -> Result<bool, BgwError> {
     Ok(was_registered)
 }
 
-/// Stops the process of `rec` (already marked for termination).
+/// Stops the process of `rec` (already marked for termination) through
+/// its postmaster handle: SIGTERM if it runs, and never again. A worker
+/// without a handle has not started yet; when it does, it sees the mark
+/// and leaves with code 0, which unregisters it.
 pub fn stop_record(rec: &WorkerRecord) {
-    match rec.handle {
-        Some(handle) => launch::terminate_handle(handle),
-        None if rec.pid != 0 => {
-            // A static worker: no postmaster handle. SIGTERM ends it; when
-            // the postmaster restarts it, it sees the request and leaves
-            // with code 0, which unregisters it.
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(rec.pid, libc::SIGTERM) };
-        }
-        None => {}
+    if let Some(handle) = rec.handle {
+        launch::terminate_handle(handle);
     }
-}
-
-/// Whether the current user may see `rec`'s config.
-pub fn may_see_config(rec: &WorkerRecord) -> bool {
-    may_act_as(rec.role_oid)
 }

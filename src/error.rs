@@ -30,6 +30,19 @@ pub enum BgwError {
     NoPostmasterSlot,
     /// The extension's own registry is full (53400).
     RegistryFull(u32),
+    /// An object is not in the state the request needs (55000).
+    WrongState {
+        message: String,
+        hint: Option<String>,
+    },
+    /// A failure of the server's interfaces that is nobody's input (XX000).
+    Internal(String),
+    /// A worker's own error, raised again with its own SQLSTATE.
+    Worker {
+        sqlstate: String,
+        message: String,
+        detail: Option<String>,
+    },
 }
 
 impl BgwError {
@@ -60,6 +73,9 @@ impl BgwError {
             BgwError::NotAllowed(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             BgwError::NoPostmasterSlot => ERRCODE_INSUFFICIENT_RESOURCES,
             BgwError::RegistryFull(_) => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            BgwError::WrongState { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            BgwError::Internal(_) => ERRCODE_INTERNAL_ERROR,
+            BgwError::Worker { sqlstate, .. } => sqlstate_code(sqlstate),
         }
     }
 
@@ -72,7 +88,11 @@ impl BgwError {
             BgwError::NullValue(what) => format!("{what} must not be null"),
             BgwError::UndefinedObject(m)
             | BgwError::UndefinedDatabase(m)
-            | BgwError::NotAllowed(m) => m.clone(),
+            | BgwError::NotAllowed(m)
+            | BgwError::Internal(m) => m.clone(),
+            BgwError::WrongState { message, .. } | BgwError::Worker { message, .. } => {
+                message.clone()
+            }
             BgwError::NoPostmasterSlot => "no background worker slot is free".into(),
             BgwError::RegistryFull(n) => {
                 format!("the lightdb_bgw registry is full ({n} workers)")
@@ -82,7 +102,9 @@ impl BgwError {
 
     pub fn detail(&self) -> Option<String> {
         match self {
-            BgwError::InvalidValue { detail, .. } => detail.clone(),
+            BgwError::InvalidValue { detail, .. } | BgwError::Worker { detail, .. } => {
+                detail.clone()
+            }
             _ => None,
         }
     }
@@ -93,7 +115,9 @@ impl BgwError {
                 "Add lightdb_bgw to \"shared_preload_libraries\" in postgresql.conf and restart the server."
                     .into(),
             ),
-            BgwError::InvalidValue { hint, .. } => hint.clone(),
+            BgwError::InvalidValue { hint, .. } | BgwError::WrongState { hint, .. } => {
+                hint.clone()
+            }
             BgwError::NoPostmasterSlot => Some(
                 "Stop other background workers or raise \"max_worker_processes\" and restart the server."
                     .into(),
@@ -154,6 +178,31 @@ pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
         .collect()
 }
 
+/// The error code of a five-character SQLSTATE; anything else, or a code
+/// the bindings do not know, is an internal error.
+pub fn sqlstate_code(text: &str) -> PgSqlErrorCode {
+    let bytes = text.as_bytes();
+    if bytes.len() != 5
+        || !bytes
+            .iter()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+    {
+        return PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
+    }
+    let packed = bytes.iter().enumerate().fold(0i32, |acc, (i, b)| {
+        acc | ((((b - b'0') & 0x3f) as i32) << (6 * i))
+    });
+    PgSqlErrorCode::from(packed)
+}
+
+/// Splits a recorded `SQLSTATE: message` into its parts.
+pub fn split_recorded(text: &str) -> Option<(&str, &str)> {
+    let (code, message) = text.split_once(": ")?;
+    (code.len() == 5 && sqlstate_code(code) != PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
+        || code == "XX000")
+        .then_some((code, message))
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;
@@ -193,6 +242,22 @@ mod unit {
             .hint()
             .unwrap()
             .contains("\"max_worker_processes\""));
+    }
+
+    #[test]
+    fn sqlstates_pack() {
+        for code in ["22023", "3D000", "53300", "28000", "42P01", "57014"] {
+            assert_eq!(sqlstate_text(sqlstate_code(code)), code);
+        }
+        assert_eq!(
+            sqlstate_code("nope"),
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
+        );
+        assert_eq!(
+            split_recorded("53300: too many connections for role \"x\""),
+            Some(("53300", "too many connections for role \"x\""))
+        );
+        assert_eq!(split_recorded("no code here"), None);
     }
 
     #[test]

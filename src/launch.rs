@@ -60,10 +60,7 @@ pub fn build(
     generation: u64,
     notify_pid: i32,
 ) -> Result<pg_sys::BackgroundWorker, String> {
-    let mut flags = pg_sys::BGWORKER_SHMEM_ACCESS as i32;
-    if def.database.is_some() || def.kind.info().needs_database {
-        flags |= pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION as i32;
-    }
+    let flags = builtin_flags(def);
     build_raw(&RawWorker {
         library: LIBRARY.to_string(),
         function: ENTRY_POINT.to_string(),
@@ -84,7 +81,11 @@ pub fn register_static_workers(defs: &[WorkerDef]) {
     for (index, def) in defs.iter().enumerate() {
         let mut worker = match build(def, index as u32, index as i64 + 1, 1, 0) {
             Ok(worker) => worker,
-            Err(reason) => pgrx::error!("cannot register static worker \"{}\": {reason}", def.name),
+            Err(reason) => BgwError::invalid(format!(
+                "cannot register static worker \"{}\": {reason}",
+                def.name
+            ))
+            .report(),
         };
         // SAFETY: called from _PG_init during preload, the only time static
         // registration is allowed; the struct is fully initialised.
@@ -118,6 +119,31 @@ pub fn handle_status(handle: PgHandle) -> PmStatus {
         pg_sys::BgwHandleStatus::BGWH_NOT_YET_STARTED => PmStatus::NotYetStarted,
         _ => PmStatus::Stopped,
     }
+}
+
+/// The postmaster's handle of a worker, found by the worker itself: the
+/// workers registered when the postmaster's slots were (re)built (static
+/// workers, and after a crash-reinitialisation every worker kept) hold
+/// slots of generation 0, which bgworker.c never bumps, and the one whose
+/// pid is `pid` is ours. The postmaster publishes the pid just after it
+/// forks the worker, so this looks again for a short while.
+pub fn find_own_handle(pid: i32) -> Option<PgHandle> {
+    // SAFETY: a plain integer global of the server, fixed at start.
+    let slots = unsafe { pg_sys::max_worker_processes };
+    for _ in 0..2000 {
+        let found = (0..slots)
+            .map(|slot| PgHandle {
+                slot,
+                generation: 0,
+            })
+            .find(|h| handle_status(*h) == PmStatus::Started(pid));
+        if found.is_some() {
+            return found;
+        }
+        // SAFETY: a plain sleep of one millisecond.
+        unsafe { pg_sys::pg_usleep(1000) };
+    }
+    None
 }
 
 /// Asks the postmaster to stop the worker for good: SIGTERM if it runs,
@@ -167,6 +193,15 @@ pub fn launch_builtin(
     register_dynamic(worker)
 }
 
+/// The flags a built-in worker of `def` is registered with.
+pub fn builtin_flags(def: &WorkerDef) -> i32 {
+    let mut flags = pg_sys::BGWORKER_SHMEM_ACCESS as i32;
+    if def.database.is_some() || def.kind.info().needs_database {
+        flags |= pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION as i32;
+    }
+    flags
+}
+
 /// Everything `launch_raw` sets, for any library's entry point.
 #[derive(Debug, Clone)]
 pub struct RawWorker {
@@ -182,6 +217,19 @@ pub struct RawWorker {
     pub notify_pid: i32,
 }
 
+/// Checks what the server's `RegisterDynamicBackgroundWorker` would refuse
+/// with an ERROR, so that a bad request fails before anything is taken.
+pub fn check_registrable(flags: i32, start_time: StartTime) -> Result<(), String> {
+    let database = flags & pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION as i32 != 0;
+    if flags & pg_sys::BGWORKER_SHMEM_ACCESS as i32 == 0 {
+        return Err("a background worker needs flag shmem_access".into());
+    }
+    if database && start_time == StartTime::PostmasterStart {
+        return Err("a worker that connects to a database cannot start at postmaster_start".into());
+    }
+    Ok(())
+}
+
 /// The flag names `launch_raw` takes.
 pub fn parse_flags(names: &[String]) -> Result<i32, String> {
     let mut flags = 0;
@@ -195,11 +243,6 @@ pub fn parse_flags(names: &[String]) -> Result<i32, String> {
                 ))
             }
         };
-    }
-    if flags & pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION as i32 != 0
-        && flags & pg_sys::BGWORKER_SHMEM_ACCESS as i32 == 0
-    {
-        return Err("flag database_connection needs shmem_access".into());
     }
     Ok(flags)
 }
@@ -251,7 +294,16 @@ mod unit {
             parse_flags(&["shmem_access".into()]),
             Ok(pg_sys::BGWORKER_SHMEM_ACCESS as i32)
         );
-        assert!(parse_flags(&["database_connection".into()]).is_err());
+        assert!(check_registrable(
+            parse_flags(&["database_connection".into()]).unwrap(),
+            StartTime::RecoveryFinished
+        )
+        .is_err());
+        let both = parse_flags(&["shmem_access".into(), "database_connection".into()]).unwrap();
+        assert!(check_registrable(both, StartTime::ConsistentState).is_ok());
+        assert!(check_registrable(both, StartTime::PostmasterStart)
+            .unwrap_err()
+            .contains("postmaster_start"));
         assert!(parse_flags(&["bogus".into()])
             .unwrap_err()
             .contains("valid flags"));

@@ -9,10 +9,13 @@
 use pgrx::prelude::*;
 
 pub mod api;
+pub mod authz;
 pub mod config;
+pub mod connection;
 pub mod control;
 pub mod error;
 pub mod gucs;
+pub mod jsonb_text;
 pub mod kinds;
 pub mod launch;
 pub mod preload;

@@ -208,4 +208,40 @@ mod tests {
         .unwrap();
         assert_eq!(granted, Some(false));
     }
+
+    /// An ERROR raised inside the server's registration call (here its own
+    /// check that a database worker cannot start at postmaster start, which
+    /// `launch` refuses before) unwinds through the reservation, which
+    /// gives the registry slot back.
+    #[pg_test]
+    fn an_error_inside_registration_gives_the_slot_back() {
+        use crate::authz::Authorised;
+        use crate::spec::{Kind, StartTime, WorkerDef};
+        let before = crate::registry::list().len();
+        let def = WorkerDef {
+            kind: Kind::Sleep,
+            name: "registration that fails".into(),
+            database: Some("postgres".into()),
+            role: None,
+            start_time: StartTime::PostmasterStart,
+            restart_after: None,
+            config: "{}".into(),
+        };
+        let authorised = Authorised {
+            role_oid: 10,
+            database_oid: 5,
+        };
+        let raised = PgTryBuilder::new(|| {
+            let _ = crate::control::register(def.clone(), "pg_test", authorised, false, 0);
+            false
+        })
+        .catch_others(|_| true)
+        .execute();
+        assert!(raised, "the server refused the registration with an ERROR");
+        assert_eq!(
+            crate::registry::list().len(),
+            before,
+            "no slot is left taken"
+        );
+    }
 }

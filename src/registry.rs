@@ -57,17 +57,6 @@ pub enum SlotState {
     Stopped = 3,
 }
 
-impl SlotState {
-    pub fn name(self) -> &'static str {
-        match self {
-            SlotState::Free => "free",
-            SlotState::NotYetStarted => "not_yet_started",
-            SlotState::Started => "started",
-            SlotState::Stopped => "stopped",
-        }
-    }
-}
-
 /// Registry header. `capacity` is written once by the postmaster at
 /// creation; `next_id` by launchers under the registry lock; `cv` is the
 /// server's own condition variable, safe to use without the lock.
@@ -102,11 +91,22 @@ pub struct Slot {
     bypass_allowconn: bool,
     /// `terminate` was asked: the worker stops for good. Terminate.
     terminate_requested: bool,
-    /// The postmaster's handle is known (dynamic workers). Launcher.
+    /// The postmaster's handle is known. Launcher, or the worker itself
+    /// when `find_handle`.
     has_handle: bool,
+    /// The worker finds its handle itself when it starts: static workers,
+    /// and workers brought back after a crash-reinitialisation (whose old
+    /// handles are void). Postmaster.
+    find_handle: bool,
     handle: PgHandle,
     /// The worker's role, InvalidOid for the bootstrap superuser. Launcher.
     role_oid: u32,
+    /// The worker's database, InvalidOid for none. Launcher. Dynamic
+    /// workers connect to these two OIDs, never to names looked up again.
+    database_oid: u32,
+    /// Connected as its role (or needing no connection) in its current
+    /// run; reset when the run starts. The worker.
+    connected: bool,
     /// Runs of a `sql` worker, rows and duration of the last. The worker.
     runs: i64,
     last_rows: i64,
@@ -130,12 +130,32 @@ pub struct Slot {
     config: [u8; CONFIG_LEN],
 }
 
-/// What a launcher knows of a worker before it is registered.
-#[derive(Debug, Clone)]
+/// A slot taken for a worker that is not registered with the postmaster
+/// yet. Dropping it gives the slot back, also while unwinding from an
+/// error raised inside the server's registration: only [`Reservation::keep`]
+/// (once the postmaster has the worker) makes the slot stay taken.
+#[derive(Debug)]
 pub struct Reservation {
     pub slot: u32,
     pub id: i64,
     pub generation: u64,
+    kept: bool,
+}
+
+impl Reservation {
+    /// The worker is registered: the slot stays its own. Returns the id.
+    pub fn keep(mut self) -> i64 {
+        self.kept = true;
+        self.id
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.kept {
+            release(self);
+        }
+    }
 }
 
 /// An owned copy of one slot, for readers.
@@ -158,7 +178,10 @@ pub struct WorkerRecord {
     pub bypass_allowconn: bool,
     pub terminate_requested: bool,
     pub handle: Option<PgHandle>,
+    pub find_handle: bool,
     pub role_oid: u32,
+    pub database_oid: u32,
+    pub connected: bool,
     pub runs: i64,
     pub last_rows: i64,
     pub last_run_us: i64,
@@ -283,6 +306,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
                         let slot = &mut slots[index];
                         fill_slot(slot, index as i64 + 1, 1, def, None, now);
                         slot.is_static = true;
+                        slot.find_handle = true;
                     }
                     (*header).next_id = statics.len() as i64 + 1;
                 }
@@ -350,10 +374,12 @@ fn recover_slot(slot: &mut Slot, now: i64) {
     }
     let was_running = state == SlotState::Started as u8;
     slot.pid = 0;
+    slot.connected = false;
     let comes_back =
         slot.restart_secs >= 0 && !slot.terminate_requested && slot.kind != Kind::Raw as u8;
     if comes_back {
         slot.state = SlotState::NotYetStarted as u8;
+        slot.find_handle = true;
     } else {
         slot.state = SlotState::Stopped as u8;
         slot.stopped_at = now;
@@ -381,11 +407,14 @@ fn fill_slot(
     slot.bypass_allowconn = false;
     slot.terminate_requested = false;
     slot.has_handle = false;
+    slot.find_handle = false;
     slot.handle = PgHandle {
         slot: -1,
         generation: 0,
     };
     slot.role_oid = 0;
+    slot.database_oid = 0;
+    slot.connected = false;
     slot.runs = 0;
     slot.last_rows = 0;
     slot.last_run_us = 0;
@@ -509,7 +538,10 @@ fn record_of(index: usize, slot: &Slot) -> WorkerRecord {
         bypass_allowconn: slot.bypass_allowconn,
         terminate_requested: slot.terminate_requested,
         handle: slot.has_handle.then_some(slot.handle),
+        find_handle: slot.find_handle,
         role_oid: slot.role_oid,
+        database_oid: slot.database_oid,
+        connected: slot.connected,
         runs: slot.runs,
         last_rows: slot.last_rows,
         last_run_us: slot.last_run_us,
@@ -537,7 +569,15 @@ pub fn list() -> Vec<WorkerRecord> {
 /// `(id, generation)` and marks it started. `None` when the slot was given
 /// to another worker (a stale registration) or the worker was terminated
 /// while it waited for its (re)start: it must then leave with code 0.
-pub fn claim(slot: u32, id: i64, generation: u64, pid: i32) -> Option<WorkerRecord> {
+/// A worker that finds its own handle (see `Slot::find_handle`) passes it
+/// here, so that from the moment it counts as started it can be terminated.
+pub fn claim(
+    slot: u32,
+    id: i64,
+    generation: u64,
+    pid: i32,
+    own_handle: Option<PgHandle>,
+) -> Option<WorkerRecord> {
     let mut locked = Locked::acquire(true)?;
     let slots = locked.slots();
     let entry = slots.get_mut(slot as usize)?;
@@ -553,6 +593,11 @@ pub fn claim(slot: u32, id: i64, generation: u64, pid: i32) -> Option<WorkerReco
     }
     entry.state = SlotState::Started as u8;
     entry.pid = pid;
+    entry.connected = false;
+    if let Some(handle) = own_handle {
+        entry.handle = handle;
+        entry.has_handle = true;
+    }
     // SAFETY: reading the clock has no preconditions.
     entry.started_at = unsafe { pg_sys::GetCurrentTimestamp() };
     entry.stopped_at = 0;
@@ -618,6 +663,24 @@ pub fn record_error(slot: u32, id: i64, generation: u64, error: Option<&str>) {
     });
 }
 
+/// Records that the running worker is connected as its role (or needs no
+/// connection): `launch(..., wait => true)` returns from then on.
+pub fn mark_connected(slot: u32, id: i64, generation: u64) {
+    update_own(slot, id, generation, |entry| entry.connected = true);
+    broadcast();
+}
+
+/// Marks the worker so that it stops for good when it exits now: used when
+/// what it was authorised as (its role, its database) is gone.
+pub fn stop_for_good(slot: u32, id: i64, generation: u64) -> Option<PgHandle> {
+    let mut handle = None;
+    update_own(slot, id, generation, |entry| {
+        entry.terminate_requested = true;
+        handle = entry.has_handle.then_some(entry.handle);
+    });
+    handle
+}
+
 /// Takes a slot for a new worker: a free one, else the one whose worker
 /// stopped longest ago (history makes room). Static slots are never taken.
 /// `is_evictable` tells whether a stopped worker is also gone from the
@@ -626,6 +689,7 @@ pub fn reserve(
     def: &WorkerDef,
     launched_by: &str,
     role_oid: u32,
+    database_oid: u32,
     bypass_allowconn: bool,
     is_evictable: impl Fn(&WorkerRecord) -> bool,
 ) -> Result<Reservation, u32> {
@@ -660,11 +724,13 @@ pub fn reserve(
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     fill_slot(entry, id, generation, def, Some(launched_by), now);
     entry.role_oid = role_oid;
+    entry.database_oid = database_oid;
     entry.bypass_allowconn = bypass_allowconn;
     Ok(Reservation {
         slot: index as u32,
         id,
         generation,
+        kept: false,
     })
 }
 
@@ -676,7 +742,7 @@ pub fn rename(r: &Reservation, name: &str) {
 }
 
 /// Gives back a reservation whose registration failed: nothing is left.
-pub fn release(r: &Reservation) {
+fn release(r: &Reservation) {
     update_own(r.slot, r.id, r.generation, |entry| {
         entry.state = SlotState::Free as u8;
         entry.id = 0;
@@ -787,17 +853,5 @@ mod unit {
         put_str(&mut buf, "abcé"); // 5 bytes do not fit with the NUL
         assert_eq!(get_str(&buf), "abc");
         assert_eq!(buf[4], 0);
-    }
-
-    #[test]
-    fn size_grows_linearly() {
-        let one = shmem_size(1);
-        let two = shmem_size(2);
-        assert_eq!(two - one, std::mem::size_of::<Slot>());
-        assert_eq!(
-            shmem_size(100) - shmem_size(0),
-            100 * std::mem::size_of::<Slot>()
-        );
-        assert_eq!(slots_offset() % std::mem::align_of::<Slot>(), 0);
     }
 }

@@ -249,9 +249,6 @@ impl StartTime {
 /// after an exit with code 1 (PostgreSQL's `bgw_restart_time`).
 pub type RestartAfter = Option<u32>;
 
-/// The longest restart delay accepted, one day.
-pub const MAX_RESTART_SECS: u32 = 86_400;
-
 /// Static workers restart this many seconds after a crash or an exit with
 /// code 1; after a crash-reinitialisation the postmaster starts them at once.
 pub const STATIC_RESTART_SECS: u32 = 10;

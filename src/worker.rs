@@ -1,8 +1,9 @@
 //! The life of a worker process: entry point, signals, finding its registry
 //! slot, recording its exit, and the helpers every kind uses (naps on the
-//! latch, transactions, activity reports, the database connection).
+//! latch, transactions, activity reports). The database connection is
+//! `connection.rs`.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::connection::{self, c_text};
+use crate::error::split_recorded;
 use crate::kinds;
 use crate::launch;
 use crate::process;
@@ -27,6 +30,9 @@ static IDENTITY: OnceCell<Identity> = OnceCell::new();
 
 /// The last ERROR or FATAL this process reported, for `workers.last_error`.
 static LAST_REPORTED_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// The `emit_log_hook` installed before ours, called after ours.
+static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 
 /// Entry point of every built-in worker (`bgw_function_name`). The main
 /// argument is the registry slot; `bgw_extra` carries id and generation.
@@ -59,12 +65,20 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     // as that allows: waiters see it just before the process ends.
     unsafe {
         pg_sys::on_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
+        PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
         pg_sys::emit_log_hook = Some(remember_error);
     }
 
     // SAFETY: MyProcPid is set for every server process.
     let pid = unsafe { pg_sys::MyProcPid };
-    let Some(record) = registry::claim(identity.slot, id, generation, pid) else {
+    // A static worker has no handle from a registration call, and one
+    // brought back after a crash-reinitialisation has a void one: they find
+    // their postmaster slot themselves, so that terminate() goes through
+    // the postmaster as for every other worker.
+    let own_handle = registry::find(id)
+        .filter(|r| r.find_handle && r.slot == identity.slot)
+        .and_then(|_| launch::find_own_handle(pid));
+    let Some(record) = registry::claim(identity.slot, id, generation, pid, own_handle) else {
         // Terminated while it waited for its (re)start, or its slot went to
         // a newer worker: leave with code 0, which unregisters it.
         log!("lightdb_bgw: worker {id} was terminated or replaced; leaving");
@@ -78,12 +92,25 @@ unsafe extern "C-unwind" fn on_exit(code: i32, _arg: pg_sys::Datum) {
     let Some(me) = IDENTITY.get() else {
         return;
     };
-    let error = LAST_REPORTED_ERROR.lock().ok().and_then(|e| e.clone());
+    let mut error = LAST_REPORTED_ERROR.lock().ok().and_then(|e| e.clone());
+    let final_error = error
+        .as_deref()
+        .and_then(split_recorded)
+        .is_some_and(|(code, _)| connection::gone_for_good(code));
+    if final_error {
+        // What the worker was authorised as is gone: stop for good, in our
+        // registry and in the postmaster, instead of a restart loop.
+        if let Some(handle) = registry::stop_for_good(me.slot, me.id, me.generation) {
+            launch::terminate_handle(handle);
+        }
+        error = error.map(|e| format!("{e} (the worker stops for good)"));
+    }
     registry::record_exit(me.slot, me.id, me.generation, code, error.as_deref());
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn remember_error(edata: *mut pg_sys::ErrorData) {
+    chain_log_hook(edata);
     // SAFETY: the server passes the error being reported, valid during the
     // call.
     unsafe {
@@ -106,6 +133,17 @@ unsafe extern "C-unwind" fn remember_error(edata: *mut pg_sys::ErrorData) {
     }
 }
 
+/// Passes the report on to the hook that was installed before ours.
+fn chain_log_hook(edata: *mut pg_sys::ErrorData) {
+    // SAFETY: the previous hook was read once at start and is a valid
+    // function pointer or None; it gets the report we were given.
+    unsafe {
+        if let Some(prev) = PREV_EMIT_LOG_HOOK {
+            prev(edata);
+        }
+    }
+}
+
 /// This worker's identity; set before any kind runs.
 pub fn identity() -> Identity {
     *IDENTITY
@@ -119,48 +157,14 @@ pub fn record_error(error: Option<&str>) {
     registry::record_error(me.slot, me.id, me.generation, error);
 }
 
-/// Connects to `database` (or to none: shared catalogs only) as `role` (or
-/// as the bootstrap superuser). Raises FATAL when either does not exist.
-pub fn connect(database: Option<&str>, role: Option<&str>, bypass_allowconn: bool) {
-    let Some(database) = database else {
-        return;
-    };
-    let db = CString::new(database).unwrap_or_default();
-    let user = role.map(|r| CString::new(r).unwrap_or_default());
-    let flags = if bypass_allowconn {
-        pg_sys::BGWORKER_BYPASS_ALLOWCONN
-    } else {
-        0
-    };
-    // SAFETY: called once, at worker start, with NUL-terminated strings that
-    // outlive the call.
-    unsafe {
-        pg_sys::BackgroundWorkerInitializeConnection(
-            db.as_ptr(),
-            user.as_ref().map_or(std::ptr::null(), |u| u.as_ptr()),
-            flags as _,
-        );
-    }
-}
-
-/// Connects as the registry recorded: database (or none), role, and the
-/// `BGWORKER_BYPASS_ALLOWCONN` flag.
-pub fn connect_as_recorded(record: &WorkerRecord) {
-    connect(
-        record.def.database.as_deref(),
-        record.def.role.as_deref(),
-        record.bypass_allowconn,
-    );
-}
-
 /// Queues a notification on `channel`, sent when the transaction commits,
 /// through the server's `Async_Notify()`.
 pub fn notify(channel: &str, payload: &str) {
     extern "C-unwind" {
         fn Async_Notify(channel: *const std::ffi::c_char, payload: *const std::ffi::c_char);
     }
-    let channel = CString::new(channel).unwrap_or_default();
-    let payload = CString::new(payload).unwrap_or_default();
+    let channel = c_text("notify channel", channel).unwrap_or_else(|e| e.report());
+    let payload = c_text("notify payload", payload).unwrap_or_else(|e| e.report());
     // SAFETY: called inside a transaction; the strings outlive the call and
     // the server copies them; an ERROR is turned into a Rust panic by the
     // guard instead of jumping over Rust frames.
@@ -171,7 +175,7 @@ pub fn notify(channel: &str, payload: &str) {
 
 /// Shows `name` as `application_name` in `pg_stat_activity`.
 pub fn set_application_name(name: &str) {
-    let value = CString::new(name).unwrap_or_default();
+    let value = c_text("application_name", name).unwrap_or_else(|e| e.report());
     // SAFETY: SetConfigOption copies both strings.
     unsafe {
         pg_sys::SetConfigOption(
@@ -188,7 +192,7 @@ pub fn set_application_name(name: &str) {
 pub fn report_activity(running: Option<&str>) {
     match running {
         Some(text) => {
-            let text = CString::new(text).unwrap_or_default();
+            let text = c_text("activity", text).unwrap_or_else(|e| e.report());
             // SAFETY: the text is copied into shared memory by the server.
             unsafe {
                 pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr())
@@ -210,7 +214,7 @@ pub fn nap(timeout: Option<Duration>) {
     let millis = match timeout {
         Some(t) => {
             events |= pg_sys::WL_TIMEOUT;
-            t.as_millis().min(i32::MAX as u128) as std::ffi::c_long
+            wait_millis(t)
         }
         None => -1,
     };
@@ -226,6 +230,13 @@ pub fn nap(timeout: Option<Duration>) {
         pg_sys::ResetLatch(pg_sys::MyLatch);
     }
     serve_interrupts();
+}
+
+/// Milliseconds for `WaitLatch`, rounded up: a wait of 0.4 ms sleeps 1 ms
+/// instead of returning at once (which made the last millisecond of every
+/// wait a busy loop).
+pub fn wait_millis(timeout: Duration) -> std::ffi::c_long {
+    timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as std::ffi::c_long
 }
 
 /// Serves pending interrupts without sleeping; see [`nap`].
@@ -304,4 +315,22 @@ pub fn in_transaction<R>(
 /// The identity of the running worker, as the registry recorded it.
 pub fn describe(record: &WorkerRecord) -> String {
     format!("{} (id {})", record.def.name, record.id)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn waits_round_up_to_whole_milliseconds() {
+        assert_eq!(wait_millis(Duration::from_micros(1)), 1);
+        assert_eq!(wait_millis(Duration::from_micros(999)), 1);
+        assert_eq!(wait_millis(Duration::from_micros(1000)), 1);
+        assert_eq!(wait_millis(Duration::from_micros(1001)), 2);
+        assert_eq!(wait_millis(Duration::ZERO), 0);
+        assert_eq!(
+            wait_millis(Duration::from_secs(1 << 40)),
+            i32::MAX as std::ffi::c_long
+        );
+    }
 }

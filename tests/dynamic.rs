@@ -493,7 +493,7 @@ fn bypass_allowconn_reaches_a_database_that_refuses_connections() {
             &[],
         )
         .unwrap_err();
-    assert_eq!(sqlstate(&err), "22023", "{err}");
+    assert_eq!(sqlstate(&err), "55000", "{err}");
     assert!(db_error(&err)
         .hint()
         .unwrap_or("")
@@ -533,14 +533,10 @@ fn terminate_stops_a_static_worker_for_good() {
         .unwrap()
         .get(0);
     assert_eq!(reached, "stopped");
-    // A static worker has no postmaster handle: "stopped" means it recorded
-    // its exit; the process itself is gone a moment later.
-    eventually("process gone", Duration::from_secs(2), || {
-        (!process_alive(worker_pid)).then_some(())
-    });
-    // Past its restart time (10 s) it is still stopped: the postmaster
-    // restarted it, it saw the request and left for good with code 0.
-    std::thread::sleep(Duration::from_secs(12));
+    // Stopped through its postmaster handle: "stopped" means the postmaster
+    // has reaped it and forgotten it, so the process is gone already and
+    // it is never restarted.
+    assert!(!process_alive(worker_pid));
     assert_eq!(status(&mut client, 1), "stopped");
     let running: i64 = client
         .query_one(
@@ -550,7 +546,4 @@ fn terminate_stops_a_static_worker_for_good() {
         .unwrap()
         .get(0);
     assert_eq!(running, 0);
-    assert!(cluster
-        .log()
-        .contains("was terminated or replaced; leaving"));
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use pgrx::prelude::*;
 
+use crate::error::BgwError;
 use crate::gucs;
 use crate::registry::WorkerRecord;
 use crate::spec::{self, quote_ident};
@@ -82,7 +83,6 @@ impl CounterSql {
 }
 
 pub fn run(record: &WorkerRecord, config: &CounterConfig) {
-    worker::connect_as_recorded(record);
     worker::set_application_name(&record.def.name);
     let sql = CounterSql::new(&config.schema, &config.table);
     log!(
@@ -98,7 +98,9 @@ pub fn run(record: &WorkerRecord, config: &CounterConfig) {
             worker::report_activity(Some(&sql.ensure));
             ready = note(worker::in_transaction(|| {
                 Spi::connect_mut(|client| client.update(sql.ensure.as_str(), None, &[]).map(|_| ()))
-                    .unwrap_or_else(|err| pgrx::error!("counter set-up failed: {err}"))
+                    .unwrap_or_else(|err| {
+                        BgwError::Internal(format!("counter set-up failed: {err}")).report()
+                    })
             }))
             .is_some();
         }
@@ -125,7 +127,6 @@ pub fn run(record: &WorkerRecord, config: &CounterConfig) {
             }
         }
         worker::report_activity(None);
-        last_round = Instant::now().max(last_round);
         wait_for_next_round(config, last_round);
         last_round = Instant::now();
     }
@@ -144,7 +145,7 @@ fn fold(fold_sql: &str) -> (i64, i64) {
         let deltas: i64 = row.get(2)?.unwrap_or(0);
         Ok::<_, pgrx::spi::Error>((total, deltas))
     })
-    .unwrap_or_else(|err| pgrx::error!("counter fold failed: {err}"))
+    .unwrap_or_else(|err| BgwError::Internal(format!("counter fold failed: {err}")).report())
 }
 
 /// Records the outcome of a unit of work in the registry and the log.

@@ -8,15 +8,26 @@ pub mod supervisor;
 use pgrx::prelude::*;
 
 use crate::config::{self, KindConfig};
+use crate::connection;
+use crate::error::BgwError;
 use crate::registry::WorkerRecord;
 
-/// Runs the kind of `record` until the worker exits.
+/// Connects the worker as it was authorised (the supervisor needs no
+/// connection: it only registers workers), then runs its kind until the
+/// worker exits.
 pub fn run(record: &WorkerRecord) {
     let config = match config::parse(record.def.kind, &record.def.config) {
         Ok(config) => config,
         // Validated at launch; a static worker's `{}` always parses.
-        Err(err) => pgrx::error!("invalid config for worker {}: {err}", record.id),
+        Err(err) => {
+            BgwError::Internal(format!("invalid config for worker {}: {err}", record.id)).report()
+        }
     };
+    if matches!(config, KindConfig::Supervisor { .. } | KindConfig::Raw) {
+        connection::mark_ready(record);
+    } else {
+        connection::connect(record);
+    }
     // `parse` gives the variant of the record's kind.
     match config {
         KindConfig::Counter {

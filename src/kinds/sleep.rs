@@ -3,13 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-
-use crate::registry::WorkerRecord;
 use crate::process;
+use crate::registry::WorkerRecord;
 use crate::worker;
 
 pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) {
-    worker::connect_as_recorded(record);
     if record.def.database.is_some() {
         worker::set_application_name(&record.def.name);
         worker::report_activity(Some("sleeping"));

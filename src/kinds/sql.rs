@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::registry::{self, WorkerRecord};
+use crate::error::BgwError;
 use crate::process;
+use crate::registry::{self, WorkerRecord};
 use crate::worker;
 
 pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
-    worker::connect_as_recorded(record);
     worker::set_application_name(&record.def.name);
     let me = worker::identity();
     loop {
@@ -33,7 +33,7 @@ pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
                     client.update(text.as_str(), None, &[]).map(|t| t.len())
                 }
             })
-            .unwrap_or_else(|err| pgrx::error!("{err}"))
+            .unwrap_or_else(|err| BgwError::Internal(err.to_string()).report())
         });
         let micros = began.elapsed().as_micros().min(i64::MAX as u128) as i64;
         worker::report_activity(None);

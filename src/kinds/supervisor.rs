@@ -5,14 +5,17 @@
 //!
 //! The supervisor is the children's `bgw_notify_pid`, so the postmaster
 //! wakes it (SIGUSR1, which sets its latch) whenever a child starts or
-//! stops; a one-second nap is only a backstop.
+//! stops; a one-second nap is only a backstop. A child that keeps stopping
+//! within seconds of its launch is relaunched after a wait that doubles
+//! each time (1 s up to 60 s), shown in the supervisor's `last_error`.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::authz::Authorised;
 use crate::control::{self, Status};
 use crate::registry::{self, WorkerRecord};
 use crate::spec::{Kind, WorkerDef};
@@ -20,6 +23,39 @@ use crate::worker;
 
 /// Ids of the current children, for the exit callback.
 static CHILDREN: Mutex<Vec<i64>> = Mutex::new(Vec::new());
+
+/// A child that stops within this long of its launch stopped "fast".
+const FAST_DEATH: Duration = Duration::from_secs(10);
+/// The longest a child that keeps stopping fast waits to be relaunched.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How often the supervisor looks at its children without being woken.
+const BACKSTOP: Duration = Duration::from_secs(1);
+
+/// One child position of the supervisor.
+#[derive(Debug, Default)]
+struct Child {
+    /// The current child's id, if one is registered.
+    id: Option<i64>,
+    /// When the current child was launched.
+    launched: Option<Instant>,
+    /// How many children in a row stopped fast.
+    fast_deaths: u32,
+    /// Not relaunched before this.
+    not_before: Option<Instant>,
+    /// Why this child is not running as it should, while that lasts.
+    note: Option<String>,
+}
+
+/// The wait before relaunching after `fast_deaths` fast stops in a row:
+/// none for a child that ran a while, then 1 s, 2 s, 4 s, ... up to
+/// [`MAX_BACKOFF`], as TimescaleDB's jobs back off.
+pub fn backoff(fast_deaths: u32) -> Duration {
+    if fast_deaths == 0 {
+        return Duration::ZERO;
+    }
+    let secs = 1u64 << (fast_deaths - 1).min(16);
+    Duration::from_secs(secs).min(MAX_BACKOFF)
+}
 
 pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config: &str) {
     // SAFETY: registered once; runs at exit, SIGTERM included.
@@ -30,14 +66,43 @@ pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config:
         .launched_by
         .clone()
         .unwrap_or_else(|| "lightdb_bgw".into());
-    let mut current: Vec<Option<i64>> = vec![None; children as usize];
+    // Children run as the supervisor was authorised: the same role and
+    // database OIDs, never names looked up again.
+    let authorised = Authorised {
+        role_oid: record.role_oid,
+        database_oid: record.database_oid,
+    };
+    let mut current: Vec<Child> = (0..children).map(|_| Child::default()).collect();
     loop {
         for (index, child) in current.iter_mut().enumerate() {
-            let alive = child.and_then(registry::find).map(|rec| {
+            let alive = child.id.and_then(registry::find).map(|rec| {
                 let (status, _) = control::status_of(&rec);
                 status != Status::Stopped
             });
             if alive == Some(true) {
+                continue;
+            }
+            if let (Some(old), Some(launched)) = (child.id.take(), child.launched.take()) {
+                let lived = launched.elapsed();
+                child.fast_deaths = if lived < FAST_DEATH {
+                    child.fast_deaths + 1
+                } else {
+                    0
+                };
+                let wait = backoff(child.fast_deaths);
+                child.not_before = Some(Instant::now() + wait);
+                child.note = (!wait.is_zero()).then(|| {
+                    format!(
+                        "child {} (worker {old}) stopped {:.1} s after its launch, {} times in a row; \
+                         relaunching it in {} s",
+                        index + 1,
+                        lived.as_secs_f64(),
+                        child.fast_deaths,
+                        wait.as_secs()
+                    )
+                });
+            }
+            if child.not_before.is_some_and(|t| Instant::now() < t) {
                 continue;
             }
             let def = WorkerDef {
@@ -49,32 +114,52 @@ pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config:
                 restart_after: None,
                 config: child_config.to_string(),
             };
-            match control::register(def, &launched_by, record.role_oid, false, me) {
+            match control::register(def, &launched_by, authorised, false, me) {
                 Ok(id) => {
-                    if child.is_some() {
+                    if child.fast_deaths > 0 || child.not_before.is_some() {
                         log!(
                             "{}: relaunched child {} as worker {id}",
                             worker::describe(record),
                             index + 1
                         );
                     }
-                    *child = Some(id);
-                    worker::record_error(None);
+                    child.id = Some(id);
+                    child.launched = Some(Instant::now());
+                    child.not_before = None;
+                    if child.fast_deaths == 0 {
+                        child.note = None;
+                    }
                 }
                 Err(err) => {
-                    worker::record_error(Some(&format!(
-                        "cannot launch child {}: {}",
-                        index + 1,
-                        err
-                    )));
-                    *child = None;
+                    child.note = Some(format!("cannot launch child {}: {err}", index + 1));
+                    child.not_before = Some(Instant::now() + BACKSTOP);
                 }
             }
         }
-        if let Ok(mut ids) = CHILDREN.lock() {
-            *ids = current.iter().flatten().copied().collect();
+        // A child that ran a while since its last fast stop is healthy.
+        for child in current.iter_mut() {
+            if child.launched.is_some_and(|t| t.elapsed() >= FAST_DEATH) {
+                child.fast_deaths = 0;
+                child.note = None;
+            }
         }
-        worker::nap(Some(Duration::from_secs(1)));
+        let notes: Vec<&str> = current.iter().filter_map(|c| c.note.as_deref()).collect();
+        if notes.is_empty() {
+            worker::record_error(None);
+        } else {
+            worker::record_error(Some(&notes.join("; ")));
+        }
+        if let Ok(mut ids) = CHILDREN.lock() {
+            *ids = current.iter().filter_map(|c| c.id).collect();
+        }
+        let next = current
+            .iter()
+            .filter(|c| c.id.is_none())
+            .filter_map(|c| c.not_before)
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .min()
+            .unwrap_or(BACKSTOP);
+        worker::nap(Some(next.clamp(Duration::from_millis(1), BACKSTOP)));
     }
 }
 
@@ -85,5 +170,17 @@ unsafe extern "C-unwind" fn stop_children(_code: i32, _arg: pg_sys::Datum) {
         if let Some(rec) = registry::request_terminate(id) {
             control::stop_record(&rec);
         }
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let secs: Vec<u64> = (0..9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, vec![0, 1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
     }
 }

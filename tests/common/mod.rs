@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use postgres::fallible_iterator::FallibleIterator;
@@ -330,6 +331,25 @@ impl Cluster {
             .connect_timeout(Duration::from_secs(10))
             .connect(NoTls)
             .unwrap_or_else(|e| panic!("connect to {} as {user}: {e}", self.name))
+    }
+
+    /// A client connection to `dbname` as `postgres` that keeps the
+    /// messages of the NOTICEs the server sends it.
+    pub fn connect_with_notices(&self, dbname: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&notices);
+        let client = postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .dbname(dbname)
+            .connect_timeout(Duration::from_secs(10))
+            .notice_callback(move |notice| {
+                sink.lock().unwrap().push(notice.message().to_string());
+            })
+            .connect(NoTls)
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.name));
+        (client, notices)
     }
 
     /// Sends `signal` to process `pid`.

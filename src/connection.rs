@@ -1,0 +1,109 @@
+//! A worker's database connection, made as it was authorised at launch.
+//!
+//! Dynamic workers connect to the database OID and role OID checked by the
+//! launching session (`BackgroundWorkerInitializeConnectionByOid`), never
+//! to names looked up again: a role renamed, and another created under its
+//! old name, cannot lend its identity to a restarted worker. Static workers
+//! follow the names in the server's configuration, which only a superuser
+//! writes. When what a worker was authorised as is gone (its role or its
+//! database), the connection fails for good and the worker is not
+//! restarted: see [`gone_for_good`].
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pgrx::pg_sys;
+
+use crate::error::BgwError;
+use crate::registry::{self, WorkerRecord};
+
+/// True while this process is inside the server's connection routine.
+static CONNECTING: AtomicBool = AtomicBool::new(false);
+
+/// A C string for the server, refusing a NUL byte (SQLSTATE 22023) rather
+/// than passing on a text cut short.
+pub fn c_text(what: &str, value: &str) -> Result<CString, BgwError> {
+    CString::new(value).map_err(|_| BgwError::invalid(format!("{what} must not contain NUL")))
+}
+
+/// Connects as recorded: the database (or none: shared catalogs only), the
+/// role, `BGWORKER_BYPASS_ALLOWCONN`. Then records the worker as ready, so
+/// `launch(..., wait => true)` returns. A failure is a FATAL error that
+/// ends the process.
+pub fn connect(record: &WorkerRecord) {
+    if record.def.database.is_some() {
+        let flags = if record.bypass_allowconn {
+            pg_sys::BGWORKER_BYPASS_ALLOWCONN
+        } else {
+            0
+        };
+        CONNECTING.store(true, Ordering::Relaxed);
+        if record.is_static {
+            connect_by_name(record, flags);
+        } else {
+            // SAFETY: called once, at worker start, before any transaction.
+            unsafe {
+                pg_sys::BackgroundWorkerInitializeConnectionByOid(
+                    pg_sys::Oid::from(record.database_oid),
+                    pg_sys::Oid::from(record.role_oid),
+                    flags as _,
+                );
+            }
+        }
+        CONNECTING.store(false, Ordering::Relaxed);
+    }
+    mark_ready(record);
+}
+
+/// Records a worker that needs no connection as ready.
+pub fn mark_ready(record: &WorkerRecord) {
+    registry::mark_connected(record.slot, record.id, record.generation);
+}
+
+fn connect_by_name(record: &WorkerRecord, flags: u32) {
+    let database = record.def.database.as_deref().unwrap_or_default();
+    let db = c_text("database name", database).unwrap_or_else(|e| e.report());
+    let user = record
+        .def
+        .role
+        .as_deref()
+        .map(|r| c_text("role name", r).unwrap_or_else(|e| e.report()));
+    // SAFETY: called once, at worker start, with NUL-terminated strings that
+    // outlive the call.
+    unsafe {
+        pg_sys::BackgroundWorkerInitializeConnection(
+            db.as_ptr(),
+            user.as_ref().map_or(std::ptr::null(), |u| u.as_ptr()),
+            flags as _,
+        );
+    }
+}
+
+/// Whether an error with `sqlstate`, raised now, means the worker can never
+/// connect again: it is leaving while connecting, and its database (3D000)
+/// or its role (28000: gone, or no longer allowed to log in) is not there.
+pub fn gone_for_good(sqlstate: &str) -> bool {
+    CONNECTING.load(Ordering::Relaxed) && matches!(sqlstate, "3D000" | "28000")
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn nul_bytes_are_refused_not_dropped() {
+        let err = c_text("channel", "a\0b").unwrap_err();
+        assert_eq!(err.message(), "channel must not contain NUL");
+        assert_eq!(c_text("channel", "ab").unwrap().as_bytes(), b"ab");
+    }
+
+    #[test]
+    fn only_missing_identities_while_connecting_are_final() {
+        assert!(!gone_for_good("3D000"), "not while running");
+        CONNECTING.store(true, Ordering::Relaxed);
+        assert!(gone_for_good("3D000"));
+        assert!(gone_for_good("28000"));
+        assert!(!gone_for_good("53300"), "too many connections passes");
+        CONNECTING.store(false, Ordering::Relaxed);
+    }
+}
