@@ -207,7 +207,9 @@ fn row(
     // Other roles' workers show who, where and when, never what: anything
     // that can carry data (config, errors, run figures) is NULL for them.
     let may_see = authz::may_see_data(&r);
-    let config = may_see.then(|| r.def.config.clone());
+    let config = may_see
+        .then(|| r.def.config.clone())
+        .filter(|c| !c.is_empty());
     let worker_type = if r.def.kind == crate::spec::Kind::Raw {
         serde_json::from_str::<serde_json::Value>(&r.def.config)
             .ok()

@@ -14,6 +14,7 @@ use pgrx::prelude::*;
 use crate::authz::{self, check_may_control, Authorised};
 use crate::config;
 use crate::error::{split_recorded, BgwError};
+use crate::gucs;
 use crate::launch::{self, PmStatus, RawWorker};
 use crate::preload;
 use crate::registry::{self, ChangeWait, Reservation, SlotState, WorkerRecord};
@@ -145,6 +146,36 @@ fn check_name(name: &str) -> Result<(), BgwError> {
     spec::check_c_string("worker name", name, registry::NAME_LEN).map_err(BgwError::invalid)
 }
 
+/// Refuses a config larger than `lightdb_bgw.max_config_size`: for a
+/// `sql` worker the size of its text, for the others of the config.
+fn check_config_size(kind: Kind, config_json: &str) -> Result<(), BgwError> {
+    let limit = gucs::max_config_size();
+    let (what, size) = match config::parse(kind, config_json) {
+        Ok(config::KindConfig::Sql { sql, .. }) => ("sql text", sql.len()),
+        _ => ("config", config_json.len()),
+    };
+    if size > limit {
+        return Err(BgwError::SizeLimit {
+            message: format!(
+                "{what} is {size} bytes long; \"lightdb_bgw.max_config_size\" allows {limit}"
+            ),
+            setting: "lightdb_bgw.max_config_size",
+        });
+    }
+    Ok(())
+}
+
+/// What `registry::reserve` refused, as an error.
+fn reserve_error(full: Option<u32>) -> BgwError {
+    match full {
+        Some(capacity) => BgwError::RegistryFull(capacity),
+        None => BgwError::SizeLimit {
+            message: "the shared memory for worker configs is full".into(),
+            setting: "lightdb_bgw.max_text_memory",
+        },
+    }
+}
+
 /// `launch(...)`: validates everything, registers the worker and, with
 /// `wait`, returns once it is connected as its role. Returns the new id.
 pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
@@ -164,13 +195,7 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
     }
     config::parse(kind, &req.config)
         .map_err(|e| invalid_detail(format!("invalid config for kind \"{kind}\""), e))?;
-    if req.config.len() >= registry::CONFIG_LEN {
-        return Err(BgwError::invalid(format!(
-            "config is {} bytes as JSON; at most {} fit",
-            req.config.len(),
-            registry::CONFIG_LEN - 1
-        )));
-    }
+    check_config_size(kind, &req.config)?;
     let start_time = parse_start_time(&req.start_time)?;
     let restart_after = parse_restart(req.restart_after)?;
     if let Some(name) = &req.name {
@@ -267,10 +292,20 @@ pub fn register(
         bypass_allowconn,
         evictable,
     )
-    .map_err(BgwError::RegistryFull)?;
+    .map_err(reserve_error)?;
     if unnamed {
         def.name = format!("lightdb_bgw {} {}", def.kind, reservation.id);
         registry::rename(&reservation, &def.name);
+    }
+    if def.restart_after.is_some() {
+        // Restartable: its config must outlive a crash-reinitialisation,
+        // which loses shared memory.
+        if let Err(err) = registry::save_config(reservation.id, &def.config) {
+            warning!(
+                "lightdb_bgw: cannot keep the config of worker {} on disk: {err}",
+                reservation.id
+            );
+        }
     }
     let handle = launch::launch_builtin(&def, &reservation, notify_pid)?;
     registry::attach_handle(&reservation, handle);
@@ -309,7 +344,7 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
         config,
     };
     let reservation: Reservation =
-        registry::reserve(&def, &me, 0, 0, false, evictable).map_err(BgwError::RegistryFull)?;
+        registry::reserve(&def, &me, 0, 0, false, evictable).map_err(reserve_error)?;
     let handle = launch::register_dynamic(worker)?;
     registry::attach_handle(&reservation, handle);
     let id = reservation.keep();

@@ -30,6 +30,11 @@ pub enum BgwError {
     NoPostmasterSlot,
     /// The extension's own registry is full (53400).
     RegistryFull(u32),
+    /// A configured size limit is exceeded (54000); names the setting.
+    SizeLimit {
+        message: String,
+        setting: &'static str,
+    },
     /// An object is not in the state the request needs (55000).
     WrongState {
         message: String,
@@ -73,6 +78,7 @@ impl BgwError {
             BgwError::NotAllowed(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
             BgwError::NoPostmasterSlot => ERRCODE_INSUFFICIENT_RESOURCES,
             BgwError::RegistryFull(_) => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            BgwError::SizeLimit { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             BgwError::WrongState { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             BgwError::Internal(_) => ERRCODE_INTERNAL_ERROR,
             BgwError::Worker { sqlstate, .. } => sqlstate_code(sqlstate),
@@ -90,9 +96,9 @@ impl BgwError {
             | BgwError::UndefinedDatabase(m)
             | BgwError::NotAllowed(m)
             | BgwError::Internal(m) => m.clone(),
-            BgwError::WrongState { message, .. } | BgwError::Worker { message, .. } => {
-                message.clone()
-            }
+            BgwError::WrongState { message, .. }
+            | BgwError::Worker { message, .. }
+            | BgwError::SizeLimit { message, .. } => message.clone(),
             BgwError::NoPostmasterSlot => "no background worker slot is free".into(),
             BgwError::RegistryFull(n) => {
                 format!("the lightdb_bgw registry is full ({n} workers)")
@@ -126,6 +132,9 @@ impl BgwError {
                 "Stop workers you no longer need or raise \"lightdb_bgw.max_workers\" and restart the server."
                     .into(),
             ),
+            BgwError::SizeLimit { setting, .. } => {
+                Some(format!("The limit is set by \"{setting}\"."))
+            }
             _ => None,
         }
     }
@@ -234,6 +243,15 @@ mod unit {
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
         );
         assert_eq!(sqlstate_text(BgwError::RegistryFull(4).sqlstate()), "53400");
+        let big = BgwError::SizeLimit {
+            message: "config is too big".into(),
+            setting: "lightdb_bgw.max_config_size",
+        };
+        assert_eq!(sqlstate_text(big.sqlstate()), "54000");
+        assert!(big
+            .hint()
+            .unwrap()
+            .contains("\"lightdb_bgw.max_config_size\""));
         assert_eq!(
             BgwError::NoPostmasterSlot.sqlstate(),
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES

@@ -17,6 +17,10 @@ pub static DATABASE: GucSetting<Option<CString>> =
 pub static ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(64);
+/// kB.
+pub static MAX_CONFIG_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+/// kB.
+pub static MAX_TEXT_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(128 * 1024);
 
 const STATIC_WORKERS_NAME: &CStr = c"lightdb_bgw.static_workers";
 
@@ -32,6 +36,17 @@ pub fn init(preloaded: bool) {
         86_400_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+
+    GucRegistry::define_int_guc(
+        c"lightdb_bgw.max_config_size",
+        c"Largest config (or sql text) a launch accepts.",
+        c"A larger one is refused with SQLSTATE 54000.",
+        &MAX_CONFIG_SIZE_KB,
+        1,
+        1024 * 1024,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
     );
 
     if preloaded {
@@ -112,6 +127,16 @@ fn define_postmaster_gucs() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"lightdb_bgw.max_text_memory",
+        c"Shared memory the registry's out-of-line texts (configs) may take in all.",
+        c"It is taken as texts are stored and given back as slots are reused; past it, launches fail with SQLSTATE 54000.",
+        &MAX_TEXT_MEMORY_KB,
+        1024,
+        i32::MAX,
+        GucContext::Postmaster,
+        GucFlags::UNIT_KB,
+    );
 }
 
 /// The static workers as configured, checked against the registry and the
@@ -154,6 +179,16 @@ pub fn validated_static_workers() -> Vec<StaticEntry> {
 /// Registry capacity (`lightdb_bgw.max_workers`).
 pub fn max_workers() -> u32 {
     MAX_WORKERS.get().max(1) as u32
+}
+
+/// `lightdb_bgw.max_config_size` in bytes.
+pub fn max_config_size() -> usize {
+    MAX_CONFIG_SIZE_KB.get().max(1) as usize * 1024
+}
+
+/// `lightdb_bgw.max_text_memory` in bytes.
+pub fn max_text_memory() -> usize {
+    MAX_TEXT_MEMORY_KB.get().max(1024) as usize * 1024
 }
 
 /// The counter naptime, as currently configured in this process.

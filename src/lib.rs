@@ -43,7 +43,11 @@ pub extern "C-unwind" fn _PG_init() {
         .into_iter()
         .map(|(kind, n)| spec::WorkerDef::static_worker(kind, n, &database, role.as_deref()))
         .collect();
-    registry::init(gucs::max_workers(), statics.clone());
+    registry::init(
+        gucs::max_workers(),
+        gucs::max_text_memory(),
+        statics.clone(),
+    );
     launch::register_static_workers(&statics);
 }
 

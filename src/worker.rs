@@ -84,6 +84,20 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
         log!("lightdb_bgw: worker {id} was terminated or replaced; leaving");
         return;
     };
+    let mut record = record;
+    if record.def.config.is_empty() {
+        // Brought back after a crash-reinitialisation, which lost the
+        // out-of-line config: read the copy kept on disk at launch.
+        match registry::restore_config(identity.slot, id, generation) {
+            Some(config) => record.def.config = config,
+            None => {
+                record_error(Some(
+                    "its config was lost in a crash-reinitialisation; the worker stops for good",
+                ));
+                process::exit(0);
+            }
+        }
+    }
     kinds::run(&record);
 }
 

@@ -62,12 +62,32 @@ fn crash_and_recover(victim: impl FnOnce(&mut Cluster, &mut Client)) {
             ("max_worker_processes", "16"),
         ],
     );
-    let back = launch(&mut client, "'sleep', restart_after => '1 min'");
+    // A restartable worker with a large config (200 kB of SQL text).
+    let back = launch(
+        &mut client,
+        "'sql', restart_after => '1 min', config => jsonb_build_object('interval', '1h', \
+         'sql', 'SELECT 1 -- ' || repeat('x', 200000))",
+    );
+    let back_config: String = one(
+        &mut client,
+        "SELECT config::text FROM lightdb_bgw.workers WHERE id = $1",
+        back,
+    );
     let gone = launch(&mut client, "'sleep'");
     eventually("static counter started", LONG, || {
         (one::<String>(&mut client, "SELECT lightdb_bgw.status($1)", 1) == "started").then_some(())
     });
     let old_pid: i32 = one(&mut client, "SELECT lightdb_bgw.pid($1)", back);
+    let runs = |client: &mut Client| -> Option<i64> {
+        one(
+            client,
+            "SELECT runs FROM lightdb_bgw.workers WHERE id = $1",
+            back,
+        )
+    };
+    eventually("the sql worker ran", LONG, || {
+        (runs(&mut client) == Some(1)).then_some(())
+    });
 
     victim(&mut cluster, &mut client);
     let crashed = Instant::now();
@@ -119,6 +139,17 @@ fn crash_and_recover(victim: impl FnOnce(&mut Cluster, &mut Client)) {
     );
     let note: Option<String> = rows[2].get(3);
     assert!(note.unwrap_or_default().contains("crash-reinitialisation"));
+    // The restarted worker has its full config back (kept on disk at
+    // launch); it runs with it.
+    let config: Option<String> = one(
+        &mut client,
+        "SELECT config::text FROM lightdb_bgw.workers WHERE id = $1",
+        back,
+    );
+    assert_eq!(config.as_deref(), Some(back_config.as_str()));
+    eventually("the restarted sql worker ran again", LONG, || {
+        (runs(&mut client) == Some(2)).then_some(())
+    });
     let fresh = launch(&mut client, "'sleep'");
     assert!(fresh > gone, "a new id after the crash: {fresh}");
     // The restarted worker is still under control: terminate stops it.

@@ -103,6 +103,11 @@ SELECT wait_for_shutdown(:r1);
 SELECT name, type, kind, config->>'library' AS library, config->>'function' AS function
 FROM workers WHERE id = :r1;
 
+-- Configs live out of line: a 1 MiB SQL text launches and runs.
+SELECT launch('sql', config => jsonb_build_object('sql', 'SELECT 1 -- ' || repeat('x', 1048576 - 12))) AS big \gset
+SELECT wait_for_shutdown(:big);
+SELECT runs, last_run_rows, last_error, length(config->>'sql') AS sql_bytes FROM workers WHERE id = :big;
+
 -- Every kind is listed.
 SELECT kind, config_keys FROM kinds() ORDER BY kind;
 
@@ -116,7 +121,10 @@ SELECT try($$SELECT lightdb_bgw.launch('sleep', config => '{"exit_code": 7}')$$)
 SELECT try($$SELECT lightdb_bgw.launch('sleep', config => '{"duration": "1 month"}')$$);
 SELECT try($$SELECT lightdb_bgw.launch('sleep', config => '[1]')$$);
 SELECT try($$SELECT lightdb_bgw.launch('sql', config => '{}')$$);
-SELECT try($$SELECT lightdb_bgw.launch('sql', config => jsonb_build_object('sql', repeat('x', 65537)))$$);
+SET lightdb_bgw.max_config_size = '1kB';
+SELECT try($$SELECT lightdb_bgw.launch('sql', config => jsonb_build_object('sql', 'SELECT 1 -- ' || repeat('x', 2000)))$$);
+SELECT try($$SELECT lightdb_bgw.launch('counter', config => jsonb_build_object('schema', 's', 'table', 't', 'notify', repeat('n', 60), 'naptime', repeat(' ', 1100) || '1s'))$$);
+RESET lightdb_bgw.max_config_size;
 SELECT try($$SELECT lightdb_bgw.launch('supervisor', config => '{"children": 0, "child_kind": "sleep"}')$$);
 SELECT try($$SELECT lightdb_bgw.launch('counter', database => NULL)$$);
 SELECT try($$SELECT lightdb_bgw.launch('sleep', database => 'no_such_db')$$);

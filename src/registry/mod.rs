@@ -1,0 +1,344 @@
+//! The registry: one slot per worker the extension knows, static and
+//! dynamic, live or recently stopped, in shared memory. This file holds
+//! the operations (reserve, claim, record, find, list, terminate); the
+//! memory itself is `shmem.rs`, one slot's layout `slot.rs`, and texts kept
+//! out of line `texts.rs`. Waiters sleep on the registry's condition
+//! variable, which every change of state broadcasts.
+
+mod shmem;
+mod slot;
+mod texts;
+
+use pgrx::pg_sys;
+
+use shmem::{broadcast, drop_text, store_text, Locked};
+pub use shmem::{init, ChangeWait};
+use slot::{fill_slot, put_str, record_of, Slot};
+pub use slot::{PgHandle, SlotState, WorkerRecord, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
+pub use texts::{load_config, remove_config, save_config};
+
+use crate::spec::WorkerDef;
+
+/// A slot taken for a worker that is not registered with the postmaster
+/// yet. Dropping it gives the slot back, also while unwinding from an
+/// error raised inside the server's registration: only [`Reservation::keep`]
+/// (once the postmaster has the worker) makes the slot stay taken.
+#[derive(Debug)]
+pub struct Reservation {
+    pub slot: u32,
+    pub id: i64,
+    pub generation: u64,
+    kept: bool,
+}
+
+impl Reservation {
+    /// The worker is registered: the slot stays its own. Returns the id.
+    pub fn keep(mut self) -> i64 {
+        self.kept = true;
+        self.id
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.kept {
+            release(self);
+        }
+    }
+}
+
+/// The record of slot `index`, its texts copied (under the lock held).
+fn record_at(locked: &Locked, index: usize) -> WorkerRecord {
+    let slot = &locked.slots()[index];
+    record_of(index, slot, locked.text(slot.config))
+}
+
+/// Every worker the registry holds, by id.
+pub fn list() -> Vec<WorkerRecord> {
+    let Some(locked) = Locked::acquire(false) else {
+        return Vec::new();
+    };
+    let mut out: Vec<WorkerRecord> = locked
+        .slots()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.state != SlotState::Free as u8)
+        .map(|(i, s)| record_of(i, s, locked.text(s.config)))
+        .collect();
+    drop(locked);
+    out.sort_by_key(|r| r.id);
+    out
+}
+
+/// Run by a worker as it starts: checks that the slot still belongs to
+/// `(id, generation)` and marks it started. `None` when the slot was given
+/// to another worker (a stale registration) or the worker was terminated
+/// while it waited for its (re)start: it must then leave with code 0.
+/// A worker that finds its own handle (see `Slot::find_handle`) passes it
+/// here, so that from the moment it counts as started it can be terminated.
+pub fn claim(
+    slot: u32,
+    id: i64,
+    generation: u64,
+    pid: i32,
+    own_handle: Option<PgHandle>,
+) -> Option<WorkerRecord> {
+    let mut locked = Locked::acquire(true)?;
+    let slots = locked.slots_mut();
+    let entry = slots.get_mut(slot as usize)?;
+    if entry.id != id
+        || entry.generation != generation
+        || entry.state == SlotState::Free as u8
+        || entry.terminate_requested
+    {
+        return None;
+    }
+    if entry.started_at != 0 {
+        entry.restarts += 1;
+    }
+    entry.state = SlotState::Started as u8;
+    entry.pid = pid;
+    entry.connected = false;
+    if let Some(handle) = own_handle {
+        entry.handle = handle;
+        entry.has_handle = true;
+    }
+    // SAFETY: reading the clock has no preconditions.
+    entry.started_at = unsafe { pg_sys::GetCurrentTimestamp() };
+    entry.stopped_at = 0;
+    let record = record_at(&locked, slot as usize);
+    drop(locked);
+    broadcast();
+    Some(record)
+}
+
+/// Run by a worker as it exits with `code`. A worker that will be
+/// restarted (code other than 0 and a restart policy) goes back to
+/// `not_yet_started`; any other becomes `stopped`.
+pub fn record_exit(slot: u32, id: i64, generation: u64, code: i32, error: Option<&str>) {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return;
+    };
+    let slots = locked.slots_mut();
+    let Some(entry) = slots.get_mut(slot as usize) else {
+        return;
+    };
+    if entry.id != id || entry.generation != generation {
+        return;
+    }
+    if entry.state != SlotState::Started as u8 || entry.pid == 0 {
+        // Not ours any more (a terminated worker that came back only to
+        // leave): keep what terminate recorded.
+        return;
+    }
+    let restarts = code != 0 && entry.restart_secs >= 0 && !entry.terminate_requested;
+    entry.state = if restarts {
+        SlotState::NotYetStarted as u8
+    } else {
+        SlotState::Stopped as u8
+    };
+    entry.pid = 0;
+    entry.last_exit = code;
+    // SAFETY: reading the clock has no preconditions.
+    entry.stopped_at = unsafe { pg_sys::GetCurrentTimestamp() };
+    if let Some(error) = error {
+        put_str(&mut entry.last_error, error);
+    }
+    drop(locked);
+    broadcast();
+}
+
+/// Changes the slot of worker `(id, generation)` under the registry lock;
+/// does nothing if the slot now belongs to another worker.
+fn update_own(slot: u32, id: i64, generation: u64, change: impl FnOnce(&mut Slot)) {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return;
+    };
+    if let Some(entry) = locked.slots_mut().get_mut(slot as usize) {
+        if entry.id == id && entry.generation == generation {
+            change(entry);
+        }
+    }
+}
+
+/// Puts back the config of a worker brought back after a
+/// crash-reinitialisation (its out-of-line text went with the old shared
+/// memory); returns the config, read from the copy kept on disk.
+pub fn restore_config(slot: u32, id: i64, generation: u64) -> Option<String> {
+    let config = load_config(id)?;
+    let text = store_text(&config)?;
+    let mut stored = false;
+    update_own(slot, id, generation, |entry| {
+        if entry.config.is_none() {
+            entry.config = text;
+            stored = true;
+        }
+    });
+    if !stored {
+        drop_text(text);
+    }
+    Some(config)
+}
+
+/// Records the last error a running worker met and survived.
+pub fn record_error(slot: u32, id: i64, generation: u64, error: Option<&str>) {
+    update_own(slot, id, generation, |entry| {
+        put_str(&mut entry.last_error, error.unwrap_or(""))
+    });
+}
+
+/// Records that the running worker is connected as its role (or needs no
+/// connection): `launch(..., wait => true)` returns from then on.
+pub fn mark_connected(slot: u32, id: i64, generation: u64) {
+    update_own(slot, id, generation, |entry| entry.connected = true);
+    broadcast();
+}
+
+/// Marks the worker so that it stops for good when it exits now: used when
+/// what it was authorised as (its role, its database) is gone.
+pub fn stop_for_good(slot: u32, id: i64, generation: u64) -> Option<PgHandle> {
+    let mut handle = None;
+    update_own(slot, id, generation, |entry| {
+        entry.terminate_requested = true;
+        handle = entry.has_handle.then_some(entry.handle);
+    });
+    handle
+}
+
+/// Takes a slot for a new worker: a free one, else the one whose worker
+/// stopped longest ago (history makes room; its texts are freed). Static
+/// slots are never taken. `is_evictable` tells whether a stopped worker is
+/// also gone from the postmaster. The id is new and never reused. The
+/// config is copied out of line first, outside the registry lock:
+/// `Err(None)` when the text area's cap is reached, `Err(Some(capacity))`
+/// when every slot is taken.
+pub fn reserve(
+    def: &WorkerDef,
+    launched_by: &str,
+    role_oid: u32,
+    database_oid: u32,
+    bypass_allowconn: bool,
+    is_evictable: impl Fn(&WorkerRecord) -> bool,
+) -> Result<Reservation, Option<u32>> {
+    let capacity = shmem::capacity();
+    let config = store_text(&def.config).ok_or(None)?;
+    let Some(mut locked) = Locked::acquire(true) else {
+        drop_text(config);
+        return Err(Some(capacity));
+    };
+    let slots = locked.slots();
+    let index = slots
+        .iter()
+        .position(|s| s.state == SlotState::Free as u8)
+        .or_else(|| {
+            slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.state == SlotState::Stopped as u8 && !s.is_static)
+                .filter(|(i, s)| is_evictable(&record_of(*i, s, String::new())))
+                .min_by_key(|(_, s)| (s.stopped_at, s.id))
+                .map(|(i, _)| i)
+        });
+    let Some(index) = index else {
+        drop(locked);
+        drop_text(config);
+        return Err(Some(capacity));
+    };
+    let id = locked.take_next_id();
+    let old = locked.slots()[index];
+    if old.state != SlotState::Free as u8 {
+        locked.free_text(old.config);
+    }
+    let entry = &mut locked.slots_mut()[index];
+    let generation = entry.generation.wrapping_add(1).max(1);
+    // SAFETY: reading the clock has no preconditions.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    fill_slot(entry, id, generation, def, Some(launched_by), now);
+    entry.config = config;
+    entry.role_oid = role_oid;
+    entry.database_oid = database_oid;
+    entry.bypass_allowconn = bypass_allowconn;
+    drop(locked);
+    if old.state != SlotState::Free as u8 {
+        remove_config(old.id);
+    }
+    Ok(Reservation {
+        slot: index as u32,
+        id,
+        generation,
+        kept: false,
+    })
+}
+
+/// Names a reserved worker after its id is known.
+pub fn rename(r: &Reservation, name: &str) {
+    update_own(r.slot, r.id, r.generation, |entry| {
+        put_str(&mut entry.name, name)
+    });
+}
+
+/// Gives back a reservation whose registration failed: nothing is left,
+/// neither the slot nor its texts nor a config kept on disk.
+fn release(r: &Reservation) {
+    if let Some(mut locked) = Locked::acquire(true) {
+        let entry = locked.slots()[r.slot as usize];
+        if entry.id == r.id && entry.generation == r.generation {
+            locked.free_text(entry.config);
+            let entry = &mut locked.slots_mut()[r.slot as usize];
+            entry.config = texts::TextRef::NONE;
+            entry.state = SlotState::Free as u8;
+            entry.id = 0;
+        }
+    }
+    remove_config(r.id);
+}
+
+/// Records the postmaster's handle of a registered worker, so any session
+/// can ask the postmaster about it or terminate it.
+pub fn attach_handle(r: &Reservation, handle: PgHandle) {
+    update_own(r.slot, r.id, r.generation, |entry| {
+        entry.handle = handle;
+        entry.has_handle = true;
+    });
+}
+
+/// The worker with `id`, if the registry still holds it.
+pub fn find(id: i64) -> Option<WorkerRecord> {
+    let locked = Locked::acquire(false)?;
+    let index = locked
+        .slots()
+        .iter()
+        .position(|s| s.id == id && s.state != SlotState::Free as u8)?;
+    Some(record_at(&locked, index))
+}
+
+/// Marks the worker `id` for termination. A worker that is not running now
+/// is stopped at once; a running one stops when its exit is recorded.
+/// Returns the record as it was, or `None` for an unknown id.
+pub fn request_terminate(id: i64) -> Option<WorkerRecord> {
+    let mut locked = Locked::acquire(true)?;
+    let index = locked
+        .slots()
+        .iter()
+        .position(|s| s.id == id && s.state != SlotState::Free as u8)?;
+    let before = record_at(&locked, index);
+    let entry = &mut locked.slots_mut()[index];
+    entry.terminate_requested = true;
+    if entry.state == SlotState::NotYetStarted as u8 {
+        entry.state = SlotState::Stopped as u8;
+        // SAFETY: reading the clock has no preconditions.
+        entry.stopped_at = unsafe { pg_sys::GetCurrentTimestamp() };
+    }
+    drop(locked);
+    broadcast();
+    Some(before)
+}
+
+/// Records one run of a `sql` worker.
+pub fn record_run(slot: u32, id: i64, generation: u64, rows: i64, micros: i64) {
+    update_own(slot, id, generation, |entry| {
+        entry.runs += 1;
+        entry.last_rows = rows;
+        entry.last_run_us = micros;
+    });
+}

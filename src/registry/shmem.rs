@@ -1,0 +1,387 @@
+//! The registry's shared memory: a [`Header`], `capacity` fixed-size
+//! [`Slot`]s (sized by `lightdb_bgw.max_workers`) and the in-place start of
+//! the out-of-line text area, created by the postmaster at start and again
+//! after a crash-reinitialisation (from a copy of the slots the postmaster
+//! keeps in its own memory). One named LWLock guards every slot and
+//! `Header::next_id`; a condition variable in the header is broadcast after
+//! every change of state. Only the registry module reaches this memory.
+
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use once_cell::sync::OnceCell;
+use pgrx::pg_sys;
+
+use super::slot::{fill_slot, recover_slot, Slot};
+use super::texts::{self, TextRef};
+use crate::spec::WorkerDef;
+
+const SHMEM_NAME: &CStr = c"lightdb_bgw registry";
+const TRANCHE_NAME: &CStr = c"lightdb_bgw";
+/// Index of `AddinShmemInitLock` in `MainLWLockArray` (lwlocknames.txt).
+const ADDIN_SHMEM_INIT_LOCK: usize = 21;
+
+/// Registry header. `capacity`, `texts_offset` and `texts_tranche` are
+/// written once by the postmaster at creation; `next_id` by launchers under
+/// the registry lock; `cv` is the server's own condition variable, safe to
+/// use without the lock.
+#[repr(C)]
+struct Header {
+    capacity: u32,
+    next_id: i64,
+    cv: pg_sys::ConditionVariable,
+    /// Where the out-of-line text area starts, from the header.
+    texts_offset: usize,
+    /// The tranche of the text area's own lock.
+    texts_tranche: i32,
+}
+
+static HEADER: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
+static LOCK: AtomicPtr<pg_sys::LWLock> = AtomicPtr::new(std::ptr::null_mut());
+static CAPACITY: AtomicU32 = AtomicU32::new(0);
+static TEXT_LIMIT: AtomicUsize = AtomicUsize::new(0);
+static STATIC_DEFS: OnceCell<Vec<WorkerDef>> = OnceCell::new();
+
+/// The registry as the postmaster last saw it before shared memory was
+/// released (at a crash-reinitialisation), kept in the postmaster's own
+/// memory so the new registry starts from it.
+struct Saved {
+    next_id: i64,
+    slots: Vec<Slot>,
+}
+
+static SAVED: Mutex<Option<Saved>> = Mutex::new(None);
+
+static mut PREV_SHMEM_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
+#[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17", feature = "pg18"))]
+static mut PREV_SHMEM_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
+
+/// Bytes of shared memory the registry takes for `capacity` slots: the
+/// header, the slots, and the in-place start of the text area.
+pub fn shmem_size(capacity: u32) -> usize {
+    texts_offset(capacity) + texts::IN_PLACE_BYTES
+}
+
+fn texts_offset(capacity: u32) -> usize {
+    (slots_offset() + capacity as usize * std::mem::size_of::<Slot>()).div_ceil(64) * 64
+}
+
+fn slots_offset() -> usize {
+    let align = std::mem::align_of::<Slot>();
+    std::mem::size_of::<Header>().div_ceil(align) * align
+}
+
+/// Registry capacity, as set at preload.
+pub(super) fn capacity() -> u32 {
+    CAPACITY.load(Ordering::Relaxed)
+}
+
+/// Called from `_PG_init` at preload: remembers the capacity and the static
+/// workers (they take slots `0..n`, ids `1..=n`) and installs the hooks that
+/// request and create the shared memory.
+pub fn init(capacity: u32, text_limit: usize, statics: Vec<WorkerDef>) {
+    CAPACITY.store(capacity, Ordering::Relaxed);
+    TEXT_LIMIT.store(text_limit, Ordering::Relaxed);
+    let _ = STATIC_DEFS.set(statics);
+    // SAFETY: _PG_init runs once in the postmaster's only thread; we chain
+    // whatever hook was installed before us.
+    unsafe {
+        PREV_SHMEM_STARTUP_HOOK = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(shmem_startup);
+        #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17", feature = "pg18"))]
+        {
+            PREV_SHMEM_REQUEST_HOOK = pg_sys::shmem_request_hook;
+            pg_sys::shmem_request_hook = Some(shmem_request);
+        }
+        #[cfg(any(feature = "pg13", feature = "pg14"))]
+        request_shmem();
+    }
+}
+
+/// Asks the postmaster for the registry's memory and its lock.
+///
+/// # Safety
+/// Only while shared memory is being requested: in `shmem_request_hook`
+/// (PG15+) or in `_PG_init` at preload (PG13/14).
+unsafe fn request_shmem() {
+    // SAFETY: the caller guarantees we are in the request phase.
+    unsafe {
+        pg_sys::RequestAddinShmemSpace(shmem_size(CAPACITY.load(Ordering::Relaxed)));
+        pg_sys::RequestNamedLWLockTranche(TRANCHE_NAME.as_ptr(), 1);
+    }
+}
+
+#[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17", feature = "pg18"))]
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn shmem_request() {
+    // SAFETY: chaining the previous hook, then requesting inside the hook.
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_REQUEST_HOOK {
+            prev();
+        }
+        request_shmem();
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn shmem_startup() {
+    // SAFETY: called by the postmaster (and again after a crash) while no
+    // other process uses the registry; AddinShmemInitLock serialises the
+    // creation as PostgreSQL requires.
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_STARTUP_HOOK {
+            prev();
+        }
+        let capacity = CAPACITY.load(Ordering::Relaxed);
+        let size = shmem_size(capacity);
+        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(ADDIN_SHMEM_INIT_LOCK)).lock;
+        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let mut found = false;
+        let base = pg_sys::ShmemInitStruct(SHMEM_NAME.as_ptr(), size, &mut found) as *mut u8;
+        let header = base as *mut Header;
+        if !found {
+            std::ptr::write_bytes(base, 0, size);
+            (*header).capacity = capacity;
+            pg_sys::ConditionVariableInit(&mut (*header).cv);
+            (*header).texts_offset = texts_offset(capacity);
+            (*header).texts_tranche = texts::create(
+                base.add(texts_offset(capacity)),
+                TEXT_LIMIT.load(Ordering::Relaxed),
+            );
+            let slots = std::slice::from_raw_parts_mut(
+                base.add(slots_offset()) as *mut Slot,
+                capacity as usize,
+            );
+            let now = pg_sys::GetCurrentTimestamp();
+            let statics = STATIC_DEFS.get().map(Vec::as_slice).unwrap_or(&[]);
+            let saved = SAVED.lock().ok().and_then(|mut s| s.take());
+            match saved {
+                Some(saved) if saved.slots.len() == slots.len() => {
+                    for (slot, old) in slots.iter_mut().zip(&saved.slots) {
+                        *slot = *old;
+                        recover_slot(slot, now);
+                    }
+                    (*header).next_id = saved.next_id.max(statics.len() as i64 + 1);
+                }
+                _ => {
+                    // A clean start: no worker of an earlier run comes back.
+                    texts::clear_configs();
+                    for (index, def) in statics.iter().enumerate() {
+                        let slot = &mut slots[index];
+                        fill_slot(slot, index as i64 + 1, 1, def, None, now);
+                        slot.is_static = true;
+                        slot.find_handle = true;
+                    }
+                    (*header).next_id = statics.len() as i64 + 1;
+                }
+            }
+        }
+        if !pg_sys::IsUnderPostmaster {
+            // Registered anew at each creation: the server forgets its exit
+            // callbacks when it releases shared memory.
+            pg_sys::on_shmem_exit(Some(save_registry), pg_sys::Datum::from(0usize));
+        }
+        let tranche = pg_sys::GetNamedLWLockTranche(TRANCHE_NAME.as_ptr());
+        LOCK.store(&mut (*tranche).lock, Ordering::Release);
+        HEADER.store(header, Ordering::Release);
+        pg_sys::LWLockRelease(init_lock);
+    }
+}
+
+/// Runs in the postmaster as it releases shared memory (after a crash,
+/// before it creates the memory anew, and at shutdown): copies the registry
+/// into the postmaster's own memory. Every other process is gone by then.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn save_registry(_code: i32, _arg: pg_sys::Datum) {
+    let header = HEADER.load(Ordering::Acquire);
+    if header.is_null() {
+        return;
+    }
+    // SAFETY: the segment is still attached (our callback runs before the
+    // server's detach callback, registered earlier) and no other process
+    // is alive to change it.
+    let saved = unsafe {
+        let capacity = (*header).capacity as usize;
+        if capacity != CAPACITY.load(Ordering::Relaxed) as usize {
+            return;
+        }
+        let base = (header as *mut u8).add(slots_offset()) as *const Slot;
+        Saved {
+            next_id: (*header).next_id,
+            slots: std::slice::from_raw_parts(base, capacity).to_vec(),
+        }
+    };
+    HEADER.store(std::ptr::null_mut(), Ordering::Release);
+    if let Ok(mut slot) = SAVED.lock() {
+        *slot = Some(saved);
+    }
+}
+
+/// Holds the registry lock; releases it when dropped, also while
+/// unwinding from an error.
+pub(super) struct Locked {
+    lock: *mut pg_sys::LWLock,
+    header: *mut Header,
+}
+
+impl Locked {
+    pub(super) fn acquire(exclusive: bool) -> Option<Locked> {
+        let header = HEADER.load(Ordering::Acquire);
+        let lock = LOCK.load(Ordering::Acquire);
+        if header.is_null() || lock.is_null() {
+            return None;
+        }
+        let mode = if exclusive {
+            pg_sys::LWLockMode::LW_EXCLUSIVE
+        } else {
+            pg_sys::LWLockMode::LW_SHARED
+        };
+        // SAFETY: `lock` points at our named tranche's LWLock, created by
+        // the postmaster before any backend or worker could run.
+        unsafe { pg_sys::LWLockAcquire(lock, mode) };
+        Some(Locked { lock, header })
+    }
+
+    pub(super) fn slots(&self) -> &[Slot] {
+        // SAFETY: the header is followed by `capacity` slots (see
+        // `shmem_size`), and we hold the lock that guards them.
+        unsafe {
+            let capacity = (*self.header).capacity as usize;
+            let base = (self.header as *mut u8).add(slots_offset()) as *const Slot;
+            std::slice::from_raw_parts(base, capacity)
+        }
+    }
+
+    /// The slots, to change (the lock must be held exclusively).
+    pub(super) fn slots_mut(&mut self) -> &mut [Slot] {
+        // SAFETY: as in `slots`; the caller took the lock exclusively.
+        unsafe {
+            let capacity = (*self.header).capacity as usize;
+            let base = (self.header as *mut u8).add(slots_offset()) as *mut Slot;
+            std::slice::from_raw_parts_mut(base, capacity)
+        }
+    }
+}
+
+impl Locked {
+    /// The id the next new worker gets; counts up.
+    pub(super) fn take_next_id(&mut self) -> i64 {
+        // SAFETY: we hold the registry lock exclusively; next_id is guarded
+        // by it.
+        unsafe {
+            let id = (*self.header).next_id;
+            (*self.header).next_id += 1;
+            id
+        }
+    }
+
+    fn texts(&self) -> (*mut u8, i32) {
+        // SAFETY: the header was initialised by the postmaster and these
+        // fields never change afterwards.
+        unsafe {
+            (
+                (self.header as *mut u8).add((*self.header).texts_offset),
+                (*self.header).texts_tranche,
+            )
+        }
+    }
+
+    /// A copy of an out-of-line text of a slot (texts are freed only under
+    /// the exclusive lock, so holding any mode keeps them valid).
+    pub(super) fn text(&self, r: TextRef) -> String {
+        let (place, tranche) = self.texts();
+        // SAFETY: `r` is linked from a slot and we hold the registry lock.
+        unsafe { texts::read(place, tranche, r) }
+    }
+
+    /// Frees a text unlinked from its slot (exclusive lock held).
+    pub(super) fn free_text(&self, r: TextRef) {
+        let (place, tranche) = self.texts();
+        // SAFETY: the caller unlinked `r` under the exclusive lock.
+        unsafe { texts::free(place, tranche, r) };
+    }
+}
+
+/// Copies `text` into the text area without taking the registry lock;
+/// `None` when the area's cap (`lightdb_bgw.max_text_memory`) is reached.
+pub(super) fn store_text(text: &str) -> Option<TextRef> {
+    let header = HEADER.load(Ordering::Acquire);
+    if header.is_null() {
+        return None;
+    }
+    // SAFETY: the header was initialised by the postmaster and these fields
+    // never change afterwards.
+    let (place, tranche) = unsafe {
+        (
+            (header as *mut u8).add((*header).texts_offset),
+            (*header).texts_tranche,
+        )
+    };
+    texts::store(place, tranche, text)
+}
+
+/// Frees a text that was never linked to a slot.
+pub(super) fn drop_text(r: TextRef) {
+    if let Some(locked) = Locked::acquire(false) {
+        locked.free_text(r);
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: we acquired this lock in `acquire` and have not released it.
+        unsafe { pg_sys::LWLockRelease(self.lock) };
+    }
+}
+
+/// Wakes every session waiting on the registry's condition variable.
+pub(super) fn broadcast() {
+    let header = HEADER.load(Ordering::Acquire);
+    if !header.is_null() {
+        // SAFETY: the condition variable was initialised with the registry
+        // and lives as long as shared memory.
+        unsafe { pg_sys::ConditionVariableBroadcast(&mut (*header).cv) };
+    }
+}
+
+/// A wait on the registry's condition variable. Create it *before*
+/// checking the condition, so no change between the check and the sleep is
+/// missed; dropping it ends the wait.
+pub struct ChangeWait {
+    cv: *mut pg_sys::ConditionVariable,
+}
+
+impl ChangeWait {
+    pub fn prepare() -> Option<ChangeWait> {
+        let header = HEADER.load(Ordering::Acquire);
+        if header.is_null() {
+            return None;
+        }
+        // SAFETY: the condition variable lives in shared memory for the
+        // life of the server.
+        let cv = unsafe { &raw mut (*header).cv };
+        // SAFETY: as above; one prepared sleep per process at a time, which
+        // the server enforces by cancelling any other.
+        unsafe { pg_sys::ConditionVariablePrepareToSleep(cv) };
+        Some(ChangeWait { cv })
+    }
+
+    /// Sleeps until the registry changes or `timeout` passes. Serves
+    /// interrupts (query cancel raises an ERROR here).
+    pub fn sleep(&self, timeout: std::time::Duration) {
+        let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as std::ffi::c_long;
+        // SAFETY: `cv` is the prepared condition variable; the server's
+        // sleep handles interrupts and postmaster death.
+        unsafe {
+            pg_sys::ConditionVariableTimedSleep(self.cv, millis, pg_sys::PG_WAIT_EXTENSION);
+        }
+    }
+}
+
+impl Drop for ChangeWait {
+    fn drop(&mut self) {
+        // SAFETY: cancelling a prepared sleep has no other precondition.
+        unsafe { pg_sys::ConditionVariableCancelSleep() };
+    }
+}

@@ -1,0 +1,300 @@
+//! One registry slot: its fixed-size layout in shared memory (numbers,
+//! states, times, OIDs, short names; texts live out of line, see
+//! `texts.rs`), the owned copy readers get ([`WorkerRecord`]), and what a
+//! slot becomes when it is filled and after a crash-reinitialisation.
+
+use pgrx::pg_sys;
+
+use super::texts::TextRef;
+use crate::spec::{Kind, StartTime, WorkerDef};
+
+/// Bytes kept for a worker's name (the server's `BGW_MAXLEN`).
+pub const NAME_LEN: usize = pg_sys::BGW_MAXLEN as usize;
+/// Bytes kept for a database or role name (the server's `NAMEDATALEN`).
+pub const OBJECT_NAME_LEN: usize = pg_sys::NAMEDATALEN as usize;
+/// Bytes kept for the last error of a worker; longer messages are cut.
+pub const ERROR_LEN: usize = 256;
+
+/// PostgreSQL's `struct BackgroundWorkerHandle` (bgworker.c, the same in
+/// PostgreSQL 13 to 18): which postmaster slot, and its generation.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgHandle {
+    pub slot: i32,
+    pub generation: u64,
+}
+
+/// Where a slot's worker is in its life, as PostgreSQL's handle states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SlotState {
+    /// The slot holds nothing.
+    Free = 0,
+    /// Registered with the postmaster, not running now (not yet started, or
+    /// waiting for its restart).
+    NotYetStarted = 1,
+    /// Running with `pid`.
+    Started = 2,
+    /// Gone for good: exited with code 0, terminated, or no restart policy.
+    Stopped = 3,
+}
+
+/// One worker. Every field is written under the registry lock in
+/// exclusive mode and read under it in shared mode; the writers are named
+/// on each field.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Slot {
+    /// Worker id, 0 when free. Launcher / postmaster at creation.
+    pub(super) id: i64,
+    /// Bumped each time the slot is given to a new worker. Launcher.
+    pub(super) generation: u64,
+    /// A `SlotState`. Launcher, the worker itself, terminate.
+    pub(super) state: u8,
+    /// A `Kind`. Launcher.
+    pub(super) kind: u8,
+    /// A `StartTime`. Launcher.
+    pub(super) start_time: u8,
+    /// Registered from `lightdb_bgw.static_workers`. Postmaster.
+    pub(super) is_static: bool,
+    /// Seconds, or -1 for never. Launcher.
+    pub(super) restart_secs: i32,
+    /// Connect with `BGWORKER_BYPASS_ALLOWCONN`. Launcher.
+    pub(super) bypass_allowconn: bool,
+    /// `terminate` was asked: the worker stops for good. Terminate.
+    pub(super) terminate_requested: bool,
+    /// The postmaster's handle is known. Launcher, or the worker itself
+    /// when `find_handle`.
+    pub(super) has_handle: bool,
+    /// The worker finds its handle itself when it starts: static workers,
+    /// and workers brought back after a crash-reinitialisation (whose old
+    /// handles are void). Postmaster.
+    pub(super) find_handle: bool,
+    pub(super) handle: PgHandle,
+    /// The worker's role, InvalidOid for the bootstrap superuser. Launcher.
+    pub(super) role_oid: u32,
+    /// The worker's database, InvalidOid for none. Launcher. Dynamic
+    /// workers connect to these two OIDs, never to names looked up again.
+    pub(super) database_oid: u32,
+    /// Connected as its role (or needing no connection) in its current
+    /// run; reset when the run starts. The worker.
+    pub(super) connected: bool,
+    /// Runs of a `sql` worker, rows and duration of the last. The worker.
+    pub(super) runs: i64,
+    pub(super) last_rows: i64,
+    pub(super) last_run_us: i64,
+    /// Process id while started, else 0. The worker.
+    pub(super) pid: i32,
+    /// How many times the worker came back after an exit. The worker.
+    pub(super) restarts: i32,
+    /// Exit code of the last exit, -1 before the first. The worker.
+    pub(super) last_exit: i32,
+    /// `TimestampTz`s, 0 when not yet. Launcher / the worker.
+    pub(super) launched_at: i64,
+    pub(super) started_at: i64,
+    pub(super) stopped_at: i64,
+    /// NUL-terminated strings. Launcher, except `last_error` (the worker).
+    pub(super) name: [u8; NAME_LEN],
+    pub(super) database: [u8; OBJECT_NAME_LEN],
+    pub(super) role: [u8; OBJECT_NAME_LEN],
+    pub(super) launched_by: [u8; OBJECT_NAME_LEN],
+    pub(super) last_error: [u8; ERROR_LEN],
+    /// The config, out of line. Launcher; freed when the slot is reused.
+    pub(super) config: TextRef,
+}
+
+/// An owned copy of one slot, for readers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRecord {
+    pub slot: u32,
+    pub id: i64,
+    pub generation: u64,
+    pub state: SlotState,
+    pub is_static: bool,
+    pub def: WorkerDef,
+    pub pid: i32,
+    pub restarts: i32,
+    pub last_exit: Option<i32>,
+    pub launched_by: Option<String>,
+    pub launched_at: i64,
+    pub started_at: Option<i64>,
+    pub stopped_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub bypass_allowconn: bool,
+    pub terminate_requested: bool,
+    pub handle: Option<PgHandle>,
+    pub find_handle: bool,
+    pub role_oid: u32,
+    pub database_oid: u32,
+    pub connected: bool,
+    pub runs: i64,
+    pub last_rows: i64,
+    pub last_run_us: i64,
+}
+
+/// What the registry says of workers that were running or waiting when the
+/// server crashed.
+pub(super) const CRASH_NOTE: &str = "interrupted by a crash-reinitialisation of the server";
+
+/// Brings a slot saved before a crash-reinitialisation into the new
+/// registry. The postmaster's handles are void (its slots were rebuilt), so
+/// they are dropped; a worker that was running or waiting comes back if it
+/// has a restart policy and was not terminated (the postmaster restarts it
+/// at once), and is stopped otherwise. Anything unreadable is freed.
+pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
+    let state = slot.state;
+    if state > SlotState::Stopped as u8 || slot.id <= 0 {
+        slot.state = SlotState::Free as u8;
+        slot.id = 0;
+        return;
+    }
+    if state == SlotState::Free as u8 {
+        return;
+    }
+    slot.has_handle = false;
+    // Out-of-line texts went with the old shared memory.
+    slot.config = TextRef::NONE;
+    if state == SlotState::Stopped as u8 {
+        return;
+    }
+    let was_running = state == SlotState::Started as u8;
+    slot.pid = 0;
+    slot.connected = false;
+    let comes_back =
+        slot.restart_secs >= 0 && !slot.terminate_requested && slot.kind != Kind::Raw as u8;
+    if comes_back {
+        slot.state = SlotState::NotYetStarted as u8;
+        slot.find_handle = true;
+    } else {
+        slot.state = SlotState::Stopped as u8;
+        slot.stopped_at = now;
+    }
+    if was_running || !comes_back {
+        put_str(&mut slot.last_error, CRASH_NOTE);
+    }
+}
+
+pub(super) fn fill_slot(
+    slot: &mut Slot,
+    id: i64,
+    generation: u64,
+    def: &WorkerDef,
+    launched_by: Option<&str>,
+    now: i64,
+) {
+    slot.id = id;
+    slot.generation = generation;
+    slot.state = SlotState::NotYetStarted as u8;
+    slot.kind = def.kind as u8;
+    slot.start_time = def.start_time as u8;
+    slot.is_static = false;
+    slot.restart_secs = def.restart_after.map_or(-1, |s| s as i32);
+    slot.bypass_allowconn = false;
+    slot.terminate_requested = false;
+    slot.has_handle = false;
+    slot.find_handle = false;
+    slot.handle = PgHandle {
+        slot: -1,
+        generation: 0,
+    };
+    slot.role_oid = 0;
+    slot.database_oid = 0;
+    slot.connected = false;
+    slot.runs = 0;
+    slot.last_rows = 0;
+    slot.last_run_us = 0;
+    slot.pid = 0;
+    slot.restarts = 0;
+    slot.last_exit = -1;
+    slot.launched_at = now;
+    slot.started_at = 0;
+    slot.stopped_at = 0;
+    put_str(&mut slot.name, &def.name);
+    put_str(&mut slot.database, def.database.as_deref().unwrap_or(""));
+    put_str(&mut slot.role, def.role.as_deref().unwrap_or(""));
+    put_str(&mut slot.launched_by, launched_by.unwrap_or(""));
+    put_str(&mut slot.last_error, "");
+}
+
+/// Copies `value` into a fixed buffer, cut at a character boundary so the
+/// terminating NUL always fits.
+pub(super) fn put_str(buf: &mut [u8], value: &str) {
+    let mut end = value.len().min(buf.len() - 1);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    buf[..end].copy_from_slice(&value.as_bytes()[..end]);
+    buf[end..].fill(0);
+}
+
+pub(super) fn get_str(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+pub(super) fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+pub(super) fn record_of(index: usize, slot: &Slot, config: String) -> WorkerRecord {
+    let state = match slot.state {
+        1 => SlotState::NotYetStarted,
+        2 => SlotState::Started,
+        3 => SlotState::Stopped,
+        _ => SlotState::Free,
+    };
+    WorkerRecord {
+        slot: index as u32,
+        id: slot.id,
+        generation: slot.generation,
+        state,
+        is_static: slot.is_static,
+        def: WorkerDef {
+            kind: Kind::from_u8(slot.kind).unwrap_or(Kind::Raw),
+            name: get_str(&slot.name),
+            database: non_empty(get_str(&slot.database)),
+            role: non_empty(get_str(&slot.role)),
+            start_time: StartTime::from_u8(slot.start_time).unwrap_or(StartTime::RecoveryFinished),
+            restart_after: (slot.restart_secs >= 0).then_some(slot.restart_secs as u32),
+            // A static worker's config is always `{}`, kept in no text.
+            config: if config.is_empty() && slot.is_static {
+                "{}".to_string()
+            } else {
+                config
+            },
+        },
+        pid: slot.pid,
+        restarts: slot.restarts,
+        last_exit: (slot.last_exit >= 0).then_some(slot.last_exit),
+        launched_by: non_empty(get_str(&slot.launched_by)),
+        launched_at: slot.launched_at,
+        started_at: (slot.started_at != 0).then_some(slot.started_at),
+        stopped_at: (slot.stopped_at != 0).then_some(slot.stopped_at),
+        last_error: non_empty(get_str(&slot.last_error)),
+        bypass_allowconn: slot.bypass_allowconn,
+        terminate_requested: slot.terminate_requested,
+        handle: slot.has_handle.then_some(slot.handle),
+        find_handle: slot.find_handle,
+        role_oid: slot.role_oid,
+        database_oid: slot.database_oid,
+        connected: slot.connected,
+        runs: slot.runs,
+        last_rows: slot.last_rows,
+        last_run_us: slot.last_run_us,
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn strings_are_cut_on_char_boundaries() {
+        let mut buf = [0xffu8; 5];
+        put_str(&mut buf, "abé"); // 'é' is 2 bytes: "ab" + 2 = 4 bytes, fits
+        assert_eq!(get_str(&buf), "abé");
+        put_str(&mut buf, "abcé"); // 5 bytes do not fit with the NUL
+        assert_eq!(get_str(&buf), "abc");
+        assert_eq!(buf[4], 0);
+    }
+}
