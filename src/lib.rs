@@ -21,6 +21,7 @@ pub mod launch;
 pub mod preload;
 pub mod process;
 pub mod registry;
+pub mod runtime;
 pub mod spec;
 pub mod worker;
 

@@ -1,32 +1,21 @@
-//! The life of a worker process: entry point, signals, finding its registry
-//! slot, recording its exit, and the helpers every kind uses (naps on the
-//! latch, transactions, activity reports). The database connection is
-//! `connection.rs`.
+//! A worker process's entry: signals, finding its registry slot (and its
+//! postmaster handle), getting its config back after a crash, running its
+//! kind, remembering its last error and recording its exit. This is the one
+//! place that knows the kinds; the kinds use `runtime.rs`, which knows none.
 
 use std::ffi::CStr;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::connection::{self, c_text};
+use crate::connection;
 use crate::error::split_recorded;
 use crate::kinds;
 use crate::launch;
 use crate::process;
-use crate::registry::{self, WorkerRecord};
-
-/// Who this process is: registry slot, id and generation.
-#[derive(Debug, Clone, Copy)]
-pub struct Identity {
-    pub slot: u32,
-    pub id: i64,
-    pub generation: u64,
-}
-
-static IDENTITY: OnceCell<Identity> = OnceCell::new();
+use crate::registry;
+use crate::runtime::{self, Identity};
 
 /// The last ERROR or FATAL this process reported, for `workers.last_error`.
 static LAST_REPORTED_ERROR: Mutex<Option<String>> = Mutex::new(None);
@@ -55,7 +44,7 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
         id,
         generation,
     };
-    let _ = IDENTITY.set(identity);
+    runtime::set_identity(identity);
 
     // SAFETY: an on_shmem_exit callback runs after every before_shmem_exit
     // callback (the server's transaction and statistics shutdown among
@@ -91,7 +80,7 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
         match registry::restore_config(identity.slot, id, generation) {
             Some(config) => record.def.config = config,
             None => {
-                record_error(Some(
+                runtime::record_error(Some(
                     "its config was lost in a crash-reinitialisation; the worker stops for good",
                 ));
                 process::exit(0);
@@ -103,7 +92,7 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn on_exit(code: i32, _arg: pg_sys::Datum) {
-    let Some(me) = IDENTITY.get() else {
+    let Some(me) = runtime::try_identity() else {
         return;
     };
     let mut error = LAST_REPORTED_ERROR.lock().ok().and_then(|e| e.clone());
@@ -155,196 +144,5 @@ fn chain_log_hook(edata: *mut pg_sys::ErrorData) {
         if let Some(prev) = PREV_EMIT_LOG_HOOK {
             prev(edata);
         }
-    }
-}
-
-/// This worker's identity; set before any kind runs.
-pub fn identity() -> Identity {
-    *IDENTITY
-        .get()
-        .expect("identity is set before the kind runs")
-}
-
-/// Records an error the worker survived, or clears it with `None`.
-pub fn record_error(error: Option<&str>) {
-    let me = identity();
-    registry::record_error(me.slot, me.id, me.generation, error);
-}
-
-/// Queues a notification on `channel`, sent when the transaction commits,
-/// through the server's `Async_Notify()`.
-pub fn notify(channel: &str, payload: &str) {
-    extern "C-unwind" {
-        fn Async_Notify(channel: *const std::ffi::c_char, payload: *const std::ffi::c_char);
-    }
-    let channel = c_text("notify channel", channel).unwrap_or_else(|e| e.report());
-    let payload = c_text("notify payload", payload).unwrap_or_else(|e| e.report());
-    // SAFETY: called inside a transaction; the strings outlive the call and
-    // the server copies them; an ERROR is turned into a Rust panic by the
-    // guard instead of jumping over Rust frames.
-    unsafe {
-        pg_sys::ffi::pg_guard_ffi_boundary(|| Async_Notify(channel.as_ptr(), payload.as_ptr()));
-    }
-}
-
-/// Shows `name` as `application_name` in `pg_stat_activity`.
-pub fn set_application_name(name: &str) {
-    let value = c_text("application_name", name).unwrap_or_else(|e| e.report());
-    // SAFETY: SetConfigOption copies both strings.
-    unsafe {
-        pg_sys::SetConfigOption(
-            c"application_name".as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-        );
-    }
-}
-
-/// Reports what the worker is doing in `pg_stat_activity`: `Some(text)`
-/// shows it running that text, `None` shows it idle.
-pub fn report_activity(running: Option<&str>) {
-    match running {
-        Some(text) => {
-            let text = c_text("activity", text).unwrap_or_else(|e| e.report());
-            // SAFETY: the text is copied into shared memory by the server.
-            unsafe {
-                pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, text.as_ptr())
-            }
-        }
-        // SAFETY: NULL keeps the last text, as an idle backend does.
-        None => unsafe {
-            pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null())
-        },
-    }
-}
-
-/// Sleeps on the latch for at most `timeout` (`None`: until woken), then
-/// serves interrupts: SIGTERM ends the process here (exit code 1, as
-/// PostgreSQL's own workers), postmaster death ends it at once, and a
-/// pending SIGHUP re-reads the configuration files.
-pub fn nap(timeout: Option<Duration>) {
-    let mut events = pg_sys::WL_LATCH_SET | pg_sys::WL_EXIT_ON_PM_DEATH;
-    let millis = match timeout {
-        Some(t) => {
-            events |= pg_sys::WL_TIMEOUT;
-            wait_millis(t)
-        }
-        None => -1,
-    };
-    // SAFETY: MyLatch is this process's latch; WaitLatch with
-    // WL_EXIT_ON_PM_DEATH exits on postmaster death as required.
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            events as i32,
-            millis,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
-    }
-    serve_interrupts();
-}
-
-/// Milliseconds for `WaitLatch`, rounded up: a wait of 0.4 ms sleeps 1 ms
-/// instead of returning at once (which made the last millisecond of every
-/// wait a busy loop).
-pub fn wait_millis(timeout: Duration) -> std::ffi::c_long {
-    timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as std::ffi::c_long
-}
-
-/// Serves pending interrupts without sleeping; see [`nap`].
-pub fn serve_interrupts() {
-    pg_sys::check_for_interrupts!();
-    // SAFETY: ConfigReloadPending is a sig_atomic_t set by the SIGHUP
-    // handler; we clear it before reloading, as the server does.
-    unsafe {
-        if pg_sys::ConfigReloadPending != 0 {
-            pg_sys::ConfigReloadPending = 0;
-            pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
-        }
-    }
-}
-
-/// An error a unit of work met: its SQLSTATE and message.
-#[derive(Debug, Clone)]
-pub struct WorkError {
-    pub sqlstate: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for WorkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.sqlstate, self.message)
-    }
-}
-
-/// Runs `work` in its own transaction with a snapshot and commits it. On
-/// any error the transaction is aborted and the error returned, so the
-/// worker carries on with the next unit of work.
-pub fn in_transaction<R>(
-    work: impl FnOnce() -> R + std::panic::UnwindSafe,
-) -> Result<R, WorkError> {
-    // SAFETY: a background worker connected to a database, outside any
-    // transaction (the previous one was committed or aborted below).
-    unsafe {
-        pg_sys::SetCurrentStatementStartTimestamp();
-        pg_sys::StartTransactionCommand();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-    }
-    let outcome = PgTryBuilder::new(move || {
-        let value = work();
-        // SAFETY: the snapshot pushed above is still the active one.
-        unsafe {
-            pg_sys::PopActiveSnapshot();
-            pg_sys::CommitTransactionCommand();
-        }
-        Ok(value)
-    })
-    .catch_others(|caught| {
-        let (sqlstate, message) = match &caught {
-            pg_sys::panic::CaughtError::PostgresError(report)
-            | pg_sys::panic::CaughtError::ErrorReport(report)
-            | pg_sys::panic::CaughtError::RustPanic {
-                ereport: report, ..
-            } => (
-                crate::error::sqlstate_text(report.sql_error_code()),
-                report.message().to_string(),
-            ),
-        };
-        Err(WorkError { sqlstate, message })
-    })
-    .execute();
-    if outcome.is_err() {
-        // SAFETY: the error state was flushed by the catch above; aborting
-        // releases the transaction's locks, snapshots and SPI state.
-        unsafe { pg_sys::AbortCurrentTransaction() };
-    }
-    // SAFETY: reports this process's table statistics, outside a transaction.
-    // (It returns nothing before PostgreSQL 15 and a delay after; unused.)
-    unsafe { pg_sys::pgstat_report_stat(true) };
-    outcome
-}
-
-/// The identity of the running worker, as the registry recorded it.
-pub fn describe(record: &WorkerRecord) -> String {
-    format!("{} (id {})", record.def.name, record.id)
-}
-
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn waits_round_up_to_whole_milliseconds() {
-        assert_eq!(wait_millis(Duration::from_micros(1)), 1);
-        assert_eq!(wait_millis(Duration::from_micros(999)), 1);
-        assert_eq!(wait_millis(Duration::from_micros(1000)), 1);
-        assert_eq!(wait_millis(Duration::from_micros(1001)), 2);
-        assert_eq!(wait_millis(Duration::ZERO), 0);
-        assert_eq!(
-            wait_millis(Duration::from_secs(1 << 40)),
-            i32::MAX as std::ffi::c_long
-        );
     }
 }

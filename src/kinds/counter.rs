@@ -15,8 +15,8 @@ use pgrx::prelude::*;
 use crate::error::BgwError;
 use crate::gucs;
 use crate::registry::WorkerRecord;
+use crate::runtime::{self, WorkError};
 use crate::spec::{self, quote_ident};
-use crate::worker::{self, WorkError};
 
 /// The counter's settings, from its registry record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,11 +83,11 @@ impl CounterSql {
 }
 
 pub fn run(record: &WorkerRecord, config: &CounterConfig) {
-    worker::set_application_name(&record.def.name);
+    runtime::set_application_name(&record.def.name);
     let sql = CounterSql::new(&config.schema, &config.table);
     log!(
         "{} initialized with {}",
-        worker::describe(record),
+        runtime::describe(record),
         sql.qualified
     );
 
@@ -95,8 +95,8 @@ pub fn run(record: &WorkerRecord, config: &CounterConfig) {
     let mut last_round = Instant::now();
     loop {
         if !ready {
-            worker::report_activity(Some(&sql.ensure));
-            ready = note(worker::in_transaction(|| {
+            runtime::report_activity(Some(&sql.ensure));
+            ready = note(runtime::in_transaction(|| {
                 Spi::connect_mut(|client| client.update(sql.ensure.as_str(), None, &[]).map(|_| ()))
                     .unwrap_or_else(|err| {
                         BgwError::Internal(format!("counter set-up failed: {err}")).report()
@@ -105,12 +105,12 @@ pub fn run(record: &WorkerRecord, config: &CounterConfig) {
             .is_some();
         }
         if ready {
-            worker::report_activity(Some(&sql.fold));
+            runtime::report_activity(Some(&sql.fold));
             let notify = config.notify.clone();
-            let folded = note(worker::in_transaction(|| {
+            let folded = note(runtime::in_transaction(|| {
                 let (total, deltas) = fold(&sql.fold);
                 if let Some(channel) = &notify {
-                    worker::notify(channel, &total.to_string());
+                    runtime::notify(channel, &total.to_string());
                 }
                 (total, deltas)
             }));
@@ -118,7 +118,7 @@ pub fn run(record: &WorkerRecord, config: &CounterConfig) {
                 if deltas > 0 {
                     debug1!(
                         "{}: folded {deltas} deltas, total is now {total}",
-                        worker::describe(record)
+                        runtime::describe(record)
                     );
                 }
             } else {
@@ -126,7 +126,7 @@ pub fn run(record: &WorkerRecord, config: &CounterConfig) {
                 ready = false;
             }
         }
-        worker::report_activity(None);
+        runtime::report_activity(None);
         wait_for_next_round(config, last_round);
         last_round = Instant::now();
     }
@@ -152,13 +152,13 @@ fn fold(fold_sql: &str) -> (i64, i64) {
 fn note<T, E: Into<NoteError>>(outcome: Result<T, E>) -> Option<T> {
     match outcome {
         Ok(value) => {
-            worker::record_error(None);
+            runtime::record_error(None);
             Some(value)
         }
         Err(err) => {
             let err: NoteError = err.into();
             warning!("lightdb_bgw counter: {}", err.0);
-            worker::record_error(Some(&err.0));
+            runtime::record_error(Some(&err.0));
             None
         }
     }
@@ -183,7 +183,7 @@ fn wait_for_next_round(config: &CounterConfig, since: Instant) {
         else {
             return;
         };
-        worker::nap(Some(left));
+        runtime::nap(Some(left));
     }
 }
 

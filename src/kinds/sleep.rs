@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use crate::process;
 use crate::registry::WorkerRecord;
-use crate::worker;
+use crate::runtime;
 
 pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) {
     if record.def.database.is_some() {
-        worker::set_application_name(&record.def.name);
-        worker::report_activity(Some("sleeping"));
+        runtime::set_application_name(&record.def.name);
+        runtime::report_activity(Some("sleeping"));
     }
     let began = Instant::now();
     loop {
@@ -21,7 +21,7 @@ pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) {
             },
             None => None,
         };
-        worker::nap(remaining);
+        runtime::nap(remaining);
     }
     process::exit(exit_code);
 }

@@ -12,16 +12,16 @@ use pgrx::prelude::*;
 use crate::error::BgwError;
 use crate::process;
 use crate::registry::{self, WorkerRecord};
-use crate::worker;
+use crate::runtime;
 
 pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
-    worker::set_application_name(&record.def.name);
-    let me = worker::identity();
+    runtime::set_application_name(&record.def.name);
+    let me = runtime::identity();
     loop {
         let began = Instant::now();
-        worker::report_activity(Some(sql));
+        runtime::report_activity(Some(sql));
         let text = sql.to_string();
-        let outcome = worker::in_transaction(move || {
+        let outcome = runtime::in_transaction(move || {
             // On a hot standby the text runs read-only: asking for a
             // transaction id there is an error even for a SELECT.
             // SAFETY: a plain read of the server's recovery state.
@@ -36,17 +36,17 @@ pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
             .unwrap_or_else(|err| BgwError::Internal(err.to_string()).report())
         });
         let micros = began.elapsed().as_micros().min(i64::MAX as u128) as i64;
-        worker::report_activity(None);
+        runtime::report_activity(None);
         let rows = match &outcome {
             Ok(rows) => *rows as i64,
             Err(_) => 0,
         };
         registry::record_run(me.slot, me.id, me.generation, rows, micros);
         match &outcome {
-            Ok(_) => worker::record_error(None),
+            Ok(_) => runtime::record_error(None),
             Err(err) => {
-                warning!("{}: {err}", worker::describe(record));
-                worker::record_error(Some(&err.to_string()));
+                warning!("{}: {err}", runtime::describe(record));
+                runtime::record_error(Some(&err.to_string()));
             }
         }
         let Some(interval) = interval else {
@@ -60,7 +60,7 @@ pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
             .checked_sub(began.elapsed())
             .filter(|d| !d.is_zero())
         {
-            worker::nap(Some(left));
+            runtime::nap(Some(left));
         }
     }
 }

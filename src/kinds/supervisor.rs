@@ -18,8 +18,8 @@ use pgrx::prelude::*;
 use crate::authz::Authorised;
 use crate::control::{self, Status};
 use crate::registry::{self, WorkerRecord};
+use crate::runtime;
 use crate::spec::{Kind, WorkerDef};
-use crate::worker;
 
 /// Ids of the current children, for the exit callback.
 static CHILDREN: Mutex<Vec<i64>> = Mutex::new(Vec::new());
@@ -119,7 +119,7 @@ pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config:
                     if child.fast_deaths > 0 || child.not_before.is_some() {
                         log!(
                             "{}: relaunched child {} as worker {id}",
-                            worker::describe(record),
+                            runtime::describe(record),
                             index + 1
                         );
                     }
@@ -145,9 +145,9 @@ pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config:
         }
         let notes: Vec<&str> = current.iter().filter_map(|c| c.note.as_deref()).collect();
         if notes.is_empty() {
-            worker::record_error(None);
+            runtime::record_error(None);
         } else {
-            worker::record_error(Some(&notes.join("; ")));
+            runtime::record_error(Some(&notes.join("; ")));
         }
         if let Ok(mut ids) = CHILDREN.lock() {
             *ids = current.iter().filter_map(|c| c.id).collect();
@@ -159,7 +159,7 @@ pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config:
             .map(|t| t.saturating_duration_since(Instant::now()))
             .min()
             .unwrap_or(BACKSTOP);
-        worker::nap(Some(next.clamp(Duration::from_millis(1), BACKSTOP)));
+        runtime::nap(Some(next.clamp(Duration::from_millis(1), BACKSTOP)));
     }
 }
 

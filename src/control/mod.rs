@@ -1,0 +1,9 @@
+//! The core behind the SQL functions: launching (`start.rs`) and
+//! watching and stopping (`watch.rs`) workers. Authorisation is
+//! `authz.rs`; the registry and the postmaster calls live below.
+
+mod start;
+mod watch;
+
+pub use start::{launch, launch_raw, parse_restart, parse_start_time, register, LaunchRequest};
+pub use watch::{status, status_of, stop_record, terminate, wait_checked, Status, Target};

@@ -1,0 +1,194 @@
+//! Watching and stopping workers: status (what the worker recorded in its
+//! slot combined with what the postmaster knows through the handle),
+//! waits from any session on the registry's condition variable, and
+//! terminate through the postmaster's handle.
+
+use std::time::{Duration, Instant};
+
+use pgrx::pg_sys;
+
+use crate::authz::check_may_control;
+use crate::error::BgwError;
+use crate::launch::{self, PmStatus};
+use crate::preload;
+use crate::registry::{self, ChangeWait, SlotState, WorkerRecord};
+use crate::spec::Kind;
+
+/// A worker's status, as the SQL functions report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    NotYetStarted,
+    Started(i32),
+    Stopped,
+    PostmasterDied,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::NotYetStarted => "not_yet_started",
+            Status::Started(_) => "started",
+            Status::Stopped => "stopped",
+            Status::PostmasterDied => "postmaster_died",
+        }
+    }
+
+    pub fn pid(self) -> Option<i32> {
+        match self {
+            Status::Started(pid) => Some(pid),
+            _ => None,
+        }
+    }
+}
+
+/// What a wait waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// No longer `not_yet_started` (PostgreSQL's WaitForBackgroundWorkerStartup).
+    Startup,
+    /// Connected as its role, or gone: what `launch(..., wait => true)` waits for.
+    Ready,
+    Shutdown,
+}
+
+fn postmaster_alive() -> bool {
+    // SAFETY: getppid has no preconditions; PostmasterPid is set at start.
+    unsafe { libc::getppid() == pg_sys::PostmasterPid }
+}
+
+/// The status of `rec`, and whether it may change without an event on the
+/// registry (so a waiter should look again soon).
+pub fn status_of(rec: &WorkerRecord) -> (Status, bool) {
+    if !postmaster_alive() {
+        return (Status::PostmasterDied, false);
+    }
+    let pm = rec.handle.map(launch::handle_status);
+    if rec.def.kind == Kind::Raw {
+        // Not our code: only the postmaster knows.
+        return match pm {
+            Some(PmStatus::Started(pid)) => (Status::Started(pid), true),
+            Some(PmStatus::NotYetStarted) => (Status::NotYetStarted, true),
+            _ => (Status::Stopped, false),
+        };
+    }
+    match (rec.state, pm) {
+        // Recorded its exit but the postmaster has not reaped it yet.
+        (SlotState::Stopped, Some(PmStatus::Started(pid))) => (Status::Started(pid), true),
+        (SlotState::Stopped, _) | (SlotState::Free, _) => (Status::Stopped, false),
+        // Gone without recording it (killed with SIGKILL).
+        (SlotState::Started, Some(PmStatus::Stopped)) => (Status::Stopped, false),
+        (SlotState::Started, _) => (Status::Started(rec.pid), false),
+        // Never started, and never will: forgotten by the postmaster.
+        (SlotState::NotYetStarted, Some(PmStatus::Stopped))
+            if rec.def.restart_after.is_none() || rec.terminate_requested =>
+        {
+            (Status::Stopped, false)
+        }
+        (SlotState::NotYetStarted, Some(PmStatus::Started(_))) => (Status::NotYetStarted, true),
+        (SlotState::NotYetStarted, _) => (Status::NotYetStarted, false),
+    }
+}
+
+/// Whether a stopped worker's slot may be given to a new worker.
+pub(super) fn evictable(rec: &WorkerRecord) -> bool {
+    rec.handle
+        .is_none_or(|h| launch::handle_status(h) == PmStatus::Stopped)
+}
+
+fn lookup(id: i64) -> Result<WorkerRecord, BgwError> {
+    preload::require()?;
+    registry::find(id).ok_or_else(|| BgwError::UndefinedObject(format!("no worker with id {id}")))
+}
+
+/// `status(id)`.
+pub fn status(id: i64) -> Result<Status, BgwError> {
+    Ok(status_of(&lookup(id)?).0)
+}
+
+/// `wait_for_startup` / `wait_for_shutdown`: sleeps on the registry's
+/// condition variable (woken when any worker starts or exits), until the
+/// target is reached or `timeout` passes (then `None`).
+pub fn wait_checked(
+    id: i64,
+    target: Target,
+    timeout: Option<Duration>,
+) -> Result<Option<Status>, BgwError> {
+    let rec = lookup(id)?;
+    check_may_control(&rec, "wait on")?;
+    let began = Instant::now();
+    let waiter = ChangeWait::prepare();
+    let mut quick_looks = 0;
+    loop {
+        let Some(rec) = registry::find(id) else {
+            // Its slot went to a newer worker: it had stopped.
+            return Ok(Some(Status::Stopped));
+        };
+        let (status, unsettled) = status_of(&rec);
+        let gone = matches!(status, Status::Stopped | Status::PostmasterDied);
+        let reached = match target {
+            Target::Startup => status != Status::NotYetStarted,
+            // Connected, gone, or failed and waiting for a restart.
+            Target::Ready => {
+                rec.connected
+                    || gone
+                    || (status == Status::NotYetStarted && rec.last_exit.is_some())
+            }
+            Target::Shutdown => gone,
+        };
+        if reached {
+            return Ok(Some(status));
+        }
+        let left = match timeout {
+            Some(t) => match t.checked_sub(began.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return Ok(None),
+            },
+            None => Duration::from_secs(3600),
+        };
+        // Events wake us (every worker broadcasts when it starts and when
+        // it records its exit). The one step no event announces to other
+        // sessions is the postmaster reaping a worker that has recorded its
+        // exit (or a raw worker's progress): that takes well under a
+        // millisecond, so it is looked at again after 100 µs, a few dozen
+        // times, then every millisecond. Otherwise a one-second backstop
+        // guards against a missed event.
+        if unsettled && quick_looks < 40 {
+            quick_looks += 1;
+            std::thread::sleep(Duration::from_micros(100).min(left));
+            pg_sys::check_for_interrupts!();
+            continue;
+        }
+        let backstop = if unsettled {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_secs(1)
+        };
+        match &waiter {
+            Some(w) => w.sleep(left.min(backstop)),
+            None => return Err(BgwError::NotPreloaded),
+        }
+    }
+}
+
+/// `terminate(id)`: stops the worker for good; true if it was still
+/// registered (not stopped).
+pub fn terminate(id: i64) -> Result<bool, BgwError> {
+    let rec = lookup(id)?;
+    check_may_control(&rec, "terminate")?;
+    let was_registered = status_of(&rec).0 != Status::Stopped;
+    let Some(rec) = registry::request_terminate(id) else {
+        return Ok(false);
+    };
+    stop_record(&rec);
+    Ok(was_registered)
+}
+
+/// Stops the process of `rec` (already marked for termination) through
+/// its postmaster handle: SIGTERM if it runs, and never again. A worker
+/// without a handle has not started yet; when it does, it sees the mark
+/// and leaves with code 0, which unregisters it.
+pub fn stop_record(rec: &WorkerRecord) {
+    if let Some(handle) = rec.handle {
+        launch::terminate_handle(handle);
+    }
+}
