@@ -165,10 +165,11 @@ pub fn validated_static_workers() -> Vec<StaticEntry> {
     }
     // SAFETY: a plain integer global of the server, set before preload.
     let server_max = unsafe { pg_sys::max_worker_processes };
-    if total as i64 > server_max as i64 {
+    // One more for the dispatcher, which always runs.
+    if total as i64 + 1 > server_max as i64 {
         fatal(
             PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-            format!("\"lightdb_bgw.static_workers\" asks for {total} workers but \"max_worker_processes\" is {server_max}"),
+            format!("\"lightdb_bgw.static_workers\" asks for {total} workers, and the dispatcher takes one more, but \"max_worker_processes\" is {server_max}"),
             None,
             Some("Raise \"max_worker_processes\" or list fewer static workers.".into()),
         );

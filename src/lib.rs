@@ -13,6 +13,7 @@ pub mod authz;
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod dispatcher;
 pub mod error;
 pub mod gucs;
 pub mod jsonb_text;
@@ -50,6 +51,7 @@ pub extern "C-unwind" fn _PG_init() {
         statics.clone(),
     );
     launch::register_static_workers(&statics);
+    dispatcher::register();
 }
 
 extension_sql_file!("../sql/finalize.sql", finalize);

@@ -232,7 +232,7 @@ mod tests {
             database_oid: 5,
         };
         let raised = PgTryBuilder::new(|| {
-            let _ = crate::control::register(def.clone(), "pg_test", authorised, false, 0);
+            let _ = crate::control::register(def.clone(), "pg_test", authorised, false);
             false
         })
         .catch_others(|_| true)

@@ -46,7 +46,8 @@ fn worker_pids(postmaster: i32) -> Vec<i32> {
             .and_then(|rest| rest.split_whitespace().nth(1))
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        if ppid == postmaster && cmdline.contains("lightdb_bgw") && process_alive(pid) {
+        let worker = cmdline.contains("lightdb_bgw") && !cmdline.contains("dispatcher");
+        if ppid == postmaster && worker && process_alive(pid) {
             pids.push(pid);
         }
     }
@@ -521,8 +522,8 @@ fn concurrent_lifecycles_leave_nothing_behind() {
     );
     assert_eq!(
         ids.len(),
-        7,
-        "8 slots less the logical replication launcher"
+        6,
+        "8 slots less the logical replication launcher and the dispatcher"
     );
     for id in &ids {
         assert_eq!(stop_worker(&mut client, *id), "stopped");

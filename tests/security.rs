@@ -454,8 +454,8 @@ fn a_supervisor_backs_off_from_a_child_that_keeps_dying() {
 
 #[test]
 fn terminating_a_static_worker_frees_its_postmaster_slot() {
-    // 6 slots: the logical replication launcher and the static sleep take
-    // two; dynamic launches fill the rest until 53000.
+    // 6 slots: the logical replication launcher, the dispatcher and the
+    // static sleep take three; dynamic launches fill the rest until 53000.
     let (_cluster, mut admin) = Cluster::with_extension(
         "static_handle",
         &[
@@ -479,7 +479,11 @@ fn terminating_a_static_worker_frees_its_postmaster_slot() {
     for id in &before {
         stop_worker(&mut admin, *id);
     }
+    let static_pid: i32 = field(&mut admin, "pid", 1);
     assert_eq!(stop_worker(&mut admin, 1), "stopped");
+    eventually("the static worker's process is gone", LONG, || {
+        (!process_alive(static_pid)).then_some(())
+    });
     // The postmaster forgot the static worker at once (no restart that
     // sees the request and leaves): its slot is free for a dynamic one.
     let after = fill(&mut admin);

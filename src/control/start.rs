@@ -140,9 +140,7 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
     launch::check_registrable(launch::builtin_flags(&def), start_time)
         .map_err(BgwError::invalid)?;
     let authorised = authz::authorise(req.database.as_deref(), &role, req.bypass_allowconn)?;
-    // SAFETY: MyProcPid is set in every server process.
-    let me_pid = unsafe { pg_sys::MyProcPid };
-    let id = register(def, &me, authorised, req.bypass_allowconn, me_pid)?;
+    let id = register(def, &me, authorised, req.bypass_allowconn)?;
     if req.wait {
         wait_until_ready(id, start_time)?;
     }
@@ -196,7 +194,6 @@ pub fn register(
     launched_by: &str,
     authorised: Authorised,
     bypass_allowconn: bool,
-    notify_pid: i32,
 ) -> Result<i64, BgwError> {
     let unnamed = def.name.is_empty();
     let reservation = registry::reserve(
@@ -222,7 +219,7 @@ pub fn register(
             );
         }
     }
-    let handle = launch::launch_builtin(&def, &reservation, notify_pid)?;
+    let handle = launch::launch_builtin(&def, &reservation, registry::notify_pid())?;
     registry::attach_handle(&reservation, handle);
     Ok(reservation.keep())
 }
@@ -237,8 +234,7 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
         ));
     }
     launch::check_registrable(raw.flags, raw.start_time).map_err(BgwError::invalid)?;
-    // SAFETY: MyProcPid is set in every server process.
-    raw.notify_pid = unsafe { pg_sys::MyProcPid };
+    raw.notify_pid = registry::notify_pid();
     let worker = launch::build_raw(&raw).map_err(BgwError::invalid)?;
     let config = serde_json::json!({
         "library": raw.library,

@@ -72,8 +72,12 @@ pub fn status_of(rec: &WorkerRecord) -> (Status, bool) {
         };
     }
     match (rec.state, pm) {
-        // Recorded its exit but the postmaster has not reaped it yet.
-        (SlotState::Stopped, Some(PmStatus::Started(pid))) => (Status::Started(pid), true),
+        // Recorded its exit but the postmaster has not reaped it yet (the
+        // dispatcher announces the reaping). A static worker's reaping is
+        // announced to nobody: it counts as stopped once it recorded it.
+        (SlotState::Stopped, Some(PmStatus::Started(pid))) if !rec.is_static => {
+            (Status::Started(pid), true)
+        }
         (SlotState::Stopped, _) | (SlotState::Free, _) => (Status::Stopped, false),
         // Gone without recording it (killed with SIGKILL).
         (SlotState::Started, Some(PmStatus::Stopped)) => (Status::Stopped, false),
@@ -117,7 +121,6 @@ pub fn wait_checked(
     check_may_control(&rec, "wait on")?;
     let began = Instant::now();
     let waiter = ChangeWait::prepare();
-    let mut quick_looks = 0;
     loop {
         let Some(rec) = registry::find(id) else {
             // Its slot went to a newer worker: it had stopped.
@@ -145,21 +148,15 @@ pub fn wait_checked(
             },
             None => Duration::from_secs(3600),
         };
-        // Events wake us (every worker broadcasts when it starts and when
-        // it records its exit). The one step no event announces to other
-        // sessions is the postmaster reaping a worker that has recorded its
-        // exit (or a raw worker's progress): that takes well under a
-        // millisecond, so it is looked at again after 100 µs, a few dozen
-        // times, then every millisecond. Otherwise a one-second backstop
-        // guards against a missed event.
-        if unsettled && quick_looks < 40 {
-            quick_looks += 1;
-            std::thread::sleep(Duration::from_micros(100).min(left));
-            pg_sys::check_for_interrupts!();
-            continue;
-        }
-        let backstop = if unsettled {
-            Duration::from_millis(1)
+        // Every change is an event on the registry's condition variable:
+        // a worker broadcasts when it starts, connects and records its
+        // exit, terminate when it marks a worker, and the dispatcher when
+        // the postmaster starts or reaps one. Nobody polls; the timeout is
+        // only a backstop. While no dispatcher runs (a moment after a
+        // crash), the postmaster's reaping is announced to nobody: then a
+        // worker in between is looked at again every 10 ms.
+        let backstop = if unsettled && registry::dispatcher_pid() == 0 {
+            Duration::from_millis(10)
         } else {
             Duration::from_secs(1)
         };

@@ -3,9 +3,9 @@
 //! them running: a child that stops, for whatever reason, is relaunched
 //! under a new id. Terminating the supervisor terminates its children.
 //!
-//! The supervisor is the children's `bgw_notify_pid`, so the postmaster
-//! wakes it (SIGUSR1, which sets its latch) whenever a child starts or
-//! stops; a one-second nap is only a backstop. A child that keeps stopping
+//! The supervisor sleeps on the registry's condition variable, which a
+//! child's start and exit (and the dispatcher, when the postmaster has
+//! reaped a child) broadcast; a one-second timeout is only a backstop. A child that keeps stopping
 //! within seconds of its launch is relaunched after a wait that doubles
 //! each time (1 s up to 60 s), shown in the supervisor's `last_error`.
 
@@ -60,8 +60,6 @@ pub fn backoff(fast_deaths: u32) -> Duration {
 pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config: &str) {
     // SAFETY: registered once; runs at exit, SIGTERM included.
     unsafe { pg_sys::before_shmem_exit(Some(stop_children), pg_sys::Datum::from(0usize)) };
-    // SAFETY: MyProcPid is set in every server process.
-    let me = unsafe { pg_sys::MyProcPid };
     let launched_by = record
         .launched_by
         .clone()
@@ -74,6 +72,9 @@ pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config:
     };
     let mut current: Vec<Child> = (0..children).map(|_| Child::default()).collect();
     loop {
+        // Prepared before looking, so no change between the look and the
+        // sleep is missed.
+        let waiter = registry::ChangeWait::prepare();
         for (index, child) in current.iter_mut().enumerate() {
             let alive = child.id.and_then(registry::find).map(|rec| {
                 let (status, _) = control::status_of(&rec);
@@ -114,7 +115,7 @@ pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config:
                 restart_after: None,
                 config: child_config.to_string(),
             };
-            match control::register(def, &launched_by, authorised, false, me) {
+            match control::register(def, &launched_by, authorised, false) {
                 Ok(id) => {
                     if child.fast_deaths > 0 || child.not_before.is_some() {
                         log!(
@@ -159,7 +160,12 @@ pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config:
             .map(|t| t.saturating_duration_since(Instant::now()))
             .min()
             .unwrap_or(BACKSTOP);
-        runtime::nap(Some(next.clamp(Duration::from_millis(1), BACKSTOP)));
+        let next = next.clamp(Duration::from_millis(1), BACKSTOP);
+        match waiter {
+            Some(waiter) => waiter.sleep(next),
+            None => runtime::nap(Some(next)),
+        }
+        runtime::serve_interrupts();
     }
 }
 

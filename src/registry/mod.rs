@@ -11,8 +11,11 @@ mod texts;
 
 use pgrx::pg_sys;
 
+pub use shmem::{
+    broadcast as wake_waiters, clear_dispatcher_pid, dispatcher_pid, init, set_dispatcher_pid,
+    ChangeWait,
+};
 use shmem::{broadcast, drop_text, store_text, Locked};
-pub use shmem::{init, ChangeWait};
 use slot::{fill_slot, put_str, record_of, Slot};
 pub use slot::{PgHandle, SlotState, WorkerRecord, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
 pub use texts::{load_config, remove_config, save_config};
@@ -44,6 +47,19 @@ impl Drop for Reservation {
         if !self.kept {
             release(self);
         }
+    }
+}
+
+/// The process the postmaster tells when a worker the extension registers
+/// starts or is reaped (`bgw_notify_pid`): the dispatcher, which wakes every
+/// waiter; the calling process itself while no dispatcher runs.
+pub fn notify_pid() -> i32 {
+    match dispatcher_pid() {
+        0 => {
+            // SAFETY: MyProcPid is set for every server process.
+            unsafe { pg_sys::MyProcPid }
+        }
+        pid => pid,
     }
 }
 

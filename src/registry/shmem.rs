@@ -7,7 +7,7 @@
 //! every change of state. Only the registry module reaches this memory.
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use once_cell::sync::OnceCell;
@@ -35,6 +35,8 @@ struct Header {
     texts_offset: usize,
     /// The tranche of the text area's own lock.
     texts_tranche: i32,
+    /// The dispatcher's pid, 0 while it does not run. The dispatcher.
+    dispatcher_pid: AtomicI32,
 }
 
 static HEADER: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
@@ -335,8 +337,42 @@ impl Drop for Locked {
     }
 }
 
+/// The dispatcher's pid, or 0 while it does not run.
+pub fn dispatcher_pid() -> i32 {
+    let header = HEADER.load(Ordering::Acquire);
+    if header.is_null() {
+        return 0;
+    }
+    // SAFETY: the header lives as long as shared memory; the field is an
+    // atomic written by the dispatcher alone.
+    unsafe { (*header).dispatcher_pid.load(Ordering::Acquire) }
+}
+
+/// Run by the dispatcher as it starts (`pid`) and as it exits (0, if the
+/// field still holds its own pid).
+pub fn set_dispatcher_pid(pid: i32) {
+    let header = HEADER.load(Ordering::Acquire);
+    if !header.is_null() {
+        // SAFETY: as in `dispatcher_pid`.
+        unsafe { (*header).dispatcher_pid.store(pid, Ordering::Release) };
+    }
+}
+
+/// Clears the dispatcher's pid if it is still `pid`.
+pub fn clear_dispatcher_pid(pid: i32) {
+    let header = HEADER.load(Ordering::Acquire);
+    if !header.is_null() {
+        // SAFETY: as in `dispatcher_pid`.
+        let _ = unsafe {
+            (*header)
+                .dispatcher_pid
+                .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Acquire)
+        };
+    }
+}
+
 /// Wakes every session waiting on the registry's condition variable.
-pub(super) fn broadcast() {
+pub fn broadcast() {
     let header = HEADER.load(Ordering::Acquire);
     if !header.is_null() {
         // SAFETY: the condition variable was initialised with the registry
