@@ -85,6 +85,51 @@ fn launch_sleep_latency(cluster: &Cluster, database: bool, n: usize) -> Vec<f64>
     out
 }
 
+/// The floor: PostgreSQL's own RegisterDynamicBackgroundWorker +
+/// WaitForBackgroundWorkerStartup, from the `bench` build.
+fn floor_launch_latency(cluster: &Cluster, database: bool, n: usize) -> Vec<f64> {
+    let mut client = connect(cluster);
+    let mut out = Vec::new();
+    for i in 0..n + 5 {
+        let began = Instant::now();
+        let pid: i32 = client
+            .query_one("SELECT lightdb_bgw.floor_launch($1)", &[&database])
+            .unwrap()
+            .get(0);
+        let took = began.elapsed();
+        client
+            .query_one("SELECT lightdb_bgw.floor_stop($1)", &[&pid])
+            .unwrap();
+        if i >= 5 {
+            out.push(ms(took));
+        }
+    }
+    out
+}
+
+/// One whole lifecycle in one statement: launch (waiting until it runs),
+/// terminate, wait for the shutdown.
+fn full_lifecycle_op(
+    database: bool,
+    floor: bool,
+) -> impl Fn(&Cluster, &mut Option<Client>) + Clone + Send + Sync {
+    move |cluster, client| {
+        let c = client.get_or_insert_with(|| connect(cluster));
+        let sql = match (floor, database) {
+            (true, db) => {
+                format!("SELECT lightdb_bgw.floor_stop(lightdb_bgw.floor_launch({db}))::text")
+            }
+            (false, db) => format!(
+                "WITH l AS MATERIALIZED (SELECT lightdb_bgw.launch('sleep'{}) AS id) \
+                 SELECT lightdb_bgw.wait_for_shutdown(id) FROM l WHERE lightdb_bgw.terminate(id)",
+                if db { "" } else { ", database => NULL" }
+            ),
+        };
+        let done: String = c.query_one(&sql, &[]).expect("lifecycle").get(0);
+        assert!(done == "stopped" || done == "true", "{done}");
+    }
+}
+
 fn connect_latency(cluster: &Cluster, n: usize) -> Vec<f64> {
     let mut out = Vec::new();
     for i in 0..n + 5 {
@@ -206,7 +251,7 @@ fn main() {
         &[
             ("max_worker_processes", "40"),
             ("max_connections", "100"),
-            ("lightdb_bgw.max_workers", "1100"),
+            ("lightdb_bgw.max_workers", "10000"),
         ],
     );
     let mut figures: Vec<Figure> = Vec::new();
@@ -218,7 +263,7 @@ fn main() {
         .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
         .unwrap()
         .get(0);
-    for target in [10i64, 100, 1000] {
+    for target in [10i64, 100, 1000, 10000] {
         while filled < target {
             let id: i64 = client
                 .query_one(
@@ -261,6 +306,40 @@ fn main() {
             ref_p50: per_row_10 * filled as f64,
             higher_is_better: false,
         });
+        if target >= 1000 {
+            // Server-side time (EXPLAIN ANALYZE), against the budget of
+            // 1 ms per 1,000 entries.
+            client
+                .batch_execute(
+                    "CREATE OR REPLACE FUNCTION pg_temp.exec_ms(q text) RETURNS float8 \
+                     LANGUAGE plpgsql AS $$ DECLARE plan json; BEGIN \
+                     EXECUTE 'EXPLAIN (ANALYZE, FORMAT JSON) ' || q INTO plan; \
+                     RETURN (plan->0->>'Execution Time')::float8; END $$",
+                )
+                .unwrap();
+            let mut server = Vec::new();
+            for i in 0..25 {
+                let took: f64 = client
+                    .query_one(
+                        "SELECT pg_temp.exec_ms('SELECT * FROM lightdb_bgw.workers')",
+                        &[],
+                    )
+                    .unwrap()
+                    .get(0);
+                if i >= 5 {
+                    server.push(took);
+                }
+            }
+            figures.push(Figure {
+                name: format!("workers listing, {filled} entries, server-side (ms)"),
+                unit: "ms",
+                p50: percentile(&server, 0.5),
+                p95: percentile(&server, 0.95),
+                reference: "budget: 1 ms per 1,000 entries".into(),
+                ref_p50: filled as f64 / 1000.0,
+                higher_is_better: false,
+            });
+        }
     }
 
     // 1. launch -> started, against opening a connection.
@@ -276,6 +355,39 @@ fn main() {
             ref_p50: percentile(&conn, 0.5),
             higher_is_better: false,
         });
+    }
+
+    // 1b. launch -> running against the floor's launch -> started.
+    for (database, label) in [(false, "no database"), (true, "with database")] {
+        let ours = launch_sleep_latency(&cluster, database, 40);
+        let floor = floor_launch_latency(&cluster, database, 40);
+        figures.push(Figure {
+            name: format!("launch -> running ({label})"),
+            unit: "ms",
+            p50: percentile(&ours, 0.5),
+            p95: percentile(&ours, 0.95),
+            reference: "floor: RegisterDynamicBackgroundWorker + WaitForBackgroundWorkerStartup"
+                .into(),
+            ref_p50: percentile(&floor, 0.5),
+            higher_is_better: false,
+        });
+    }
+
+    // 2b. whole lifecycles per second against the floor.
+    for sessions in [1usize, 2] {
+        for (database, label) in [(false, "no database"), (true, "with database")] {
+            let (ours, _) = repeated(&cluster, sessions, full_lifecycle_op(database, false));
+            let (floor, _) = repeated(&cluster, sessions, full_lifecycle_op(database, true));
+            figures.push(Figure {
+                name: format!("launch+terminate+wait lifecycles/s, {sessions} client(s), {label}"),
+                unit: "1/s",
+                p50: percentile(&ours, 0.5),
+                p95: percentile(&ours, 0.05),
+                reference: "floor: register, wait startup, terminate, wait shutdown /s".into(),
+                ref_p50: percentile(&floor, 0.5),
+                higher_is_better: true,
+            });
+        }
     }
 
     // 2. full lifecycles per second against connection churn.
@@ -363,6 +475,25 @@ fn main() {
             lock_wake.push(lag);
         }
     }
+    let mut floor_wake = Vec::new();
+    for i in 0..35 {
+        let lag: f64 = client
+            .query_one("SELECT lightdb_bgw.floor_wake_ms()", &[])
+            .unwrap()
+            .get(0);
+        if i >= 5 {
+            floor_wake.push(lag);
+        }
+    }
+    figures.push(Figure {
+        name: "wake-up: worker's last act -> another session's wait_for_shutdown returns".into(),
+        unit: "ms",
+        p50: percentile(&wake, 0.5),
+        p95: percentile(&wake, 0.95),
+        reference: "floor: launcher's WaitForBackgroundWorkerShutdown".into(),
+        ref_p50: percentile(&floor_wake, 0.5),
+        higher_is_better: false,
+    });
     figures.push(Figure {
         name: "wake-up: worker exit -> wait_for_shutdown returns (other session)".into(),
         unit: "ms",
@@ -381,7 +512,16 @@ fn main() {
         )
         .unwrap()
         .get(0);
-    let per_slot_kib = shmem as f64 / 1100.0 / 1024.0;
+    let per_slot_kib = shmem as f64 / 10000.0 / 1024.0;
+    figures.push(Figure {
+        name: "registry fixed shared memory at 10,000 slots (MiB)".into(),
+        unit: "MiB",
+        p50: shmem as f64 / 1024.0 / 1024.0,
+        p95: shmem as f64 / 1024.0 / 1024.0,
+        reference: "budget: 24 MiB".into(),
+        ref_p50: 24.0,
+        higher_is_better: false,
+    });
     let idle_id: i64 = client
         .query_one("SELECT lightdb_bgw.launch('sleep')", &[])
         .unwrap()

@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 ensure_toolchain
 
 log "building and installing lightdb_bgw (release)"
-cargo pgrx install --release --pg-config "$PG_CONFIG"
+cargo pgrx install --release --pg-config "$PG_CONFIG" --no-default-features --features "pg${PG_MAJOR} bench"
 
 log "running the benchmarks"
 # The client side is the same for a figure and its reference, so it is
-# built in the quicker debug profile; the server runs the release build.
+# built in the quicker debug profile; the server runs the release build,
+# with the `bench` feature: the floor worker the figures are compared to.
 cargo run --quiet --no-default-features --features "pg${PG_MAJOR}" --example bench

@@ -10,6 +10,8 @@ use pgrx::prelude::*;
 
 pub mod api;
 pub mod authz;
+#[cfg(feature = "bench")]
+pub mod bench_floor;
 pub mod config;
 pub mod connection;
 pub mod control;

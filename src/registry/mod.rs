@@ -11,6 +11,8 @@ mod texts;
 
 use pgrx::pg_sys;
 
+#[cfg(feature = "bench")]
+pub use shmem::{bench_stamp, set_bench_stamp};
 pub use shmem::{
     broadcast as wake_waiters, clear_dispatcher_pid, dispatcher_pid, init, set_dispatcher_pid,
     ChangeWait,

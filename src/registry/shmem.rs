@@ -7,7 +7,7 @@
 //! every change of state. Only the registry module reaches this memory.
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use once_cell::sync::OnceCell;
@@ -37,6 +37,8 @@ struct Header {
     texts_tranche: i32,
     /// The dispatcher's pid, 0 while it does not run. The dispatcher.
     dispatcher_pid: AtomicI32,
+    /// A time stamp the benchmark's floor worker leaves (`bench` feature).
+    bench_stamp: AtomicI64,
 }
 
 static HEADER: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
@@ -368,6 +370,27 @@ pub fn clear_dispatcher_pid(pid: i32) {
                 .dispatcher_pid
                 .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Acquire)
         };
+    }
+}
+
+/// The benchmark floor's time stamp (`bench` feature).
+#[cfg(feature = "bench")]
+pub fn bench_stamp() -> i64 {
+    let header = HEADER.load(Ordering::Acquire);
+    if header.is_null() {
+        return 0;
+    }
+    // SAFETY: the header lives as long as shared memory; an atomic field.
+    unsafe { (*header).bench_stamp.load(Ordering::Acquire) }
+}
+
+/// Leaves the benchmark floor's time stamp (`bench` feature).
+#[cfg(feature = "bench")]
+pub fn set_bench_stamp(stamp: i64) {
+    let header = HEADER.load(Ordering::Acquire);
+    if !header.is_null() {
+        // SAFETY: as in `bench_stamp`.
+        unsafe { (*header).bench_stamp.store(stamp, Ordering::Release) };
     }
 }
 
