@@ -6,6 +6,7 @@ use std::time::Duration;
 use pgrx::prelude::*;
 
 use crate::authz;
+use crate::config::KindConfig;
 use crate::control::{self, LaunchRequest, Status, Target};
 use crate::error::{BgwError, OrReport};
 use crate::jsonb_text::JsonbText;
@@ -207,16 +208,11 @@ fn row(
     // Other roles' workers show who, where and when, never what: anything
     // that can carry data (config, errors, run figures) is NULL for them.
     let may_see = authz::may_see_data(&r);
-    let config = may_see
-        .then(|| r.def.config.clone())
-        .filter(|c| !c.is_empty());
-    let worker_type = if r.def.kind == crate::spec::Kind::Raw {
-        serde_json::from_str::<serde_json::Value>(&r.def.config)
-            .ok()
-            .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
-            .unwrap_or_default()
-    } else {
-        crate::spec::WORKER_TYPE.to_string()
+    let config =
+        (may_see && !r.config_missing).then(|| crate::codec::to_json(&r.def.config).to_string());
+    let worker_type = match &r.def.config {
+        KindConfig::Raw { worker_type, .. } => worker_type.clone(),
+        _ => crate::spec::WORKER_TYPE.to_string(),
     };
     let is_sql = r.def.kind == crate::spec::Kind::Sql && may_see;
     (

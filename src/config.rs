@@ -1,7 +1,10 @@
-//! Kind configurations (`launch(..., config => '{...}')`) and durations, in
-//! plain Rust. A config is a JSON object; an unknown key is an error, and so
-//! is a value out of range. Durations are PostgreSQL interval text such as
-//! `'200ms'`, `'5s'`, `'1 min'`, `'1 hour 30 minutes'` or `'00:00:05'`.
+//! Kind configurations (`launch(..., config => '{...}')`), read once at the
+//! SQL boundary into the typed [`KindConfig`] that the registry stores and
+//! the worker reads back (see `codec.rs`). A config is a JSON object; an
+//! unknown key is an error, and so is a value out of range. Durations are
+//! read by the [`Durations`] the caller passes: in the server, PostgreSQL's
+//! own interval input (every form `'5s'::interval` accepts); plain Rust
+//! here, so this file is unit-tested without a server.
 
 use std::time::Duration;
 
@@ -24,8 +27,11 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// of the JSON parser the worker kinds share).
 pub const MAX_CONFIG_DEPTH: usize = 128;
 
+/// Reads a duration: `Ok` with its length, or a reason.
+pub type Durations<'a> = &'a dyn Fn(&str) -> Result<Duration, String>;
+
 /// A kind's validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KindConfig {
     Counter {
         naptime: Option<Duration>,
@@ -43,11 +49,47 @@ pub enum KindConfig {
     },
     Supervisor {
         children: u32,
-        child_kind: Kind,
-        /// The children's config, itself validated, as JSON text.
-        child_config: String,
+        /// The children's kind and config, itself validated.
+        child: Box<KindConfig>,
     },
-    Raw,
+    /// A worker of any library (`launch_raw`): what was registered.
+    Raw {
+        library: String,
+        function: String,
+        worker_type: String,
+        main_arg: i64,
+        extra_bytes: u32,
+        flags: i32,
+    },
+}
+
+impl KindConfig {
+    /// The kind this config belongs to.
+    pub fn kind(&self) -> Kind {
+        match self {
+            KindConfig::Counter { .. } => Kind::Counter,
+            KindConfig::Sleep { .. } => Kind::Sleep,
+            KindConfig::Sql { .. } => Kind::Sql,
+            KindConfig::Supervisor { .. } => Kind::Supervisor,
+            KindConfig::Raw { .. } => Kind::Raw,
+        }
+    }
+
+    /// The config of a static worker of `kind`: every default.
+    pub fn defaults(kind: Kind) -> KindConfig {
+        match kind {
+            Kind::Sleep => KindConfig::Sleep {
+                duration: None,
+                exit_code: 0,
+            },
+            _ => KindConfig::Counter {
+                naptime: None,
+                schema: None,
+                table: None,
+                notify: None,
+            },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -98,12 +140,19 @@ fn ident(what: &str, value: Option<String>) -> Result<Option<String>, String> {
     }
 }
 
-fn duration(what: &str, value: Option<String>) -> Result<Option<Duration>, String> {
+fn duration(
+    read: Durations,
+    what: &str,
+    value: Option<String>,
+) -> Result<Option<Duration>, String> {
     value
         .map(|text| {
-            let d = parse_duration(&text).map_err(|e| format!("{what}: {e}"))?;
+            let d = read(&text).map_err(|e| format!("{what}: {e}"))?;
             if d.is_zero() {
                 return Err(format!("{what} must be greater than zero"));
+            }
+            if d > MAX_DURATION {
+                return Err(format!("{what} must be at most one day"));
             }
             Ok(d)
         })
@@ -111,8 +160,12 @@ fn duration(what: &str, value: Option<String>) -> Result<Option<Duration>, Strin
 }
 
 /// A duration between two runs: at least [`MIN_INTERVAL`].
-fn interval(what: &str, value: Option<String>) -> Result<Option<Duration>, String> {
-    let d = duration(what, value)?;
+fn interval(
+    read: Durations,
+    what: &str,
+    value: Option<String>,
+) -> Result<Option<Duration>, String> {
+    let d = duration(read, what, value)?;
     if d.is_some_and(|d| d < MIN_INTERVAL) {
         return Err(format!(
             "{what} must be at least {} ms",
@@ -151,13 +204,13 @@ pub fn nesting_depth(json: &str) -> usize {
 
 /// Parses and validates `json` (a JSON object) as the configuration of
 /// `kind`. The error names the key at fault.
-pub fn parse(kind: Kind, json: &str) -> Result<KindConfig, String> {
+pub fn parse(kind: Kind, json: &str, read: Durations) -> Result<KindConfig, String> {
     let value: Value =
         serde_json::from_str(json).map_err(|e| format!("config is not valid JSON: {e}"))?;
-    parse_value(kind, &value)
+    parse_value(kind, &value, read)
 }
 
-pub fn parse_value(kind: Kind, value: &Value) -> Result<KindConfig, String> {
+fn parse_value(kind: Kind, value: &Value, read: Durations) -> Result<KindConfig, String> {
     if !value.is_object() {
         return Err("config must be a JSON object".into());
     }
@@ -165,7 +218,7 @@ pub fn parse_value(kind: Kind, value: &Value) -> Result<KindConfig, String> {
         Kind::Counter => {
             let raw: CounterRaw = from_value(kind, value)?;
             Ok(KindConfig::Counter {
-                naptime: interval("naptime", raw.naptime)?,
+                naptime: interval(read, "naptime", raw.naptime)?,
                 schema: ident("schema", raw.schema)?,
                 table: ident("table", raw.table)?,
                 notify: ident("notify channel", raw.notify)?,
@@ -179,7 +232,7 @@ pub fn parse_value(kind: Kind, value: &Value) -> Result<KindConfig, String> {
                 Some(other) => return Err(format!("exit_code must be 0 or 1, not {other}")),
             };
             Ok(KindConfig::Sleep {
-                duration: duration("duration", raw.duration)?,
+                duration: duration(read, "duration", raw.duration)?,
                 exit_code,
             })
         }
@@ -193,7 +246,7 @@ pub fn parse_value(kind: Kind, value: &Value) -> Result<KindConfig, String> {
             }
             Ok(KindConfig::Sql {
                 sql: raw.sql,
-                interval: interval("interval", raw.interval)?,
+                interval: interval(read, "interval", raw.interval)?,
             })
         }
         Kind::Supervisor => {
@@ -215,109 +268,31 @@ pub fn parse_value(kind: Kind, value: &Value) -> Result<KindConfig, String> {
             let child_value = raw
                 .child_config
                 .unwrap_or_else(|| Value::Object(Default::default()));
-            parse_value(child_kind, &child_value).map_err(|e| format!("child_config: {e}"))?;
+            let child = parse_value(child_kind, &child_value, read)
+                .map_err(|e| format!("child_config: {e}"))?;
             Ok(KindConfig::Supervisor {
                 children: raw.children as u32,
-                child_kind,
-                child_config: child_value.to_string(),
+                child: Box::new(child),
             })
         }
-        Kind::Raw => Ok(KindConfig::Raw),
+        Kind::Raw => Err("a raw worker has no config; use launch_raw".into()),
     }
 }
 
-/// Parses PostgreSQL interval text of fixed length: numbers with units
-/// (`us`, `ms`, `s`, `min`, `h`, `d`, `w` and their long forms) and
-/// `HH:MM[:SS[.frac]]`. Months and years, whose length varies, are refused.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = |why: &str| format!("invalid duration \"{text}\": {why}");
-    let trimmed = text.trim();
-    let body = trimmed.strip_prefix('@').unwrap_or(trimmed).trim();
-    if body.is_empty() {
-        return Err(bad("empty"));
+/// Reads an interval's parts (months, days, microseconds, as PostgreSQL
+/// keeps them) as a fixed length: days are 24 hours; months, whose length
+/// varies, and negative values are refused.
+pub fn interval_duration(months: i32, days: i32, micros: i64) -> Result<Duration, String> {
+    if months != 0 {
+        return Err("months and years have no fixed length".into());
     }
-    let mut micros: f64 = 0.0;
-    let mut tokens = tokenize(body).into_iter().peekable();
-    let mut seen_any = false;
-    while let Some(token) = tokens.next() {
-        if token.contains(':') {
-            micros += clock_micros(&token).ok_or_else(|| bad("malformed hh:mm:ss"))?;
-            seen_any = true;
-            continue;
-        }
-        let (number, unit_inline) = split_number(&token);
-        let value: f64 = number
-            .parse()
-            .map_err(|_| bad(&format!("\"{token}\" is not a number")))?;
-        if value < 0.0 {
-            return Err(bad("negative"));
-        }
-        let unit = if !unit_inline.is_empty() {
-            unit_inline.to_string()
-        } else {
-            match tokens.peek() {
-                Some(next) if next.chars().all(|c| c.is_ascii_alphabetic()) => {
-                    tokens.next().unwrap_or_default()
-                }
-                _ => "s".to_string(),
-            }
-        };
-        let per_unit = unit_micros(&unit.to_ascii_lowercase())
-            .ok_or_else(|| bad(&format!("unknown or variable-length unit \"{unit}\"")))?;
-        micros += value * per_unit;
-        seen_any = true;
+    let total = days as i128 * 86_400_000_000 + micros as i128;
+    if total < 0 {
+        return Err("must not be negative".into());
     }
-    if !seen_any {
-        return Err(bad("no value"));
-    }
-    if !micros.is_finite() || micros > MAX_DURATION.as_micros() as f64 {
-        return Err(bad("longer than one day"));
-    }
-    Ok(Duration::from_micros(micros.round() as u64))
-}
-
-fn tokenize(body: &str) -> Vec<String> {
-    body.split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-fn split_number(token: &str) -> (&str, &str) {
-    let end = token
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(token.len());
-    (&token[..end], &token[end..])
-}
-
-fn unit_micros(unit: &str) -> Option<f64> {
-    Some(match unit {
-        "us" | "usec" | "usecs" | "microsecond" | "microseconds" => 1.0,
-        "ms" | "msec" | "msecs" | "millisecond" | "milliseconds" => 1e3,
-        "s" | "sec" | "secs" | "second" | "seconds" => 1e6,
-        "m" | "min" | "mins" | "minute" | "minutes" => 60e6,
-        "h" | "hr" | "hrs" | "hour" | "hours" => 3600e6,
-        "d" | "day" | "days" => 86_400e6,
-        "w" | "week" | "weeks" => 604_800e6,
-        _ => return None,
-    })
-}
-
-fn clock_micros(token: &str) -> Option<f64> {
-    let parts: Vec<&str> = token.split(':').collect();
-    if parts.len() < 2 || parts.len() > 3 {
-        return None;
-    }
-    let hours: f64 = parts[0].parse().ok()?;
-    let minutes: f64 = parts[1].parse().ok()?;
-    let seconds: f64 = match parts.get(2) {
-        Some(s) => s.parse().ok()?,
-        None => 0.0,
-    };
-    if hours < 0.0 || !(0.0..60.0).contains(&minutes) || !(0.0..60.0).contains(&seconds) {
-        return None;
-    }
-    Some(((hours * 60.0 + minutes) * 60.0 + seconds) * 1e6)
+    u64::try_from(total)
+        .map(Duration::from_micros)
+        .map_err(|_| "is too long".into())
 }
 
 /// `restart_after`: microseconds of an interval to whole seconds, refusing
@@ -347,25 +322,42 @@ pub fn restart_secs(months: i32, days: i32, micros: i64) -> Result<u32, String> 
 mod unit {
     use super::*;
 
+    /// A duration reader for tests: `<n>ms`, `<n>s`, `<n>us`.
+    fn read(text: &str) -> Result<Duration, String> {
+        let (n, unit) = text.split_at(
+            text.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len()),
+        );
+        let n: u64 = n
+            .parse()
+            .map_err(|_| format!("invalid duration \"{text}\""))?;
+        match unit {
+            "us" => Ok(Duration::from_micros(n)),
+            "ms" => Ok(Duration::from_millis(n)),
+            "s" => Ok(Duration::from_secs(n)),
+            _ => Err(format!("invalid duration \"{text}\"")),
+        }
+    }
+
+    fn parse(kind: Kind, json: &str) -> Result<KindConfig, String> {
+        super::parse(kind, json, &read)
+    }
+
     #[test]
-    fn durations() {
-        let ms = Duration::from_millis;
-        assert_eq!(parse_duration("200ms").unwrap(), ms(200));
-        assert_eq!(parse_duration("5s").unwrap(), ms(5000));
-        assert_eq!(parse_duration("5").unwrap(), ms(5000));
-        assert_eq!(parse_duration("1 min").unwrap(), ms(60_000));
-        assert_eq!(parse_duration("1 hour 30 minutes").unwrap(), ms(5_400_000));
-        assert_eq!(parse_duration("1.5 s").unwrap(), ms(1500));
-        assert_eq!(parse_duration("00:00:05").unwrap(), ms(5000));
-        assert_eq!(parse_duration("@ 2 secs").unwrap(), ms(2000));
-        assert_eq!(parse_duration("1 day").unwrap(), ms(86_400_000));
-        assert!(parse_duration("1 month")
+    fn intervals_have_a_fixed_length() {
+        assert_eq!(interval_duration(0, 1, 0), Ok(Duration::from_secs(86_400)));
+        assert_eq!(
+            interval_duration(0, 0, 200_000),
+            Ok(Duration::from_millis(200))
+        );
+        assert!(interval_duration(1, 0, 0).unwrap_err().contains("months"));
+        assert!(interval_duration(0, 0, -1).is_err());
+        assert!(parse(Kind::Sleep, r#"{"duration": "90000s"}"#)
             .unwrap_err()
-            .contains("variable-length"));
-        assert!(parse_duration("2 days").unwrap_err().contains("one day"));
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("soon").is_err());
+            .contains("at most one day"));
+        assert!(parse(Kind::Sleep, r#"{"duration": "soon"}"#)
+            .unwrap_err()
+            .starts_with("duration: invalid duration"));
     }
 
     #[test]
@@ -410,10 +402,13 @@ mod unit {
             sup,
             KindConfig::Supervisor {
                 children: 2,
-                child_kind: Kind::Sleep,
-                child_config: r#"{"exit_code":1}"#.into()
+                child: Box::new(KindConfig::Sleep {
+                    duration: None,
+                    exit_code: 1
+                })
             }
         );
+        assert_eq!(sup.kind(), Kind::Supervisor);
         let err = parse(
             Kind::Supervisor,
             r#"{"children": 2, "child_kind": "sleep", "child_config": {"bad": 1}}"#,

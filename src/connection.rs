@@ -57,7 +57,7 @@ pub fn connect(record: &WorkerRecord) {
 
 /// Records a worker that needs no connection as ready.
 pub fn mark_ready(record: &WorkerRecord) {
-    registry::mark_connected(record.slot, record.id, record.generation);
+    registry::mark_connected(record.at);
 }
 
 fn connect_by_name(record: &WorkerRecord, flags: u32) {

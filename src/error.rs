@@ -47,6 +47,7 @@ pub enum BgwError {
         sqlstate: String,
         message: String,
         detail: Option<String>,
+        hint: Option<String>,
     },
 }
 
@@ -121,9 +122,9 @@ impl BgwError {
                 "Add lightdb_bgw to \"shared_preload_libraries\" in postgresql.conf and restart the server."
                     .into(),
             ),
-            BgwError::InvalidValue { hint, .. } | BgwError::WrongState { hint, .. } => {
-                hint.clone()
-            }
+            BgwError::InvalidValue { hint, .. }
+            | BgwError::WrongState { hint, .. }
+            | BgwError::Worker { hint, .. } => hint.clone(),
             BgwError::NoPostmasterSlot => Some(
                 "Stop other background workers or raise \"max_worker_processes\" and restart the server."
                     .into(),

@@ -4,7 +4,7 @@
 use pgrx::pg_sys;
 
 use crate::error::BgwError;
-use crate::registry::{PgHandle, Reservation};
+use crate::registry::{PgHandle, Reservation, SlotRef};
 use crate::spec::{self, StartTime, WorkerDef};
 
 /// The library and entry point of every built-in kind.
@@ -55,9 +55,8 @@ fn put_c(buf: &mut [std::ffi::c_char], what: &str, value: &str) -> Result<(), St
 /// The registration of a built-in worker living in registry `slot`.
 pub fn build(
     def: &WorkerDef,
-    slot: u32,
+    at: SlotRef,
     id: i64,
-    generation: u64,
     notify_pid: i32,
 ) -> Result<pg_sys::BackgroundWorker, String> {
     let flags = builtin_flags(def);
@@ -66,8 +65,8 @@ pub fn build(
         function: ENTRY_POINT.to_string(),
         name: def.name.clone(),
         worker_type: spec::WORKER_TYPE.to_string(),
-        main_arg: slot as i64,
-        extra: encode_extra(id, generation).to_vec(),
+        main_arg: at.index as i64,
+        extra: encode_extra(id, at.generation).to_vec(),
         flags,
         start_time: def.start_time,
         restart_after: def.restart_after,
@@ -79,7 +78,11 @@ pub fn build(
 /// hold registry slots `0..n` with ids `1..=n` and generation 1.
 pub fn register_static_workers(defs: &[WorkerDef]) {
     for (index, def) in defs.iter().enumerate() {
-        let mut worker = match build(def, index as u32, index as i64 + 1, 1, 0) {
+        let at = SlotRef {
+            index: index as u32,
+            generation: 1,
+        };
+        let mut worker = match build(def, at, index as i64 + 1, 0) {
             Ok(worker) => worker,
             Err(reason) => BgwError::invalid(format!(
                 "cannot register static worker \"{}\": {reason}",
@@ -182,14 +185,8 @@ pub fn launch_builtin(
     reservation: &Reservation,
     notify_pid: i32,
 ) -> Result<PgHandle, BgwError> {
-    let worker = build(
-        def,
-        reservation.slot,
-        reservation.id,
-        reservation.generation,
-        notify_pid,
-    )
-    .map_err(BgwError::invalid)?;
+    let worker =
+        build(def, reservation.at, reservation.id, notify_pid).map_err(BgwError::invalid)?;
     register_dynamic(worker)
 }
 

@@ -225,7 +225,7 @@ mod tests {
             role: None,
             start_time: StartTime::PostmasterStart,
             restart_after: None,
-            config: "{}".into(),
+            config: crate::config::KindConfig::defaults(Kind::Sleep),
         };
         let authorised = Authorised {
             role_oid: 10,

@@ -8,15 +8,15 @@ use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::codec::ErrorText;
 use crate::connection::c_text;
-use crate::registry::{self, WorkerRecord};
+use crate::registry::{self, SlotRef, WorkerRecord};
 
 /// Who this process is: registry slot, id and generation.
 #[derive(Debug, Clone, Copy)]
 pub struct Identity {
-    pub slot: u32,
+    pub at: SlotRef,
     pub id: i64,
-    pub generation: u64,
 }
 
 static IDENTITY: OnceCell<Identity> = OnceCell::new();
@@ -38,10 +38,15 @@ pub fn identity() -> Identity {
         .expect("identity is set before the kind runs")
 }
 
-/// Records an error the worker survived, or clears it with `None`.
-pub fn record_error(error: Option<&str>) {
-    let me = identity();
-    registry::record_error(me.slot, me.id, me.generation, error);
+/// Records an error the worker survived, in full, or clears it with `None`.
+pub fn record_error(error: Option<&ErrorText>) {
+    registry::record_error(identity().at, error);
+}
+
+/// Records a note in `last_error` (not an error of PostgreSQL's), or
+/// clears it with `None`.
+pub fn record_note(note: Option<&str>) {
+    registry::record_note(identity().at, note);
 }
 
 /// Queues a notification on `channel`, sent when the transaction commits,
@@ -139,18 +144,8 @@ pub fn serve_interrupts() {
     }
 }
 
-/// An error a unit of work met: its SQLSTATE and message.
-#[derive(Debug, Clone)]
-pub struct WorkError {
-    pub sqlstate: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for WorkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.sqlstate, self.message)
-    }
-}
+/// An error a unit of work met, in full.
+pub type WorkError = ErrorText;
 
 /// Runs `work` in its own transaction with a snapshot and commits it. On
 /// any error the transaction is aborted and the error returned, so the
@@ -175,17 +170,20 @@ pub fn in_transaction<R>(
         Ok(value)
     })
     .catch_others(|caught| {
-        let (sqlstate, message) = match &caught {
+        let report = match &caught {
             pg_sys::panic::CaughtError::PostgresError(report)
             | pg_sys::panic::CaughtError::ErrorReport(report)
             | pg_sys::panic::CaughtError::RustPanic {
                 ereport: report, ..
-            } => (
-                crate::error::sqlstate_text(report.sql_error_code()),
-                report.message().to_string(),
-            ),
+            } => report,
         };
-        Err(WorkError { sqlstate, message })
+        Err(ErrorText {
+            sqlstate: crate::error::sqlstate_text(report.sql_error_code()),
+            message: report.message().to_string(),
+            detail: report.detail().map(str::to_string),
+            hint: report.hint().map(str::to_string),
+            context: None,
+        })
     })
     .execute();
     if outcome.is_err() {

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::config::KindConfig;
+
 /// The most static workers one kind may ask for.
 pub const MAX_STATIC_PER_KIND: u32 = 1000;
 
@@ -265,8 +267,8 @@ pub struct WorkerDef {
     pub role: Option<String>,
     pub start_time: StartTime,
     pub restart_after: RestartAfter,
-    /// The kind's configuration, a JSON object.
-    pub config: String,
+    /// The kind's configuration, validated.
+    pub config: KindConfig,
 }
 
 impl WorkerDef {
@@ -284,7 +286,7 @@ impl WorkerDef {
                 StartTime::PostmasterStart
             },
             restart_after: Some(STATIC_RESTART_SECS),
-            config: "{}".into(),
+            config: KindConfig::defaults(kind),
         }
     }
 }

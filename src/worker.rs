@@ -9,16 +9,16 @@ use std::sync::Mutex;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::codec::ErrorText;
 use crate::connection;
-use crate::error::split_recorded;
 use crate::kinds;
 use crate::launch;
 use crate::process;
-use crate::registry;
+use crate::registry::{self, SlotRef};
 use crate::runtime::{self, Identity};
 
 /// The last ERROR or FATAL this process reported, for `workers.last_error`.
-static LAST_REPORTED_ERROR: Mutex<Option<String>> = Mutex::new(None);
+static LAST_REPORTED_ERROR: Mutex<Option<ErrorText>> = Mutex::new(None);
 
 /// The `emit_log_hook` installed before ours, called after ours.
 static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
@@ -40,9 +40,11 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
         return;
     };
     let identity = Identity {
-        slot: arg.value() as u32,
+        at: SlotRef {
+            index: arg.value() as u32,
+            generation,
+        },
         id,
-        generation,
     };
     runtime::set_identity(identity);
 
@@ -52,7 +54,12 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     // after the server's own process set-up, before the PGPROC is released,
     // so the registry lock can still be taken. The exit is recorded as late
     // as that allows: waiters see it just before the process ends.
+    // The full error is recorded earlier, in a before_shmem_exit callback:
+    // registered before the connection, it runs after the server's own
+    // transaction shutdown, while the out-of-line text area (DSM) is still
+    // mapped.
     unsafe {
+        pg_sys::before_shmem_exit(Some(on_leaving), pg_sys::Datum::from(0usize));
         pg_sys::on_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
         PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
         pg_sys::emit_log_hook = Some(remember_error);
@@ -65,22 +72,22 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     // their postmaster slot themselves, so that terminate() goes through
     // the postmaster as for every other worker.
     let own_handle = registry::find(id)
-        .filter(|r| r.find_handle && r.slot == identity.slot)
+        .filter(|r| r.find_handle && r.at == identity.at)
         .and_then(|_| launch::find_own_handle(pid));
-    let Some(record) = registry::claim(identity.slot, id, generation, pid, own_handle) else {
+    let Some(record) = registry::claim(identity.at, id, pid, own_handle) else {
         // Terminated while it waited for its (re)start, or its slot went to
         // a newer worker: leave with code 0, which unregisters it.
         log!("lightdb_bgw: worker {id} was terminated or replaced; leaving");
         return;
     };
     let mut record = record;
-    if record.def.config.is_empty() {
+    if record.config_missing {
         // Brought back after a crash-reinitialisation, which lost the
         // out-of-line config: read the copy kept on disk at launch.
-        match registry::restore_config(identity.slot, id, generation) {
+        match registry::restore_config(identity.at, id) {
             Some(config) => record.def.config = config,
             None => {
-                runtime::record_error(Some(
+                runtime::record_note(Some(
                     "its config was lost in a crash-reinitialisation; the worker stops for good",
                 ));
                 process::exit(0);
@@ -90,25 +97,41 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     kinds::run(&record);
 }
 
+/// Before the process lets go of shared memory: records the error it is
+/// leaving with, in full. When what the worker was authorised as is gone
+/// (its role or database), it also stops for good, in the registry and in
+/// the postmaster, instead of a restart loop.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_leaving(_code: i32, _arg: pg_sys::Datum) {
+    let Some(me) = runtime::try_identity() else {
+        return;
+    };
+    let Ok(mut last) = LAST_REPORTED_ERROR.lock() else {
+        return;
+    };
+    let Some(error) = last.as_mut() else {
+        return;
+    };
+    if connection::gone_for_good(&error.sqlstate) {
+        if let Some(handle) = registry::stop_for_good(me.at) {
+            launch::terminate_handle(handle);
+        }
+        error.message.push_str(" (the worker stops for good)");
+    }
+    registry::record_error(me.at, Some(error));
+}
+
+/// As late as the registry lock can still be taken: records the exit.
 #[pg_guard]
 unsafe extern "C-unwind" fn on_exit(code: i32, _arg: pg_sys::Datum) {
     let Some(me) = runtime::try_identity() else {
         return;
     };
-    let mut error = LAST_REPORTED_ERROR.lock().ok().and_then(|e| e.clone());
-    let final_error = error
-        .as_deref()
-        .and_then(split_recorded)
-        .is_some_and(|(code, _)| connection::gone_for_good(code));
-    if final_error {
-        // What the worker was authorised as is gone: stop for good, in our
-        // registry and in the postmaster, instead of a restart loop.
-        if let Some(handle) = registry::stop_for_good(me.slot, me.id, me.generation) {
-            launch::terminate_handle(handle);
-        }
-        error = error.map(|e| format!("{e} (the worker stops for good)"));
-    }
-    registry::record_exit(me.slot, me.id, me.generation, code, error.as_deref());
+    let error = LAST_REPORTED_ERROR
+        .lock()
+        .ok()
+        .and_then(|e| e.as_ref().map(ErrorText::short));
+    registry::record_exit(me.at, code, error.as_deref());
 }
 
 #[pg_guard]
@@ -120,18 +143,20 @@ unsafe extern "C-unwind" fn remember_error(edata: *mut pg_sys::ErrorData) {
         if edata.is_null() || (*edata).elevel < pgrx::PgLogLevel::ERROR as i32 {
             return;
         }
-        let message = if (*edata).message.is_null() {
-            String::from("(no message)")
-        } else {
-            CStr::from_ptr((*edata).message)
-                .to_string_lossy()
-                .into_owned()
+        let text = |p: *const std::ffi::c_char| {
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
         };
-        let sqlstate = CStr::from_ptr(pg_sys::unpack_sql_state((*edata).sqlerrcode))
-            .to_string_lossy()
-            .into_owned();
+        let error = ErrorText {
+            sqlstate: CStr::from_ptr(pg_sys::unpack_sql_state((*edata).sqlerrcode))
+                .to_string_lossy()
+                .into_owned(),
+            message: text((*edata).message).unwrap_or_else(|| "(no message)".into()),
+            detail: text((*edata).detail),
+            hint: text((*edata).hint),
+            context: text((*edata).context),
+        };
         if let Ok(mut slot) = LAST_REPORTED_ERROR.lock() {
-            *slot = Some(format!("{sqlstate}: {message}"));
+            *slot = Some(error);
         }
     }
 }

@@ -3,12 +3,16 @@
 //! with the postmaster, and, with `wait`, returned once it is connected.
 //! Also used by the supervisor kind from inside a worker.
 
+use std::str::FromStr;
+use std::time::Duration;
+
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::watch::{evictable, stop_record, wait_checked, Target};
 use crate::authz::{self, Authorised};
-use crate::config;
+use crate::codec;
+use crate::config::{self, KindConfig};
 use crate::error::{split_recorded, BgwError};
 use crate::gucs;
 use crate::launch::{self, RawWorker};
@@ -61,12 +65,22 @@ fn check_name(name: &str) -> Result<(), BgwError> {
     spec::check_c_string("worker name", name, registry::NAME_LEN).map_err(BgwError::invalid)
 }
 
+/// Reads a duration of a config with PostgreSQL's own interval input, so
+/// every form `'5s'::interval` accepts works (ISO 8601 included).
+fn pg_duration(text: &str) -> Result<Duration, String> {
+    let interval =
+        Interval::from_str(text).map_err(|_| format!("\"{text}\" is not an interval"))?;
+    config::interval_duration(interval.months(), interval.days(), interval.micros())
+        .map_err(|e| format!("\"{text}\": {e}"))
+}
+
 /// Refuses a config larger than `lightdb_bgw.max_config_size`: for a
-/// `sql` worker the size of its text, for the others of the config.
-fn check_config_size(kind: Kind, config_json: &str) -> Result<(), BgwError> {
+/// `sql` worker the size of its text, for the others of the config as
+/// given.
+fn check_config_size(config: &KindConfig, config_json: &str) -> Result<(), BgwError> {
     let limit = gucs::max_config_size();
-    let (what, size) = match config::parse(kind, config_json) {
-        Ok(config::KindConfig::Sql { sql, .. }) => ("sql text", sql.len()),
+    let (what, size) = match config {
+        KindConfig::Sql { sql, .. } => ("sql text", sql.len()),
         _ => ("config", config_json.len()),
     };
     if size > limit {
@@ -108,9 +122,9 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
             config::MAX_CONFIG_DEPTH
         )));
     }
-    config::parse(kind, &req.config)
+    let config = config::parse(kind, &req.config, &pg_duration)
         .map_err(|e| invalid_detail(format!("invalid config for kind \"{kind}\""), e))?;
-    check_config_size(kind, &req.config)?;
+    check_config_size(&config, &req.config)?;
     let start_time = parse_start_time(&req.start_time)?;
     let restart_after = parse_restart(req.restart_after)?;
     if let Some(name) = &req.name {
@@ -135,7 +149,7 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
         role: Some(role.clone()),
         start_time,
         restart_after,
-        config: req.config.clone(),
+        config,
     };
     launch::check_registrable(launch::builtin_flags(&def), start_time)
         .map_err(BgwError::invalid)?;
@@ -171,12 +185,24 @@ fn wait_until_ready(id: i64, start_time: StartTime) -> Result<(), BgwError> {
     if let Some(rec) = registry::request_terminate(id) {
         stop_record(&rec);
     }
-    let detail = Some(format!("worker {id} stopped before it was ready"));
-    Err(match rec.last_error.as_deref().and_then(split_recorded) {
-        Some((sqlstate, message)) => BgwError::Worker {
+    let stopped = format!("worker {id} stopped before it was ready");
+    let recorded = rec.error.clone().or_else(|| {
+        let (sqlstate, message) = rec.last_error.as_deref().and_then(split_recorded)?;
+        Some(codec::ErrorText {
             sqlstate: sqlstate.to_string(),
             message: message.to_string(),
-            detail,
+            ..Default::default()
+        })
+    });
+    Err(match recorded {
+        Some(error) => BgwError::Worker {
+            sqlstate: error.sqlstate,
+            message: error.message,
+            detail: Some(match error.detail {
+                Some(detail) => format!("{detail} ({stopped})"),
+                None => stopped,
+            }),
+            hint: error.hint,
         },
         None => BgwError::WrongState {
             message: format!("worker {id} stopped before it was ready"),
@@ -212,7 +238,7 @@ pub fn register(
     if def.restart_after.is_some() {
         // Restartable: its config must outlive a crash-reinitialisation,
         // which loses shared memory.
-        if let Err(err) = registry::save_config(reservation.id, &def.config) {
+        if let Err(err) = registry::save_config(reservation.id, &codec::encode(&def.config)) {
             warning!(
                 "lightdb_bgw: cannot keep the config of worker {} on disk: {err}",
                 reservation.id
@@ -236,15 +262,14 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
     launch::check_registrable(raw.flags, raw.start_time).map_err(BgwError::invalid)?;
     raw.notify_pid = registry::notify_pid();
     let worker = launch::build_raw(&raw).map_err(BgwError::invalid)?;
-    let config = serde_json::json!({
-        "library": raw.library,
-        "function": raw.function,
-        "type": raw.worker_type,
-        "main_arg": raw.main_arg,
-        "extra_bytes": raw.extra.len(),
-        "flags": raw.flags,
-    })
-    .to_string();
+    let config = KindConfig::Raw {
+        library: raw.library.clone(),
+        function: raw.function.clone(),
+        worker_type: raw.worker_type.clone(),
+        main_arg: raw.main_arg,
+        extra_bytes: raw.extra.len() as u32,
+        flags: raw.flags,
+    };
     let def = WorkerDef {
         kind: Kind::Raw,
         name: raw.name.clone(),

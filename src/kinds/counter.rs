@@ -149,26 +149,17 @@ fn fold(fold_sql: &str) -> (i64, i64) {
 }
 
 /// Records the outcome of a unit of work in the registry and the log.
-fn note<T, E: Into<NoteError>>(outcome: Result<T, E>) -> Option<T> {
+fn note<T>(outcome: Result<T, WorkError>) -> Option<T> {
     match outcome {
         Ok(value) => {
             runtime::record_error(None);
             Some(value)
         }
         Err(err) => {
-            let err: NoteError = err.into();
-            warning!("lightdb_bgw counter: {}", err.0);
-            runtime::record_error(Some(&err.0));
+            warning!("lightdb_bgw counter: {err}");
+            runtime::record_error(Some(&err));
             None
         }
-    }
-}
-
-struct NoteError(String);
-
-impl From<WorkError> for NoteError {
-    fn from(e: WorkError) -> Self {
-        NoteError(e.to_string())
     }
 }
 

@@ -7,28 +7,23 @@ pub mod supervisor;
 
 use pgrx::prelude::*;
 
-use crate::config::{self, KindConfig};
+use crate::config::KindConfig;
 use crate::connection;
-use crate::error::BgwError;
 use crate::registry::WorkerRecord;
 
 /// Connects the worker as it was authorised (the supervisor needs no
-/// connection: it only registers workers), then runs its kind until the
-/// worker exits.
+/// connection: it only registers workers), then runs its kind, with the
+/// typed config the registry kept, until the worker exits.
 pub fn run(record: &WorkerRecord) {
-    let config = match config::parse(record.def.kind, &record.def.config) {
-        Ok(config) => config,
-        // Validated at launch; a static worker's `{}` always parses.
-        Err(err) => {
-            BgwError::Internal(format!("invalid config for worker {}: {err}", record.id)).report()
-        }
-    };
-    if matches!(config, KindConfig::Supervisor { .. } | KindConfig::Raw) {
+    let config = record.def.config.clone();
+    if matches!(
+        config,
+        KindConfig::Supervisor { .. } | KindConfig::Raw { .. }
+    ) {
         connection::mark_ready(record);
     } else {
         connection::connect(record);
     }
-    // `parse` gives the variant of the record's kind.
     match config {
         KindConfig::Counter {
             naptime,
@@ -44,12 +39,8 @@ pub fn run(record: &WorkerRecord) {
             exit_code,
         } => sleep::run(record, duration, exit_code),
         KindConfig::Sql { sql, interval } => sql::run(record, &sql, interval),
-        KindConfig::Supervisor {
-            children,
-            child_kind,
-            child_config,
-        } => supervisor::run(record, children, child_kind, &child_config),
-        KindConfig::Raw => log!(
+        KindConfig::Supervisor { children, child } => supervisor::run(record, children, &child),
+        KindConfig::Raw { .. } => log!(
             "lightdb_bgw: worker {} of kind {} has nothing to run",
             record.id,
             record.def.kind

@@ -41,12 +41,12 @@ pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
             Ok(rows) => *rows as i64,
             Err(_) => 0,
         };
-        registry::record_run(me.slot, me.id, me.generation, rows, micros);
+        registry::record_run(me.at, rows, micros);
         match &outcome {
             Ok(_) => runtime::record_error(None),
             Err(err) => {
                 warning!("{}: {err}", runtime::describe(record));
-                runtime::record_error(Some(&err.to_string()));
+                runtime::record_error(Some(err));
             }
         }
         let Some(interval) = interval else {

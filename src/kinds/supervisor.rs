@@ -16,10 +16,11 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::authz::Authorised;
+use crate::config::KindConfig;
 use crate::control::{self, Status};
 use crate::registry::{self, WorkerRecord};
 use crate::runtime;
-use crate::spec::{Kind, WorkerDef};
+use crate::spec::WorkerDef;
 
 /// Ids of the current children, for the exit callback.
 static CHILDREN: Mutex<Vec<i64>> = Mutex::new(Vec::new());
@@ -57,7 +58,7 @@ pub fn backoff(fast_deaths: u32) -> Duration {
     Duration::from_secs(secs).min(MAX_BACKOFF)
 }
 
-pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config: &str) {
+pub fn run(record: &WorkerRecord, children: u32, child_config: &KindConfig) {
     // SAFETY: registered once; runs at exit, SIGTERM included.
     unsafe { pg_sys::before_shmem_exit(Some(stop_children), pg_sys::Datum::from(0usize)) };
     let launched_by = record
@@ -107,13 +108,13 @@ pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config:
                 continue;
             }
             let def = WorkerDef {
-                kind: child_kind,
+                kind: child_config.kind(),
                 name: format!("{} child {}", record.def.name, index + 1),
                 database: record.def.database.clone(),
                 role: record.def.role.clone(),
                 start_time: record.def.start_time,
                 restart_after: None,
-                config: child_config.to_string(),
+                config: child_config.clone(),
             };
             match control::register(def, &launched_by, authorised, false) {
                 Ok(id) => {
@@ -146,9 +147,9 @@ pub fn run(record: &WorkerRecord, children: u32, child_kind: Kind, child_config:
         }
         let notes: Vec<&str> = current.iter().filter_map(|c| c.note.as_deref()).collect();
         if notes.is_empty() {
-            runtime::record_error(None);
+            runtime::record_note(None);
         } else {
-            runtime::record_error(Some(&notes.join("; ")));
+            runtime::record_note(Some(&notes.join("; ")));
         }
         if let Ok(mut ids) = CHILDREN.lock() {
             *ids = current.iter().filter_map(|c| c.id).collect();

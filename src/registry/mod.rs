@@ -19,9 +19,12 @@ pub use shmem::{
 };
 use shmem::{broadcast, drop_text, store_text, Locked};
 use slot::{fill_slot, put_str, record_of, Slot};
-pub use slot::{PgHandle, SlotState, WorkerRecord, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
+pub use slot::{PgHandle, SlotRef, SlotState, WorkerRecord, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
+use texts::TextRef;
 pub use texts::{load_config, remove_config, save_config};
 
+use crate::codec::{self, ErrorText};
+use crate::config::KindConfig;
 use crate::spec::WorkerDef;
 
 /// A slot taken for a worker that is not registered with the postmaster
@@ -30,9 +33,8 @@ use crate::spec::WorkerDef;
 /// (once the postmaster has the worker) makes the slot stay taken.
 #[derive(Debug)]
 pub struct Reservation {
-    pub slot: u32,
+    pub at: SlotRef,
     pub id: i64,
-    pub generation: u64,
     kept: bool,
 }
 
@@ -68,7 +70,12 @@ pub fn notify_pid() -> i32 {
 /// The record of slot `index`, its texts copied (under the lock held).
 fn record_at(locked: &Locked, index: usize) -> WorkerRecord {
     let slot = &locked.slots()[index];
-    record_of(index, slot, locked.text(slot.config))
+    record_of(
+        index,
+        slot,
+        &locked.text(slot.config),
+        &locked.text(slot.error),
+    )
 }
 
 /// Every worker the registry holds, by id.
@@ -81,7 +88,7 @@ pub fn list() -> Vec<WorkerRecord> {
         .iter()
         .enumerate()
         .filter(|(_, s)| s.state != SlotState::Free as u8)
-        .map(|(i, s)| record_of(i, s, locked.text(s.config)))
+        .map(|(i, s)| record_of(i, s, &locked.text(s.config), &locked.text(s.error)))
         .collect();
     drop(locked);
     out.sort_by_key(|r| r.id);
@@ -94,18 +101,12 @@ pub fn list() -> Vec<WorkerRecord> {
 /// while it waited for its (re)start: it must then leave with code 0.
 /// A worker that finds its own handle (see `Slot::find_handle`) passes it
 /// here, so that from the moment it counts as started it can be terminated.
-pub fn claim(
-    slot: u32,
-    id: i64,
-    generation: u64,
-    pid: i32,
-    own_handle: Option<PgHandle>,
-) -> Option<WorkerRecord> {
+pub fn claim(at: SlotRef, id: i64, pid: i32, own_handle: Option<PgHandle>) -> Option<WorkerRecord> {
     let mut locked = Locked::acquire(true)?;
     let slots = locked.slots_mut();
-    let entry = slots.get_mut(slot as usize)?;
+    let entry = slots.get_mut(at.index as usize)?;
     if entry.id != id
-        || entry.generation != generation
+        || entry.generation != at.generation
         || entry.state == SlotState::Free as u8
         || entry.terminate_requested
     {
@@ -124,7 +125,7 @@ pub fn claim(
     // SAFETY: reading the clock has no preconditions.
     entry.started_at = unsafe { pg_sys::GetCurrentTimestamp() };
     entry.stopped_at = 0;
-    let record = record_at(&locked, slot as usize);
+    let record = record_at(&locked, at.index as usize);
     drop(locked);
     broadcast();
     Some(record)
@@ -133,15 +134,15 @@ pub fn claim(
 /// Run by a worker as it exits with `code`. A worker that will be
 /// restarted (code other than 0 and a restart policy) goes back to
 /// `not_yet_started`; any other becomes `stopped`.
-pub fn record_exit(slot: u32, id: i64, generation: u64, code: i32, error: Option<&str>) {
+pub fn record_exit(at: SlotRef, code: i32, error: Option<&str>) {
     let Some(mut locked) = Locked::acquire(true) else {
         return;
     };
     let slots = locked.slots_mut();
-    let Some(entry) = slots.get_mut(slot as usize) else {
+    let Some(entry) = slots.get_mut(at.index as usize) else {
         return;
     };
-    if entry.id != id || entry.generation != generation {
+    if entry.generation != at.generation || entry.state == SlotState::Free as u8 {
         return;
     }
     if entry.state != SlotState::Started as u8 || entry.pid == 0 {
@@ -166,14 +167,14 @@ pub fn record_exit(slot: u32, id: i64, generation: u64, code: i32, error: Option
     broadcast();
 }
 
-/// Changes the slot of worker `(id, generation)` under the registry lock;
-/// does nothing if the slot now belongs to another worker.
-fn update_own(slot: u32, id: i64, generation: u64, change: impl FnOnce(&mut Slot)) {
+/// Changes the slot `at` names under the registry lock; does nothing if
+/// the slot now belongs to another worker (another generation) or is free.
+fn update_own(at: SlotRef, change: impl FnOnce(&mut Slot)) {
     let Some(mut locked) = Locked::acquire(true) else {
         return;
     };
-    if let Some(entry) = locked.slots_mut().get_mut(slot as usize) {
-        if entry.id == id && entry.generation == generation {
+    if let Some(entry) = locked.slots_mut().get_mut(at.index as usize) {
+        if entry.generation == at.generation && entry.state != SlotState::Free as u8 {
             change(entry);
         }
     }
@@ -182,11 +183,12 @@ fn update_own(slot: u32, id: i64, generation: u64, change: impl FnOnce(&mut Slot
 /// Puts back the config of a worker brought back after a
 /// crash-reinitialisation (its out-of-line text went with the old shared
 /// memory); returns the config, read from the copy kept on disk.
-pub fn restore_config(slot: u32, id: i64, generation: u64) -> Option<String> {
-    let config = load_config(id)?;
-    let text = store_text(&config)?;
+pub fn restore_config(at: SlotRef, id: i64) -> Option<KindConfig> {
+    let bytes = load_config(id)?;
+    let config = codec::decode(&bytes).ok()?;
+    let text = store_text(&bytes)?;
     let mut stored = false;
-    update_own(slot, id, generation, |entry| {
+    update_own(at, |entry| {
         if entry.config.is_none() {
             entry.config = text;
             stored = true;
@@ -198,25 +200,51 @@ pub fn restore_config(slot: u32, id: i64, generation: u64) -> Option<String> {
     Some(config)
 }
 
-/// Records the last error a running worker met and survived.
-pub fn record_error(slot: u32, id: i64, generation: u64, error: Option<&str>) {
-    update_own(slot, id, generation, |entry| {
-        put_str(&mut entry.last_error, error.unwrap_or(""))
+/// Records the last error of worker `at` in full (or clears it with
+/// `None`): out of line, and its start inline. If the text area is full,
+/// only the inline start is kept.
+pub fn record_error(at: SlotRef, error: Option<&ErrorText>) {
+    let text = error
+        .and_then(|e| store_text(&e.encode()))
+        .unwrap_or(TextRef::NONE);
+    let short = error.map(ErrorText::short).unwrap_or_default();
+    let mut old = None;
+    update_own(at, |entry| {
+        old = Some(entry.error);
+        entry.error = text;
+        put_str(&mut entry.last_error, &short);
     });
+    match old {
+        // Unlinked under the exclusive lock: no reader can reach it now.
+        Some(old) => drop_text(old),
+        None => drop_text(text),
+    }
+}
+
+/// Records a note of a running worker in `last_error` (a supervisor's
+/// backoff), or clears it with `None`.
+pub fn record_note(at: SlotRef, note: Option<&str>) {
+    let mut old = TextRef::NONE;
+    update_own(at, |entry| {
+        old = entry.error;
+        entry.error = TextRef::NONE;
+        put_str(&mut entry.last_error, note.unwrap_or(""));
+    });
+    drop_text(old);
 }
 
 /// Records that the running worker is connected as its role (or needs no
 /// connection): `launch(..., wait => true)` returns from then on.
-pub fn mark_connected(slot: u32, id: i64, generation: u64) {
-    update_own(slot, id, generation, |entry| entry.connected = true);
+pub fn mark_connected(at: SlotRef) {
+    update_own(at, |entry| entry.connected = true);
     broadcast();
 }
 
 /// Marks the worker so that it stops for good when it exits now: used when
 /// what it was authorised as (its role, its database) is gone.
-pub fn stop_for_good(slot: u32, id: i64, generation: u64) -> Option<PgHandle> {
+pub fn stop_for_good(at: SlotRef) -> Option<PgHandle> {
     let mut handle = None;
-    update_own(slot, id, generation, |entry| {
+    update_own(at, |entry| {
         entry.terminate_requested = true;
         handle = entry.has_handle.then_some(entry.handle);
     });
@@ -239,7 +267,7 @@ pub fn reserve(
     is_evictable: impl Fn(&WorkerRecord) -> bool,
 ) -> Result<Reservation, Option<u32>> {
     let capacity = shmem::capacity();
-    let config = store_text(&def.config).ok_or(None)?;
+    let config = store_text(&codec::encode(&def.config)).ok_or(None)?;
     let Some(mut locked) = Locked::acquire(true) else {
         drop_text(config);
         return Err(Some(capacity));
@@ -253,7 +281,7 @@ pub fn reserve(
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.state == SlotState::Stopped as u8 && !s.is_static)
-                .filter(|(i, s)| is_evictable(&record_of(*i, s, String::new())))
+                .filter(|(i, s)| is_evictable(&record_of(*i, s, &[], &[])))
                 .min_by_key(|(_, s)| (s.stopped_at, s.id))
                 .map(|(i, _)| i)
         });
@@ -266,6 +294,7 @@ pub fn reserve(
     let old = locked.slots()[index];
     if old.state != SlotState::Free as u8 {
         locked.free_text(old.config);
+        locked.free_text(old.error);
     }
     let entry = &mut locked.slots_mut()[index];
     let generation = entry.generation.wrapping_add(1).max(1);
@@ -281,29 +310,31 @@ pub fn reserve(
         remove_config(old.id);
     }
     Ok(Reservation {
-        slot: index as u32,
+        at: SlotRef {
+            index: index as u32,
+            generation,
+        },
         id,
-        generation,
         kept: false,
     })
 }
 
 /// Names a reserved worker after its id is known.
 pub fn rename(r: &Reservation, name: &str) {
-    update_own(r.slot, r.id, r.generation, |entry| {
-        put_str(&mut entry.name, name)
-    });
+    update_own(r.at, |entry| put_str(&mut entry.name, name));
 }
 
 /// Gives back a reservation whose registration failed: nothing is left,
 /// neither the slot nor its texts nor a config kept on disk.
 fn release(r: &Reservation) {
     if let Some(mut locked) = Locked::acquire(true) {
-        let entry = locked.slots()[r.slot as usize];
-        if entry.id == r.id && entry.generation == r.generation {
+        let entry = locked.slots()[r.at.index as usize];
+        if entry.id == r.id && entry.generation == r.at.generation {
             locked.free_text(entry.config);
-            let entry = &mut locked.slots_mut()[r.slot as usize];
-            entry.config = texts::TextRef::NONE;
+            locked.free_text(entry.error);
+            let entry = &mut locked.slots_mut()[r.at.index as usize];
+            entry.config = TextRef::NONE;
+            entry.error = TextRef::NONE;
             entry.state = SlotState::Free as u8;
             entry.id = 0;
         }
@@ -314,7 +345,7 @@ fn release(r: &Reservation) {
 /// Records the postmaster's handle of a registered worker, so any session
 /// can ask the postmaster about it or terminate it.
 pub fn attach_handle(r: &Reservation, handle: PgHandle) {
-    update_own(r.slot, r.id, r.generation, |entry| {
+    update_own(r.at, |entry| {
         entry.handle = handle;
         entry.has_handle = true;
     });
@@ -353,8 +384,8 @@ pub fn request_terminate(id: i64) -> Option<WorkerRecord> {
 }
 
 /// Records one run of a `sql` worker.
-pub fn record_run(slot: u32, id: i64, generation: u64, rows: i64, micros: i64) {
-    update_own(slot, id, generation, |entry| {
+pub fn record_run(at: SlotRef, rows: i64, micros: i64) {
+    update_own(at, |entry| {
         entry.runs += 1;
         entry.last_rows = rows;
         entry.last_run_us = micros;

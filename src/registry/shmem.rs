@@ -293,7 +293,7 @@ impl Locked {
 
     /// A copy of an out-of-line text of a slot (texts are freed only under
     /// the exclusive lock, so holding any mode keeps them valid).
-    pub(super) fn text(&self, r: TextRef) -> String {
+    pub(super) fn text(&self, r: TextRef) -> Vec<u8> {
         let (place, tranche) = self.texts();
         // SAFETY: `r` is linked from a slot and we hold the registry lock.
         unsafe { texts::read(place, tranche, r) }
@@ -309,7 +309,7 @@ impl Locked {
 
 /// Copies `text` into the text area without taking the registry lock;
 /// `None` when the area's cap (`lightdb_bgw.max_text_memory`) is reached.
-pub(super) fn store_text(text: &str) -> Option<TextRef> {
+pub(super) fn store_text(text: &[u8]) -> Option<TextRef> {
     let header = HEADER.load(Ordering::Acquire);
     if header.is_null() {
         return None;
@@ -327,6 +327,9 @@ pub(super) fn store_text(text: &str) -> Option<TextRef> {
 
 /// Frees a text that was never linked to a slot.
 pub(super) fn drop_text(r: TextRef) {
+    if r.is_none() {
+        return;
+    }
     if let Some(locked) = Locked::acquire(false) {
         locked.free_text(r);
     }

@@ -6,6 +6,8 @@
 use pgrx::pg_sys;
 
 use super::texts::TextRef;
+use crate::codec::{self, ErrorText};
+use crate::config::KindConfig;
 use crate::spec::{Kind, StartTime, WorkerDef};
 
 /// Bytes kept for a worker's name (the server's `BGW_MAXLEN`).
@@ -21,6 +23,16 @@ pub const ERROR_LEN: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PgHandle {
     pub slot: i32,
+    pub generation: u64,
+}
+
+/// Names one registry slot as one worker holds it: the index, and the
+/// generation the slot had when the worker got it (bumped at every reuse),
+/// so a reused slot is never mistaken for the old one. The only way code
+/// names a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotRef {
+    pub index: u32,
     pub generation: u64,
 }
 
@@ -101,14 +113,17 @@ pub struct Slot {
     pub(super) last_error: [u8; ERROR_LEN],
     /// The config, out of line. Launcher; freed when the slot is reused.
     pub(super) config: TextRef,
+    /// The last error in full (SQLSTATE, message, detail, hint, context),
+    /// out of line; `last_error` keeps its first bytes inline, which also
+    /// survive a crash-reinitialisation. The worker.
+    pub(super) error: TextRef,
 }
 
 /// An owned copy of one slot, for readers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerRecord {
-    pub slot: u32,
+    pub at: SlotRef,
     pub id: i64,
-    pub generation: u64,
     pub state: SlotState,
     pub is_static: bool,
     pub def: WorkerDef,
@@ -119,7 +134,11 @@ pub struct WorkerRecord {
     pub launched_at: i64,
     pub started_at: Option<i64>,
     pub stopped_at: Option<i64>,
+    /// `SQLSTATE: message` of the last error (in full while its
+    /// out-of-line copy exists, else the inline start of it).
     pub last_error: Option<String>,
+    /// The last error in full, when kept.
+    pub error: Option<ErrorText>,
     pub bypass_allowconn: bool,
     pub terminate_requested: bool,
     pub handle: Option<PgHandle>,
@@ -130,6 +149,9 @@ pub struct WorkerRecord {
     pub runs: i64,
     pub last_rows: i64,
     pub last_run_us: i64,
+    /// The config was lost (a crash-reinitialisation) and not read back
+    /// yet: `def.config` holds only the kind's defaults then.
+    pub config_missing: bool,
 }
 
 /// What the registry says of workers that were running or waiting when the
@@ -154,6 +176,7 @@ pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
     slot.has_handle = false;
     // Out-of-line texts went with the old shared memory.
     slot.config = TextRef::NONE;
+    slot.error = TextRef::NONE;
     if state == SlotState::Stopped as u8 {
         return;
     }
@@ -214,6 +237,7 @@ pub(super) fn fill_slot(
     put_str(&mut slot.role, def.role.as_deref().unwrap_or(""));
     put_str(&mut slot.launched_by, launched_by.unwrap_or(""));
     put_str(&mut slot.last_error, "");
+    slot.error = TextRef::NONE;
 }
 
 /// Copies `value` into a fixed buffer, cut at a character boundary so the
@@ -236,7 +260,18 @@ pub(super) fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-pub(super) fn record_of(index: usize, slot: &Slot, config: String) -> WorkerRecord {
+pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) -> WorkerRecord {
+    let error = (!error.is_empty())
+        .then(|| ErrorText::decode(error).ok())
+        .flatten();
+    let kind = Kind::from_u8(slot.kind).unwrap_or(Kind::Raw);
+    // A static worker's config is always the defaults, kept in no text; a
+    // config lost in a crash-reinitialisation reads as missing.
+    let decoded = if config.is_empty() && slot.is_static {
+        Some(KindConfig::defaults(kind))
+    } else {
+        codec::decode(config).ok()
+    };
     let state = match slot.state {
         1 => SlotState::NotYetStarted,
         2 => SlotState::Started,
@@ -244,24 +279,23 @@ pub(super) fn record_of(index: usize, slot: &Slot, config: String) -> WorkerReco
         _ => SlotState::Free,
     };
     WorkerRecord {
-        slot: index as u32,
+        at: SlotRef {
+            index: index as u32,
+            generation: slot.generation,
+        },
         id: slot.id,
-        generation: slot.generation,
         state,
         is_static: slot.is_static,
         def: WorkerDef {
-            kind: Kind::from_u8(slot.kind).unwrap_or(Kind::Raw),
+            kind,
             name: get_str(&slot.name),
             database: non_empty(get_str(&slot.database)),
             role: non_empty(get_str(&slot.role)),
             start_time: StartTime::from_u8(slot.start_time).unwrap_or(StartTime::RecoveryFinished),
             restart_after: (slot.restart_secs >= 0).then_some(slot.restart_secs as u32),
-            // A static worker's config is always `{}`, kept in no text.
-            config: if config.is_empty() && slot.is_static {
-                "{}".to_string()
-            } else {
-                config
-            },
+            config: decoded
+                .clone()
+                .unwrap_or_else(|| KindConfig::defaults(kind)),
         },
         pid: slot.pid,
         restarts: slot.restarts,
@@ -270,7 +304,11 @@ pub(super) fn record_of(index: usize, slot: &Slot, config: String) -> WorkerReco
         launched_at: slot.launched_at,
         started_at: (slot.started_at != 0).then_some(slot.started_at),
         stopped_at: (slot.stopped_at != 0).then_some(slot.stopped_at),
-        last_error: non_empty(get_str(&slot.last_error)),
+        last_error: error
+            .as_ref()
+            .map(ErrorText::short)
+            .or_else(|| non_empty(get_str(&slot.last_error))),
+        error,
         bypass_allowconn: slot.bypass_allowconn,
         terminate_requested: slot.terminate_requested,
         handle: slot.has_handle.then_some(slot.handle),
@@ -281,6 +319,7 @@ pub(super) fn record_of(index: usize, slot: &Slot, config: String) -> WorkerReco
         runs: slot.runs,
         last_rows: slot.last_rows,
         last_run_us: slot.last_run_us,
+        config_missing: decoded.is_none(),
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! A crash-reinitialisation rebuilds shared memory: the texts are gone.
 //! The configs of workers that come back (restartable ones) are therefore
-//! also written, at launch, to `pg_lightdb_bgw/<id>.json` in the data
+//! also written, at launch, to `pg_lightdb_bgw/<id>.config` in the data
 //! directory, from which the restarted worker reads its config again.
 
 use std::ffi::CStr;
@@ -101,7 +101,7 @@ fn area(place: *mut u8, tranche: i32) -> *mut pg_sys::dsa_area {
 }
 
 /// Copies `text` into the area; `None` when the area's cap is reached.
-pub fn store(place: *mut u8, tranche: i32, text: &str) -> Option<TextRef> {
+pub fn store(place: *mut u8, tranche: i32, text: &[u8]) -> Option<TextRef> {
     if text.is_empty() {
         return Some(TextRef::NONE);
     }
@@ -127,16 +127,15 @@ pub fn store(place: *mut u8, tranche: i32, text: &str) -> Option<TextRef> {
 /// # Safety
 /// `r` was returned by [`store`] and not freed since: the caller holds the
 /// registry lock under which texts are freed.
-pub unsafe fn read(place: *mut u8, tranche: i32, r: TextRef) -> String {
+pub unsafe fn read(place: *mut u8, tranche: i32, r: TextRef) -> Vec<u8> {
     if r.is_none() {
-        return String::new();
+        return Vec::new();
     }
     let area = area(place, tranche);
-    // SAFETY: the caller's contract; the bytes were copied from a str.
+    // SAFETY: the caller's contract.
     unsafe {
         let src = pg_sys::dsa_get_address(area, r.ptr) as *const u8;
-        let bytes = std::slice::from_raw_parts(src, r.len as usize);
-        String::from_utf8_lossy(bytes).into_owned()
+        std::slice::from_raw_parts(src, r.len as usize).to_vec()
     }
 }
 
@@ -161,21 +160,21 @@ fn config_dir() -> PathBuf {
 }
 
 fn config_file(id: i64) -> PathBuf {
-    config_dir().join(format!("{id}.json"))
+    config_dir().join(format!("{id}.config"))
 }
 
-/// Keeps the config of restartable worker `id` on disk (written to a
-/// temporary name, then renamed: a crash never leaves half a file).
-pub fn save_config(id: i64, config: &str) -> std::io::Result<()> {
+/// Keeps the (encoded) config of restartable worker `id` on disk, written
+/// to a temporary name, then renamed: a crash never leaves half a file.
+pub fn save_config(id: i64, config: &[u8]) -> std::io::Result<()> {
     fs::create_dir_all(config_dir())?;
-    let tmp = config_dir().join(format!("{id}.json.tmp"));
+    let tmp = config_dir().join(format!("{id}.config.tmp"));
     fs::write(&tmp, config)?;
     fs::rename(&tmp, config_file(id))
 }
 
-/// The config of worker `id` kept on disk, if any.
-pub fn load_config(id: i64) -> Option<String> {
-    fs::read_to_string(config_file(id)).ok()
+/// The (encoded) config of worker `id` kept on disk, if any.
+pub fn load_config(id: i64) -> Option<Vec<u8>> {
+    fs::read(config_file(id)).ok()
 }
 
 /// Removes the config of worker `id` from disk (nothing if there is none).

@@ -103,6 +103,11 @@ SELECT wait_for_shutdown(:r1);
 SELECT name, type, kind, config->>'library' AS library, config->>'function' AS function
 FROM workers WHERE id = :r1;
 
+-- Durations are read by PostgreSQL's interval input (ISO 8601 too) and
+-- shown back from the typed config.
+SELECT launch('sleep', config => '{"duration": "PT0.05S"}', database => NULL) AS iso \gset
+SELECT wait_for_shutdown(:iso), (SELECT config FROM workers WHERE id = :iso);
+
 -- Configs live out of line: a 1 MiB SQL text launches and runs.
 SELECT launch('sql', config => jsonb_build_object('sql', 'SELECT 1 -- ' || repeat('x', 1048576 - 12))) AS big \gset
 SELECT wait_for_shutdown(:big);
@@ -119,6 +124,7 @@ SELECT try($$SELECT lightdb_bgw.launch('sleep', config => NULL)$$);
 SELECT try($$SELECT lightdb_bgw.launch('sleep', config => '{"duraton": "1s"}')$$);
 SELECT try($$SELECT lightdb_bgw.launch('sleep', config => '{"exit_code": 7}')$$);
 SELECT try($$SELECT lightdb_bgw.launch('sleep', config => '{"duration": "1 month"}')$$);
+SELECT try($$SELECT lightdb_bgw.launch('sleep', config => '{"duration": "soon"}')$$);
 SELECT try($$SELECT lightdb_bgw.launch('sleep', config => '[1]')$$);
 SELECT try($$SELECT lightdb_bgw.launch('sql', config => '{}')$$);
 SET lightdb_bgw.max_config_size = '1kB';
