@@ -5,7 +5,8 @@ use pgrx::pg_sys;
 
 use crate::error::BgwError;
 use crate::registry::{PgHandle, Reservation, SlotRef};
-use crate::spec::{self, StartTime, WorkerDef};
+use crate::spec::{self, StartTime};
+use crate::workerdef::WorkerDef;
 
 /// The library and entry point of every built-in kind.
 pub const LIBRARY: &str = "lightdb_bgw";

@@ -28,6 +28,7 @@ pub mod registry;
 pub mod runtime;
 pub mod spec;
 pub mod worker;
+pub mod workerdef;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -44,9 +45,9 @@ pub extern "C-unwind" fn _PG_init() {
     }
     let entries = gucs::validated_static_workers();
     let (database, role) = (gucs::database(), gucs::role());
-    let statics: Vec<spec::WorkerDef> = spec::expand_static(&entries)
+    let statics: Vec<workerdef::WorkerDef> = spec::expand_static(&entries)
         .into_iter()
-        .map(|(kind, n)| spec::WorkerDef::static_worker(kind, n, &database, role.as_deref()))
+        .map(|(kind, n)| workerdef::WorkerDef::static_worker(kind, n, &database, role.as_deref()))
         .collect();
     registry::init(
         gucs::max_workers(),

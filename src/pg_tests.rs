@@ -216,7 +216,8 @@ mod tests {
     #[pg_test]
     fn an_error_inside_registration_gives_the_slot_back() {
         use crate::authz::Authorised;
-        use crate::spec::{Kind, StartTime, WorkerDef};
+        use crate::spec::{Kind, StartTime};
+        use crate::workerdef::WorkerDef;
         let before = crate::registry::list().len();
         let def = WorkerDef {
             kind: Kind::Sleep,

@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use crate::config::KindConfig;
-
 /// The most static workers one kind may ask for.
 pub const MAX_STATIC_PER_KIND: u32 = 1000;
 
@@ -255,42 +253,6 @@ pub type RestartAfter = Option<u32>;
 /// code 1; after a crash-reinitialisation the postmaster starts them at once.
 pub const STATIC_RESTART_SECS: u32 = 10;
 
-/// Everything needed to register a worker of a built-in kind; shared by
-/// static and dynamic launches and kept in the worker's registry slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerDef {
-    pub kind: Kind,
-    pub name: String,
-    /// `None`: no database connection (shared catalogs only).
-    pub database: Option<String>,
-    /// `None`: the bootstrap superuser.
-    pub role: Option<String>,
-    pub start_time: StartTime,
-    pub restart_after: RestartAfter,
-    /// The kind's configuration, validated.
-    pub config: KindConfig,
-}
-
-impl WorkerDef {
-    /// A static worker from `lightdb_bgw.static_workers`.
-    pub fn static_worker(kind: Kind, number: u32, database: &str, role: Option<&str>) -> Self {
-        let info = kind.info();
-        WorkerDef {
-            kind,
-            name: static_worker_name(kind, number),
-            database: info.needs_database.then(|| database.to_string()),
-            role: role.map(str::to_string),
-            start_time: if info.needs_database {
-                StartTime::RecoveryFinished
-            } else {
-                StartTime::PostmasterStart
-            },
-            restart_after: Some(STATIC_RESTART_SECS),
-            config: KindConfig::defaults(kind),
-        }
-    }
-}
-
 /// The `bgw_type` every lightdb_bgw worker carries: `pg_stat_activity`
 /// shows it as `backend_type`.
 pub const WORKER_TYPE: &str = "lightdb_bgw";
@@ -397,19 +359,6 @@ mod unit {
     fn identifiers() {
         assert_eq!(quote_ident("select"), "\"select\"");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-    }
-
-    #[test]
-    fn static_defs() {
-        let counter = WorkerDef::static_worker(Kind::Counter, 1, "postgres", None);
-        assert_eq!(counter.database.as_deref(), Some("postgres"));
-        assert_eq!(counter.start_time, StartTime::RecoveryFinished);
-        assert_eq!(counter.restart_after, Some(STATIC_RESTART_SECS));
-        let sleep = WorkerDef::static_worker(Kind::Sleep, 3, "postgres", Some("alice"));
-        assert_eq!(sleep.database, None);
-        assert_eq!(sleep.role.as_deref(), Some("alice"));
-        assert_eq!(sleep.name, "lightdb_bgw sleep 3");
-        assert_eq!(sleep.start_time, StartTime::PostmasterStart);
     }
 
     #[test]

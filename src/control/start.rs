@@ -18,7 +18,8 @@ use crate::gucs;
 use crate::launch::{self, RawWorker};
 use crate::preload;
 use crate::registry::{self, Reservation};
-use crate::spec::{self, Kind, StartTime, WorkerDef};
+use crate::spec::{self, Kind, StartTime};
+use crate::workerdef::WorkerDef;
 
 /// A launch of a built-in kind, as `launch(...)` receives it.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use crate::config::KindConfig;
 use crate::control::{self, Status};
 use crate::registry::{self, WorkerRecord};
 use crate::runtime;
-use crate::spec::WorkerDef;
+use crate::workerdef::WorkerDef;
 
 /// Ids of the current children, for the exit callback.
 static CHILDREN: Mutex<Vec<i64>> = Mutex::new(Vec::new());

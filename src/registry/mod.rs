@@ -5,19 +5,21 @@
 //! out of line `texts.rs`. Waiters sleep on the registry's condition
 //! variable, which every change of state broadcasts.
 
+mod events;
 mod shmem;
 mod slot;
 mod texts;
 
 use pgrx::pg_sys;
 
+use events::broadcast;
 #[cfg(feature = "bench")]
-pub use shmem::{bench_stamp, set_bench_stamp};
-pub use shmem::{
-    broadcast as wake_waiters, clear_dispatcher_pid, dispatcher_pid, init, set_dispatcher_pid,
-    ChangeWait,
+pub use events::{bench_stamp, set_bench_stamp};
+pub use events::{
+    broadcast as wake_waiters, clear_dispatcher_pid, dispatcher_pid, set_dispatcher_pid, ChangeWait,
 };
-use shmem::{broadcast, drop_text, store_text, Locked};
+pub use shmem::init;
+use shmem::{drop_text, store_text, Locked};
 use slot::{fill_slot, put_str, record_of, Slot};
 pub use slot::{PgHandle, SlotRef, SlotState, WorkerRecord, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
 use texts::TextRef;
@@ -25,7 +27,7 @@ pub use texts::{load_config, remove_config, save_config};
 
 use crate::codec::{self, ErrorText};
 use crate::config::KindConfig;
-use crate::spec::WorkerDef;
+use crate::workerdef::WorkerDef;
 
 /// A slot taken for a worker that is not registered with the postmaster
 /// yet. Dropping it gives the slot back, also while unwinding from an

@@ -7,15 +7,16 @@
 //! every change of state. Only the registry module reaches this memory.
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 
+use super::events::{self, Events};
 use super::slot::{fill_slot, recover_slot, Slot};
 use super::texts::{self, TextRef};
-use crate::spec::WorkerDef;
+use crate::workerdef::WorkerDef;
 
 const SHMEM_NAME: &CStr = c"lightdb_bgw registry";
 const TRANCHE_NAME: &CStr = c"lightdb_bgw";
@@ -30,15 +31,12 @@ const ADDIN_SHMEM_INIT_LOCK: usize = 21;
 struct Header {
     capacity: u32,
     next_id: i64,
-    cv: pg_sys::ConditionVariable,
+    /// The condition variable and the dispatcher's pid.
+    events: Events,
     /// Where the out-of-line text area starts, from the header.
     texts_offset: usize,
     /// The tranche of the text area's own lock.
     texts_tranche: i32,
-    /// The dispatcher's pid, 0 while it does not run. The dispatcher.
-    dispatcher_pid: AtomicI32,
-    /// A time stamp the benchmark's floor worker leaves (`bench` feature).
-    bench_stamp: AtomicI64,
 }
 
 static HEADER: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
@@ -147,7 +145,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         if !found {
             std::ptr::write_bytes(base, 0, size);
             (*header).capacity = capacity;
-            pg_sys::ConditionVariableInit(&mut (*header).cv);
+            (*header).events.init();
             (*header).texts_offset = texts_offset(capacity);
             (*header).texts_tranche = texts::create(
                 base.add(texts_offset(capacity)),
@@ -189,6 +187,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         let tranche = pg_sys::GetNamedLWLockTranche(TRANCHE_NAME.as_ptr());
         LOCK.store(&mut (*tranche).lock, Ordering::Release);
         HEADER.store(header, Ordering::Release);
+        events::attach(&raw mut (*header).events);
         pg_sys::LWLockRelease(init_lock);
     }
 }
@@ -217,6 +216,7 @@ unsafe extern "C-unwind" fn save_registry(_code: i32, _arg: pg_sys::Datum) {
         }
     };
     HEADER.store(std::ptr::null_mut(), Ordering::Release);
+    events::attach(std::ptr::null_mut());
     if let Ok(mut slot) = SAVED.lock() {
         *slot = Some(saved);
     }
@@ -339,111 +339,5 @@ impl Drop for Locked {
     fn drop(&mut self) {
         // SAFETY: we acquired this lock in `acquire` and have not released it.
         unsafe { pg_sys::LWLockRelease(self.lock) };
-    }
-}
-
-/// The dispatcher's pid, or 0 while it does not run.
-pub fn dispatcher_pid() -> i32 {
-    let header = HEADER.load(Ordering::Acquire);
-    if header.is_null() {
-        return 0;
-    }
-    // SAFETY: the header lives as long as shared memory; the field is an
-    // atomic written by the dispatcher alone.
-    unsafe { (*header).dispatcher_pid.load(Ordering::Acquire) }
-}
-
-/// Run by the dispatcher as it starts (`pid`) and as it exits (0, if the
-/// field still holds its own pid).
-pub fn set_dispatcher_pid(pid: i32) {
-    let header = HEADER.load(Ordering::Acquire);
-    if !header.is_null() {
-        // SAFETY: as in `dispatcher_pid`.
-        unsafe { (*header).dispatcher_pid.store(pid, Ordering::Release) };
-    }
-}
-
-/// Clears the dispatcher's pid if it is still `pid`.
-pub fn clear_dispatcher_pid(pid: i32) {
-    let header = HEADER.load(Ordering::Acquire);
-    if !header.is_null() {
-        // SAFETY: as in `dispatcher_pid`.
-        let _ = unsafe {
-            (*header)
-                .dispatcher_pid
-                .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Acquire)
-        };
-    }
-}
-
-/// The benchmark floor's time stamp (`bench` feature).
-#[cfg(feature = "bench")]
-pub fn bench_stamp() -> i64 {
-    let header = HEADER.load(Ordering::Acquire);
-    if header.is_null() {
-        return 0;
-    }
-    // SAFETY: the header lives as long as shared memory; an atomic field.
-    unsafe { (*header).bench_stamp.load(Ordering::Acquire) }
-}
-
-/// Leaves the benchmark floor's time stamp (`bench` feature).
-#[cfg(feature = "bench")]
-pub fn set_bench_stamp(stamp: i64) {
-    let header = HEADER.load(Ordering::Acquire);
-    if !header.is_null() {
-        // SAFETY: as in `bench_stamp`.
-        unsafe { (*header).bench_stamp.store(stamp, Ordering::Release) };
-    }
-}
-
-/// Wakes every session waiting on the registry's condition variable.
-pub fn broadcast() {
-    let header = HEADER.load(Ordering::Acquire);
-    if !header.is_null() {
-        // SAFETY: the condition variable was initialised with the registry
-        // and lives as long as shared memory.
-        unsafe { pg_sys::ConditionVariableBroadcast(&mut (*header).cv) };
-    }
-}
-
-/// A wait on the registry's condition variable. Create it *before*
-/// checking the condition, so no change between the check and the sleep is
-/// missed; dropping it ends the wait.
-pub struct ChangeWait {
-    cv: *mut pg_sys::ConditionVariable,
-}
-
-impl ChangeWait {
-    pub fn prepare() -> Option<ChangeWait> {
-        let header = HEADER.load(Ordering::Acquire);
-        if header.is_null() {
-            return None;
-        }
-        // SAFETY: the condition variable lives in shared memory for the
-        // life of the server.
-        let cv = unsafe { &raw mut (*header).cv };
-        // SAFETY: as above; one prepared sleep per process at a time, which
-        // the server enforces by cancelling any other.
-        unsafe { pg_sys::ConditionVariablePrepareToSleep(cv) };
-        Some(ChangeWait { cv })
-    }
-
-    /// Sleeps until the registry changes or `timeout` passes. Serves
-    /// interrupts (query cancel raises an ERROR here).
-    pub fn sleep(&self, timeout: std::time::Duration) {
-        let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as std::ffi::c_long;
-        // SAFETY: `cv` is the prepared condition variable; the server's
-        // sleep handles interrupts and postmaster death.
-        unsafe {
-            pg_sys::ConditionVariableTimedSleep(self.cv, millis, pg_sys::PG_WAIT_EXTENSION);
-        }
-    }
-}
-
-impl Drop for ChangeWait {
-    fn drop(&mut self) {
-        // SAFETY: cancelling a prepared sleep has no other precondition.
-        unsafe { pg_sys::ConditionVariableCancelSleep() };
     }
 }

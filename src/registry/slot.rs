@@ -8,7 +8,8 @@ use pgrx::pg_sys;
 use super::texts::TextRef;
 use crate::codec::{self, ErrorText};
 use crate::config::KindConfig;
-use crate::spec::{Kind, StartTime, WorkerDef};
+use crate::spec::{Kind, StartTime};
+use crate::workerdef::WorkerDef;
 
 /// Bytes kept for a worker's name (the server's `BGW_MAXLEN`).
 pub const NAME_LEN: usize = pg_sys::BGW_MAXLEN as usize;
