@@ -180,6 +180,7 @@ fn kinds() -> TableIterator<
 #[allow(clippy::type_complexity)]
 fn row(
     r: WorkerRecord,
+    postmaster_alive: bool,
 ) -> (
     i64,
     String,
@@ -204,7 +205,7 @@ fn row(
     Option<f64>,
     Option<String>,
 ) {
-    let status: Status = control::status_of(&r).0;
+    let status: Status = control::status_given(&r, postmaster_alive).0;
     // Other roles' workers show who, where and when, never what: anything
     // that can carry data (config, errors, run figures) is NULL for them.
     let may_see = authz::may_see_data(&r);
@@ -273,5 +274,6 @@ fn worker_list() -> TableIterator<
     ),
 > {
     preload::require().or_report();
-    TableIterator::new(registry::list().into_iter().map(row))
+    let alive = control::postmaster_alive();
+    TableIterator::new(registry::list().into_iter().map(move |r| row(r, alive)))
 }

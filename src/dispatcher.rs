@@ -67,6 +67,8 @@ pub extern "C-unwind" fn lightdb_bgw_dispatcher_main(_arg: pg_sys::Datum) {
             pg_sys::ResetLatch(pg_sys::MyLatch);
         }
         pg_sys::check_for_interrupts!();
+        // What the postmaster reaped is marked once for everybody.
+        registry::sweep_reaped(|h| launch::handle_status(h) == launch::PmStatus::Stopped);
         registry::wake_waiters();
     }
 }

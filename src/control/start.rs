@@ -9,7 +9,7 @@ use std::time::Duration;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::watch::{evictable, stop_record, wait_checked, Target};
+use super::watch::{pm_stopped, stop_record, wait_checked, Target};
 use crate::authz::{self, Authorised};
 use crate::codec;
 use crate::config::{self, KindConfig};
@@ -229,7 +229,7 @@ pub fn register(
         authorised.role_oid,
         authorised.database_oid,
         bypass_allowconn,
-        evictable,
+        pm_stopped,
     )
     .map_err(reserve_error)?;
     if unnamed {
@@ -281,7 +281,7 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
         config,
     };
     let reservation: Reservation =
-        registry::reserve(&def, &me, 0, 0, false, evictable).map_err(reserve_error)?;
+        registry::reserve(&def, &me, 0, 0, false, pm_stopped).map_err(reserve_error)?;
     let handle = launch::register_dynamic(worker)?;
     registry::attach_handle(&reservation, handle);
     let id = reservation.keep();

@@ -11,7 +11,7 @@ use crate::authz::check_may_control;
 use crate::error::BgwError;
 use crate::launch::{self, PmStatus};
 use crate::preload;
-use crate::registry::{self, ChangeWait, SlotState, WorkerRecord};
+use crate::registry::{self, ChangeWait, PgHandle, SlotState, WorkerRecord};
 use crate::spec::Kind;
 
 /// A worker's status, as the SQL functions report it.
@@ -51,7 +51,7 @@ pub enum Target {
     Shutdown,
 }
 
-fn postmaster_alive() -> bool {
+pub fn postmaster_alive() -> bool {
     // SAFETY: getppid has no preconditions; PostmasterPid is set at start.
     unsafe { libc::getppid() == pg_sys::PostmasterPid }
 }
@@ -59,8 +59,17 @@ fn postmaster_alive() -> bool {
 /// The status of `rec`, and whether it may change without an event on the
 /// registry (so a waiter should look again soon).
 pub fn status_of(rec: &WorkerRecord) -> (Status, bool) {
-    if !postmaster_alive() {
+    status_given(rec, postmaster_alive())
+}
+
+/// [`status_of`], the postmaster's liveness already known (a listing asks
+/// once for all its rows).
+pub fn status_given(rec: &WorkerRecord, postmaster_alive: bool) -> (Status, bool) {
+    if !postmaster_alive {
         return (Status::PostmasterDied, false);
+    }
+    if rec.reaped {
+        return (Status::Stopped, false);
     }
     let pm = rec.handle.map(launch::handle_status);
     if rec.def.kind == Kind::Raw {
@@ -93,10 +102,9 @@ pub fn status_of(rec: &WorkerRecord) -> (Status, bool) {
     }
 }
 
-/// Whether a stopped worker's slot may be given to a new worker.
-pub(super) fn evictable(rec: &WorkerRecord) -> bool {
-    rec.handle
-        .is_none_or(|h| launch::handle_status(h) == PmStatus::Stopped)
+/// Whether the postmaster has forgotten the worker of `handle`.
+pub fn pm_stopped(handle: PgHandle) -> bool {
+    launch::handle_status(handle) == PmStatus::Stopped
 }
 
 fn lookup(id: i64) -> Result<WorkerRecord, BgwError> {

@@ -266,7 +266,7 @@ pub fn reserve(
     role_oid: u32,
     database_oid: u32,
     bypass_allowconn: bool,
-    is_evictable: impl Fn(&WorkerRecord) -> bool,
+    pm_stopped: impl Fn(PgHandle) -> bool,
 ) -> Result<Reservation, Option<u32>> {
     let capacity = shmem::capacity();
     let config = store_text(&codec::encode(&def.config)).ok_or(None)?;
@@ -275,18 +275,23 @@ pub fn reserve(
         return Err(Some(capacity));
     };
     let slots = locked.slots();
+    // A free slot, else the history entry that stopped longest ago among
+    // those the postmaster has forgotten too (known from the flag in one
+    // pass; asking the postmaster only if none is known yet).
+    let oldest = |evictable: &dyn Fn(&Slot) -> bool| {
+        slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == SlotState::Stopped as u8 && !s.is_static)
+            .filter(|(_, s)| evictable(s))
+            .min_by_key(|(_, s)| (s.stopped_at, s.id))
+            .map(|(i, _)| i)
+    };
     let index = slots
         .iter()
         .position(|s| s.state == SlotState::Free as u8)
-        .or_else(|| {
-            slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.state == SlotState::Stopped as u8 && !s.is_static)
-                .filter(|(i, s)| is_evictable(&record_of(*i, s, &[], &[])))
-                .min_by_key(|(_, s)| (s.stopped_at, s.id))
-                .map(|(i, _)| i)
-        });
+        .or_else(|| oldest(&|s| s.reaped || !s.has_handle))
+        .or_else(|| oldest(&|s| pm_stopped(s.handle)));
     let Some(index) = index else {
         drop(locked);
         drop_text(config);
@@ -319,6 +324,24 @@ pub fn reserve(
         id,
         kept: false,
     })
+}
+
+/// Marks the stopped workers the postmaster has forgotten too, so that
+/// nobody asks it about them again (run by the dispatcher after each of
+/// the postmaster's notifications).
+pub fn sweep_reaped(pm_stopped: impl Fn(PgHandle) -> bool) {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return;
+    };
+    for slot in locked.slots_mut() {
+        if slot.state == SlotState::Stopped as u8
+            && slot.has_handle
+            && !slot.reaped
+            && pm_stopped(slot.handle)
+        {
+            slot.reaped = true;
+        }
+    }
 }
 
 /// Names a reserved worker after its id is known.

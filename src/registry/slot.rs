@@ -79,6 +79,10 @@ pub struct Slot {
     /// The postmaster's handle is known. Launcher, or the worker itself
     /// when `find_handle`.
     pub(super) has_handle: bool,
+    /// Stopped and forgotten by the postmaster too (its handle reads as
+    /// stopped): no need to ask the postmaster again. Whoever sees it
+    /// first (the dispatcher's sweep, a launcher taking the slot).
+    pub(super) reaped: bool,
     /// The worker finds its handle itself when it starts: static workers,
     /// and workers brought back after a crash-reinitialisation (whose old
     /// handles are void). Postmaster.
@@ -144,6 +148,8 @@ pub struct WorkerRecord {
     pub terminate_requested: bool,
     pub handle: Option<PgHandle>,
     pub find_handle: bool,
+    /// Stopped, and forgotten by the postmaster too.
+    pub reaped: bool,
     pub role_oid: u32,
     pub database_oid: u32,
     pub connected: bool,
@@ -175,6 +181,7 @@ pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
         return;
     }
     slot.has_handle = false;
+    slot.reaped = false;
     // Out-of-line texts went with the old shared memory.
     slot.config = TextRef::NONE;
     slot.error = TextRef::NONE;
@@ -216,6 +223,7 @@ pub(super) fn fill_slot(
     slot.bypass_allowconn = false;
     slot.terminate_requested = false;
     slot.has_handle = false;
+    slot.reaped = false;
     slot.find_handle = false;
     slot.handle = PgHandle {
         slot: -1,
@@ -314,6 +322,7 @@ pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) 
         terminate_requested: slot.terminate_requested,
         handle: slot.has_handle.then_some(slot.handle),
         find_handle: slot.find_handle,
+        reaped: slot.reaped,
         role_oid: slot.role_oid,
         database_oid: slot.database_oid,
         connected: slot.connected,
