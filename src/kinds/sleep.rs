@@ -3,9 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-
-use crate::registry::WorkerRecord;
 use crate::process;
+use crate::registry::WorkerRecord;
 use crate::worker;
 
 pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) {

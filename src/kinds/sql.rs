@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::registry::{self, WorkerRecord};
 use crate::process;
+use crate::registry::{self, WorkerRecord};
 use crate::worker;
 
 pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
