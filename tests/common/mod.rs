@@ -47,11 +47,7 @@ pub fn pg_config(arg: &str) -> PathBuf {
         .arg(arg)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {pg_config} (set PG_CONFIG): {e}"));
-    assert!(
-        out.status.success(),
-        "{pg_config} {arg}: {}",
-        text(&out)
-    );
+    assert!(out.status.success(), "{pg_config} {arg}: {}", text(&out));
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
