@@ -1,0 +1,11 @@
+-- lightdb_bgw 0.1.0 -> 0.2.0: what `ALTER EXTENSION lightdb_bgw UPDATE` runs
+-- on a database that has 0.1.0 (pgrx generates only the fresh-install
+-- script; this one is written by hand).
+--
+-- 0.2.0 adds builds for PostgreSQL 16 and 18; its SQL surface (functions,
+-- their signatures, defaults and attributes, the workers view, grants and
+-- comments) is the same as 0.1.0's, so there is nothing to change yet.
+--
+-- Every later change of the SQL surface is added here in the same change;
+-- tests/upgrade.rs compares an updated database with a fresh install and
+-- fails on any difference.
