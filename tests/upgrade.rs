@@ -81,9 +81,12 @@ const CATALOG: &[(&str, &str)] = &[
         "SELECT format('member %s comment %s',
                        pg_describe_object(d.classid, d.objid, d.objsubid),
                        coalesce(obj_description(d.objid, d.classid::regclass::text), '(none)'))
-         FROM pg_depend d
+         FROM pg_depend d, pg_identify_object(d.classid, d.objid, d.objsubid) o
          WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
-           AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'lightdb_bgw')",
+           AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'lightdb_bgw')
+           -- the #[pg_test] functions: only in the test build pgrx-tests installs
+           AND o.schema IS DISTINCT FROM 'tests'
+           AND NOT (o.type = 'schema' AND o.identity = 'tests')",
     ),
 ];
 
@@ -136,9 +139,11 @@ fn update_from_0_1_0_matches_a_fresh_install() {
     let mut cluster = Cluster::preloaded("upgrade", &[]);
     cluster.start();
     let mut admin = cluster.connect("postgres");
-    admin
-        .batch_execute("CREATE DATABASE fresh; CREATE DATABASE updated")
-        .expect("create the two databases");
+    for db in ["fresh", "updated"] {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {db}: {e}"));
+    }
 
     let mut fresh = cluster.connect("fresh");
     fresh
