@@ -105,8 +105,12 @@ fn describe(cluster: &Cluster, dbname: &str) -> BTreeSet<String> {
 }
 
 /// The version-`OLD` install script in the server's extension directory
-/// while the test runs; removed again afterwards.
-struct OldScript(PathBuf);
+/// while the test runs; afterwards the directory is as it was (a file of
+/// that name already there, say from an installed 0.1.0 build, comes back).
+struct OldScript {
+    target: PathBuf,
+    before: Option<Vec<u8>>,
+}
 
 impl OldScript {
     fn install() -> OldScript {
@@ -116,6 +120,7 @@ impl OldScript {
         let target = pg_config("--sharedir")
             .join("extension")
             .join(format!("lightdb_bgw--{OLD}.sql"));
+        let before = fs::read(&target).ok();
         fs::copy(&baseline, &target).unwrap_or_else(|e| {
             panic!(
                 "copy {} to {} (run as root or as the owner of the server's files): {e}",
@@ -123,13 +128,16 @@ impl OldScript {
                 target.display()
             )
         });
-        OldScript(target)
+        OldScript { target, before }
     }
 }
 
 impl Drop for OldScript {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        let _ = match &self.before {
+            Some(content) => fs::write(&self.target, content),
+            None => fs::remove_file(&self.target),
+        };
     }
 }
 
