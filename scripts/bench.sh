@@ -2,7 +2,8 @@
 # Benchmarks (separate from the tests): installs the release build, starts
 # a throwaway cluster, and prints every figure beside a reference measured
 # in the same run, as a ratio. Results also go to results/ (JSON, CSV and
-# an SVG plot of latency against concurrency).
+# an SVG plot of latency against concurrency). PG_MAJOR=16 or 18 benchmarks
+# on that server (see scripts/setup.sh); 15 by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh

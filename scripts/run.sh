@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Command 1: set everything up and run a throwaway PostgreSQL 15 cluster with
+# Command 1: set everything up and run a throwaway PostgreSQL cluster (15 by
+# default, PG_MAJOR=16 or 18 for the others; see scripts/setup.sh) with
 # lightdb_bgw preloaded and two static counter workers.
 #
 #   bash scripts/run.sh          set up, build, install, (re)start the cluster
@@ -17,11 +18,12 @@ cd "$(dirname "$0")/.."
 CLUSTER="${LIGHTDB_BGW_CLUSTER_DIR:-$PWD/.cluster}"
 DATA="$CLUSTER/data"
 PORT="${LIGHTDB_BGW_PORT:-54315}"
-BINDIR="$("$PG_CONFIG" --bindir 2>/dev/null || echo "/usr/lib/postgresql/${PG_MAJOR}/bin")"
 PSQL="psql -h $CLUSTER -p $PORT -U postgres postgres"
 
-pgctl() { as_postgres "$BINDIR/pg_ctl" -D "$DATA" "$@"; }
-running() { [ -f "$DATA/postmaster.pid" ] && pgctl status >/dev/null 2>&1; }
+# The server's programs, once it is installed (stop needs none otherwise).
+bindir() { "$PG_CONFIG" --bindir; }
+pgctl() { as_postgres "$(bindir)/pg_ctl" -D "$DATA" "$@"; }
+running() { [ -f "$DATA/postmaster.pid" ] && [ -x "$PG_CONFIG" ] && pgctl status >/dev/null 2>&1; }
 
 case "${1:-start}" in
     stop)
@@ -40,6 +42,8 @@ case "${1:-start}" in
 esac
 
 ensure_toolchain
+BINDIR="$(bindir)"
+PSQL="$BINDIR/$PSQL"
 
 log "building and installing lightdb_bgw (release)"
 cargo pgrx install --release --pg-config "$PG_CONFIG"

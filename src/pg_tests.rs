@@ -2,8 +2,10 @@
 //! static counters in database `postgres` (see `pg_test` in lib.rs).
 //!
 //! Each test runs in a transaction that is rolled back, which workers cannot
-//! see; rows the counters must fold are written through `dblink`, a second
-//! connection that commits.
+//! see, and in database `pgrx_tests`, not the counters' `postgres`. What must
+//! be committed there, or read from there, goes through a once-only `sql`
+//! worker of lightdb_bgw itself (every build has it; `dblink` is contrib,
+//! which not every server ships).
 
 #[pgrx::pg_schema]
 mod tests {
@@ -29,24 +31,55 @@ mod tests {
         }
     }
 
-    fn dblink() {
-        Spi::run("CREATE EXTENSION IF NOT EXISTS dblink").expect("dblink");
-        // dblink's libpq does not know this test server's socket and port.
-        Spi::run(
-            "SELECT set_config('lightdb_bgw_test.conn', format('dbname=postgres host=%s port=%s', \
-             split_part(current_setting('unix_socket_directories'), ',', 1), \
-             current_setting('port')), true)",
+    /// Runs `sql` in database `postgres` as a once-only `sql` worker (its
+    /// own transaction, committed on success) and waits until it has
+    /// stopped. Returns how many rows its run returned or changed (the
+    /// registry's `last_run_rows`), or the error the worker recorded.
+    fn in_postgres(sql: &str) -> Result<i64, String> {
+        let id = Spi::get_one_with_args::<i64>(
+            "SELECT lightdb_bgw.launch('sql', config => jsonb_build_object('sql', $1::text), \
+             database => 'postgres')",
+            &[sql.into()],
         )
-        .expect("connection string");
+        .expect("launch an sql worker")
+        .expect("worker id");
+        let status = Spi::get_one_with_args::<String>(
+            "SELECT lightdb_bgw.wait_for_shutdown($1, '30s')",
+            &[id.into()],
+        )
+        .expect("wait_for_shutdown");
+        assert_eq!(status.as_deref(), Some("stopped"), "sql worker for: {sql}");
+        let (rows, error) = Spi::get_two_with_args::<i64, String>(
+            "SELECT last_run_rows, last_error FROM lightdb_bgw.workers WHERE id = $1",
+            &[id.into()],
+        )
+        .expect("the worker's registry row");
+        match error {
+            Some(error) => Err(error),
+            None => Ok(rows.unwrap_or(0)),
+        }
     }
 
-    /// The counter total in `postgres`, read over a fresh connection.
+    /// The counter total in `postgres`: the worker returns `total + 1`
+    /// rows (`generate_series(0, value)`), none without a total row.
     fn total(table: &str) -> Option<i64> {
-        Spi::get_one::<i64>(&format!(
-            "SELECT v FROM dblink(current_setting('lightdb_bgw_test.conn'), \
-             $$SELECT value FROM {table} WHERE type = 'total'$$) AS t(v bigint)"
+        let rows = in_postgres(&format!(
+            "SELECT generate_series(0, value) FROM {table} WHERE type = 'total'"
         ))
-        .expect("read total")
+        .expect("read the total");
+        (rows > 0).then_some(rows - 1)
+    }
+
+    /// Polls `check` until it is true or the deadline passes.
+    fn eventually_in_postgres(what: &str, mut check: impl FnMut() -> bool) {
+        let began = Instant::now();
+        while !check() {
+            assert!(
+                began.elapsed() < DEADLINE,
+                "{what}: not true after {DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     #[pg_test]
@@ -78,29 +111,21 @@ mod tests {
 
     #[pg_test]
     fn static_counter_folds_a_committed_delta() {
-        dblink();
         let table = "lightdb_bgw_counter_2.counted";
-        eventually(
-            "counter 2 created its table with a total row",
-            "SELECT EXISTS (SELECT FROM dblink(current_setting('lightdb_bgw_test.conn'), \
-             $$SELECT 1 FROM lightdb_bgw_counter_2.counted WHERE type = 'total'$$) AS t(x int))",
-        );
+        eventually_in_postgres("counter 2 created its table with a total row", || {
+            in_postgres(&format!("SELECT 1 FROM {table} WHERE type = 'total'")) == Ok(1)
+        });
         let before = total(table).expect("total row exists");
-        Spi::run(&format!(
-            "SELECT dblink_exec(current_setting('lightdb_bgw_test.conn'), \
-             $$INSERT INTO {table} VALUES ('delta', 5), ('delta', 37)$$)"
-        ))
-        .expect("insert deltas");
-        eventually(
-            "deltas folded into the total",
-            &format!(
-                "SELECT v = {} FROM dblink(current_setting('lightdb_bgw_test.conn'), \
-                 $$SELECT (SELECT value FROM {table} WHERE type = 'total') \
-                   + 1000000 * (SELECT count(*) FROM {table} WHERE type = 'delta')$$) \
-                 AS t(v bigint)",
-                before + 42
-            ),
+        assert_eq!(
+            in_postgres(&format!(
+                "INSERT INTO {table} VALUES ('delta', 5), ('delta', 37)"
+            )),
+            Ok(2),
+            "deltas inserted and committed"
         );
+        eventually_in_postgres("deltas folded into the total", || {
+            in_postgres(&format!("SELECT 1 FROM {table} WHERE type = 'delta'")) == Ok(0)
+        });
         assert_eq!(total(table), Some(before + 42));
     }
 

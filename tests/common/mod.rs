@@ -37,14 +37,18 @@ impl StopMode {
     }
 }
 
-/// What `$PG_CONFIG <arg>` prints (PostgreSQL 15's pg_config by default).
-fn pg_config(arg: &str) -> PathBuf {
+/// What `pg_config <arg>` prints: `$PG_CONFIG` (scripts/test.sh exports
+/// the one of the version under test), else `pg_config` found on PATH.
+pub fn pg_config(arg: &str) -> PathBuf {
     let pg_config = std::env::var("PG_CONFIG")
-        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".to_string());
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "pg_config".to_string());
     let out = Command::new(&pg_config)
         .arg(arg)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {pg_config}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {pg_config} (set PG_CONFIG): {e}"));
+    assert!(out.status.success(), "{pg_config} {arg}: {}", text(&out));
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
