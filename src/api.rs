@@ -9,7 +9,7 @@ use crate::authz;
 use crate::config::KindConfig;
 use crate::control::{self, LaunchRequest, Status, Target};
 use crate::error::{BgwError, OrReport};
-use crate::jsonb_text::JsonbText;
+use crate::jsonb_text::{JsonbBytes, JsonbText};
 use crate::launch::{self, RawWorker};
 use crate::preload;
 use crate::registry::{self, WorkerRecord};
@@ -203,14 +203,20 @@ fn row(
     Option<i64>,
     Option<i64>,
     Option<f64>,
-    Option<String>,
+    Option<JsonbBytes>,
 ) {
     let status: Status = control::status_given(&r, postmaster_alive).0;
     // Other roles' workers show who, where and when, never what: anything
     // that can carry data (config, errors, run figures) is NULL for them.
     let may_see = authz::may_see_data(&r);
-    let config =
-        (may_see && !r.config_missing).then(|| crate::codec::to_json(&r.def.config).to_string());
+    let config = (may_see && !r.config_missing).then(|| {
+        if r.config_jsonb.is_empty() {
+            // A static worker: its config is always `{}`.
+            JsonbBytes::from_json("{}")
+        } else {
+            JsonbBytes(r.config_jsonb.clone())
+        }
+    });
     let worker_type = match &r.def.config {
         KindConfig::Raw { worker_type, .. } => worker_type.clone(),
         _ => crate::spec::WORKER_TYPE.to_string(),
@@ -270,7 +276,7 @@ fn worker_list() -> TableIterator<
         name!(runs, Option<i64>),
         name!(last_run_rows, Option<i64>),
         name!(last_run_ms, Option<f64>),
-        name!(config, Option<String>),
+        name!(config, Option<JsonbBytes>),
     ),
 > {
     preload::require().or_report();

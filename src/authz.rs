@@ -4,7 +4,6 @@
 //! see a worker's data.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::error::BgwError;
 use crate::registry::WorkerRecord;
@@ -64,10 +63,6 @@ pub fn check_may_control(rec: &WorkerRecord, what: &str) -> Result<(), BgwError>
     }
 }
 
-fn spi_failure(e: pgrx::spi::Error) -> BgwError {
-    BgwError::Internal(format!("catalog lookup failed: {e}"))
-}
-
 /// What a launch is authorised as: the OIDs the worker connects to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authorised {
@@ -80,36 +75,27 @@ pub struct Authorised {
 /// `database` (or in none), and resolves both to OIDs: the role exists, the
 /// caller may act as it, it may log in; the database exists, accepts
 /// connections (unless `bypass_allowconn`) and the role may CONNECT to it.
-/// Read-only queries: a launch on a hot standby may not take a
-/// transaction id.
+/// Catalog-cache lookups only: fast, and fine on a hot standby.
 pub fn authorise(
     database: Option<&str>,
     role: &str,
     bypass_allowconn: bool,
 ) -> Result<Authorised, BgwError> {
-    let (oid, can_login) = Spi::connect(|client| {
-        let table = client
-            .select(
-                "SELECT r.oid, r.rolcanlogin FROM (SELECT 1) AS one \
-                 LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1",
-                None,
-                &[role.into()],
-            )?
-            .first();
-        Ok::<_, pgrx::spi::Error>((table.get::<pg_sys::Oid>(1)?, table.get::<bool>(2)?))
-    })
-    .map_err(spi_failure)?;
-    let (Some(oid), Some(can_login)) = (oid, can_login) else {
+    let role_c = c_name(role)?;
+    // SAFETY: a catalog lookup in a backend inside a transaction; the name
+    // is NUL-terminated and outlives the call.
+    let oid = unsafe { pg_sys::get_role_oid(role_c.as_ptr(), true) };
+    if oid == pg_sys::InvalidOid {
         return Err(BgwError::UndefinedObject(format!(
             "role \"{role}\" does not exist"
         )));
-    };
+    }
     if !may_act_as(oid.to_u32()) {
         return Err(BgwError::NotAllowed(format!(
             "permission denied to launch a worker as role \"{role}\""
         )));
     }
-    if !can_login {
+    if !role_can_login(oid) {
         return Err(BgwError::NotAllowed(format!(
             "role \"{role}\" is not permitted to log in, so a worker cannot run as it"
         )));
@@ -124,36 +110,87 @@ pub fn authorise(
     })
 }
 
+/// A name for the catalogs, as a C string (a NUL is refused).
+fn c_name(name: &str) -> Result<std::ffi::CString, BgwError> {
+    std::ffi::CString::new(name).map_err(|_| BgwError::invalid("a name must not contain NUL"))
+}
+
+/// `rolcanlogin` of role `oid` (which exists).
+fn role_can_login(oid: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog-cache lookup by OID; the tuple is a pg_authid row
+    // while held, and released before returning.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::AUTHOID as i32,
+            pg_sys::Datum::from(oid),
+        );
+        if tuple.is_null() {
+            return false;
+        }
+        let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_authid>(tuple);
+        let can_login = (*form).rolcanlogin;
+        pg_sys::ReleaseSysCache(tuple);
+        can_login
+    }
+}
+
+/// `datallowconn` of database `oid`, if it exists.
+fn database_allows_connections(oid: pg_sys::Oid) -> Option<bool> {
+    // SAFETY: as in `role_can_login`, for a pg_database row.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::DATABASEOID as i32,
+            pg_sys::Datum::from(oid),
+        );
+        if tuple.is_null() {
+            return None;
+        }
+        let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tuple);
+        let allowed = (*form).datallowconn;
+        pg_sys::ReleaseSysCache(tuple);
+        Some(allowed)
+    }
+}
+
+/// Whether role `role` has CONNECT on database `db`.
+fn may_connect(db: pg_sys::Oid, role: pg_sys::Oid) -> bool {
+    // SAFETY: a privilege check in a backend inside a transaction.
+    let result = unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        {
+            pg_sys::pg_database_aclcheck(db, role, pg_sys::ACL_CONNECT as pg_sys::AclMode)
+        }
+        #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+        {
+            pg_sys::object_aclcheck(
+                pg_sys::DatabaseRelationId,
+                db,
+                role,
+                pg_sys::ACL_CONNECT as pg_sys::AclMode,
+            )
+        }
+    };
+    result == pg_sys::AclResult::ACLCHECK_OK
+}
+
 fn check_database(
     db: &str,
     role: &str,
     role_oid: pg_sys::Oid,
     bypass_allowconn: bool,
 ) -> Result<u32, BgwError> {
-    let (oid, allowconn, may_connect) = Spi::connect(|client| {
-        let table = client
-            .select(
-                "SELECT d.oid, d.datallowconn, \
-                        pg_catalog.has_database_privilege($2, d.oid, 'CONNECT') \
-                 FROM (SELECT 1) AS one \
-                 LEFT JOIN pg_catalog.pg_database d ON d.datname = $1",
-                None,
-                &[db.into(), role_oid.into()],
-            )?
-            .first();
-        Ok::<_, pgrx::spi::Error>((
-            table.get::<pg_sys::Oid>(1)?,
-            table.get::<bool>(2)?,
-            table.get::<bool>(3)?,
-        ))
-    })
-    .map_err(spi_failure)?;
-    let Some(oid) = oid else {
+    let db_c = c_name(db)?;
+    // SAFETY: a catalog lookup, as in `authorise`.
+    let oid = unsafe { pg_sys::get_database_oid(db_c.as_ptr(), true) };
+    let allowconn = (oid != pg_sys::InvalidOid)
+        .then(|| database_allows_connections(oid))
+        .flatten();
+    let Some(allowconn) = allowconn else {
         return Err(BgwError::UndefinedDatabase(format!(
             "database \"{db}\" does not exist"
         )));
     };
-    if allowconn == Some(false) && !bypass_allowconn {
+    if !allowconn && !bypass_allowconn {
         return Err(BgwError::WrongState {
             message: format!("database \"{db}\" does not allow connections"),
             hint: Some(
@@ -163,7 +200,7 @@ fn check_database(
             ),
         });
     }
-    if may_connect != Some(true) {
+    if !may_connect(oid, role_oid) {
         return Err(BgwError::NotAllowed(format!(
             "role \"{role}\" may not connect to database \"{db}\" (no CONNECT privilege)"
         )));

@@ -84,7 +84,7 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     if record.config_missing {
         // Brought back after a crash-reinitialisation, which lost the
         // out-of-line config: read the copy kept on disk at launch.
-        match registry::restore_config(identity.at, id) {
+        match registry::restore_config(identity.at, id, crate::control::config_jsonb) {
             Some(config) => record.def.config = config,
             None => {
                 runtime::record_note(Some(

@@ -15,6 +15,7 @@ use crate::codec;
 use crate::config::{self, KindConfig};
 use crate::error::{split_recorded, BgwError};
 use crate::gucs;
+use crate::jsonb_text::JsonbBytes;
 use crate::launch::{self, RawWorker};
 use crate::preload;
 use crate::registry::{self, Reservation};
@@ -93,6 +94,11 @@ fn check_config_size(config: &KindConfig, config_json: &str) -> Result<(), BgwEr
         });
     }
     Ok(())
+}
+
+/// The config as the `workers` view shows it: jsonb bytes, made once.
+pub fn config_jsonb(config: &KindConfig) -> Vec<u8> {
+    JsonbBytes::from_json(&codec::to_json(config).to_string()).0
 }
 
 /// What `registry::reserve` refused, as an error.
@@ -223,8 +229,10 @@ pub fn register(
     bypass_allowconn: bool,
 ) -> Result<i64, BgwError> {
     let unnamed = def.name.is_empty();
+    let jsonb = config_jsonb(&def.config);
     let reservation = registry::reserve(
         &def,
+        &jsonb,
         launched_by,
         authorised.role_oid,
         authorised.database_oid,
@@ -280,8 +288,16 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
         restart_after: raw.restart_after,
         config,
     };
-    let reservation: Reservation =
-        registry::reserve(&def, &me, 0, 0, false, pm_stopped).map_err(reserve_error)?;
+    let reservation: Reservation = registry::reserve(
+        &def,
+        &config_jsonb(&def.config),
+        &me,
+        0,
+        0,
+        false,
+        pm_stopped,
+    )
+    .map_err(reserve_error)?;
     let handle = launch::register_dynamic(worker)?;
     registry::attach_handle(&reservation, handle);
     let id = reservation.keep();

@@ -20,13 +20,14 @@ pub use events::{
 };
 pub use shmem::init;
 use shmem::{drop_text, store_text, Locked};
-use slot::{fill_slot, put_str, record_of, Slot};
+use slot::{fill_slot, put_str, record_of, record_with, Slot};
 pub use slot::{PgHandle, SlotRef, SlotState, WorkerRecord, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
 use texts::TextRef;
 pub use texts::{load_config, remove_config, save_config};
 
 use crate::codec::{self, ErrorText};
 use crate::config::KindConfig;
+use crate::spec::Kind;
 use crate::workerdef::WorkerDef;
 
 /// A slot taken for a worker that is not registered with the postmaster
@@ -90,7 +91,13 @@ pub fn list() -> Vec<WorkerRecord> {
         .iter()
         .enumerate()
         .filter(|(_, s)| s.state != SlotState::Free as u8)
-        .map(|(i, s)| record_of(i, s, &locked.text(s.config), &locked.text(s.error)))
+        .map(|(i, s)| {
+            // The typed config is read only where the listing needs it (a
+            // raw worker's type); the view shows the jsonb made at launch.
+            let config = (s.kind == Kind::Raw as u8).then(|| locked.text(s.config));
+            let jsonb = locked.text(s.config_jsonb);
+            record_with(i, s, config.as_deref(), &locked.text(s.error), jsonb)
+        })
         .collect();
     drop(locked);
     out.sort_by_key(|r| r.id);
@@ -183,21 +190,29 @@ fn update_own(at: SlotRef, change: impl FnOnce(&mut Slot)) {
 }
 
 /// Puts back the config of a worker brought back after a
-/// crash-reinitialisation (its out-of-line text went with the old shared
+/// crash-reinitialisation (its out-of-line texts went with the old shared
 /// memory); returns the config, read from the copy kept on disk.
-pub fn restore_config(at: SlotRef, id: i64) -> Option<KindConfig> {
+/// `jsonb_of` makes the config's jsonb bytes for listings.
+pub fn restore_config(
+    at: SlotRef,
+    id: i64,
+    jsonb_of: impl Fn(&KindConfig) -> Vec<u8>,
+) -> Option<KindConfig> {
     let bytes = load_config(id)?;
     let config = codec::decode(&bytes).ok()?;
     let text = store_text(&bytes)?;
+    let jsonb = store_text(&jsonb_of(&config)).unwrap_or(TextRef::NONE);
     let mut stored = false;
     update_own(at, |entry| {
         if entry.config.is_none() {
             entry.config = text;
+            entry.config_jsonb = jsonb;
             stored = true;
         }
     });
     if !stored {
         drop_text(text);
+        drop_text(jsonb);
     }
     Some(config)
 }
@@ -262,6 +277,7 @@ pub fn stop_for_good(at: SlotRef) -> Option<PgHandle> {
 /// when every slot is taken.
 pub fn reserve(
     def: &WorkerDef,
+    config_jsonb: &[u8],
     launched_by: &str,
     role_oid: u32,
     database_oid: u32,
@@ -270,8 +286,13 @@ pub fn reserve(
 ) -> Result<Reservation, Option<u32>> {
     let capacity = shmem::capacity();
     let config = store_text(&codec::encode(&def.config)).ok_or(None)?;
+    let Some(jsonb) = store_text(config_jsonb) else {
+        drop_text(config);
+        return Err(None);
+    };
     let Some(mut locked) = Locked::acquire(true) else {
         drop_text(config);
+        drop_text(jsonb);
         return Err(Some(capacity));
     };
     let slots = locked.slots();
@@ -295,12 +316,14 @@ pub fn reserve(
     let Some(index) = index else {
         drop(locked);
         drop_text(config);
+        drop_text(jsonb);
         return Err(Some(capacity));
     };
     let id = locked.take_next_id();
     let old = locked.slots()[index];
     if old.state != SlotState::Free as u8 {
         locked.free_text(old.config);
+        locked.free_text(old.config_jsonb);
         locked.free_text(old.error);
     }
     let entry = &mut locked.slots_mut()[index];
@@ -309,6 +332,7 @@ pub fn reserve(
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     fill_slot(entry, id, generation, def, Some(launched_by), now);
     entry.config = config;
+    entry.config_jsonb = jsonb;
     entry.role_oid = role_oid;
     entry.database_oid = database_oid;
     entry.bypass_allowconn = bypass_allowconn;
@@ -356,9 +380,11 @@ fn release(r: &Reservation) {
         let entry = locked.slots()[r.at.index as usize];
         if entry.id == r.id && entry.generation == r.at.generation {
             locked.free_text(entry.config);
+            locked.free_text(entry.config_jsonb);
             locked.free_text(entry.error);
             let entry = &mut locked.slots_mut()[r.at.index as usize];
             entry.config = TextRef::NONE;
+            entry.config_jsonb = TextRef::NONE;
             entry.error = TextRef::NONE;
             entry.state = SlotState::Free as u8;
             entry.id = 0;

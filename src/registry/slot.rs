@@ -118,6 +118,9 @@ pub struct Slot {
     pub(super) last_error: [u8; ERROR_LEN],
     /// The config, out of line. Launcher; freed when the slot is reused.
     pub(super) config: TextRef,
+    /// The config as `workers` shows it, jsonb bytes made once at launch,
+    /// out of line. Launcher, like `config`.
+    pub(super) config_jsonb: TextRef,
     /// The last error in full (SQLSTATE, message, detail, hint, context),
     /// out of line; `last_error` keeps its first bytes inline, which also
     /// survive a crash-reinitialisation. The worker.
@@ -144,6 +147,9 @@ pub struct WorkerRecord {
     pub last_error: Option<String>,
     /// The last error in full, when kept.
     pub error: Option<ErrorText>,
+    /// The config as jsonb bytes (listings only; empty otherwise and for
+    /// static workers, whose config is always `{}`).
+    pub config_jsonb: Vec<u8>,
     pub bypass_allowconn: bool,
     pub terminate_requested: bool,
     pub handle: Option<PgHandle>,
@@ -184,6 +190,7 @@ pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
     slot.reaped = false;
     // Out-of-line texts went with the old shared memory.
     slot.config = TextRef::NONE;
+    slot.config_jsonb = TextRef::NONE;
     slot.error = TextRef::NONE;
     if state == SlotState::Stopped as u8 {
         return;
@@ -247,6 +254,8 @@ pub(super) fn fill_slot(
     put_str(&mut slot.launched_by, launched_by.unwrap_or(""));
     put_str(&mut slot.last_error, "");
     slot.error = TextRef::NONE;
+    slot.config = TextRef::NONE;
+    slot.config_jsonb = TextRef::NONE;
 }
 
 /// Copies `value` into a fixed buffer, cut at a character boundary so the
@@ -270,16 +279,29 @@ pub(super) fn non_empty(s: String) -> Option<String> {
 }
 
 pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) -> WorkerRecord {
+    record_with(index, slot, Some(config), error, Vec::new())
+}
+
+/// [`record_of`] for a listing: with the config's jsonb bytes, and with
+/// `config` `None` when the typed config was not read (`def.config` then
+/// holds the kind's defaults; whether a config exists is still known).
+pub(super) fn record_with(
+    index: usize,
+    slot: &Slot,
+    config: Option<&[u8]>,
+    error: &[u8],
+    config_jsonb: Vec<u8>,
+) -> WorkerRecord {
     let error = (!error.is_empty())
         .then(|| ErrorText::decode(error).ok())
         .flatten();
     let kind = Kind::from_u8(slot.kind).unwrap_or(Kind::Raw);
     // A static worker's config is always the defaults, kept in no text; a
     // config lost in a crash-reinitialisation reads as missing.
-    let decoded = if config.is_empty() && slot.is_static {
-        Some(KindConfig::defaults(kind))
-    } else {
-        codec::decode(config).ok()
+    let decoded = match config {
+        _ if slot.is_static && slot.config.is_none() => Some(KindConfig::defaults(kind)),
+        Some(config) => codec::decode(config).ok(),
+        None => (!slot.config.is_none()).then(|| KindConfig::defaults(kind)),
     };
     let state = match slot.state {
         1 => SlotState::NotYetStarted,
@@ -330,6 +352,7 @@ pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) 
         last_rows: slot.last_rows,
         last_run_us: slot.last_run_us,
         config_missing: decoded.is_none(),
+        config_jsonb,
     }
 }
 
