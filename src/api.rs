@@ -181,6 +181,7 @@ fn kinds() -> TableIterator<
 fn row(
     r: WorkerRecord,
     postmaster_alive: bool,
+    viewer: &mut authz::Viewer,
 ) -> (
     i64,
     String,
@@ -208,38 +209,38 @@ fn row(
     let status: Status = control::status_given(&r, postmaster_alive).0;
     // Other roles' workers show who, where and when, never what: anything
     // that can carry data (config, errors, run figures) is NULL for them.
-    let may_see = authz::may_see_data(&r);
+    let may_see = viewer.may_see(r.role_oid);
     let config = (may_see && !r.config_missing).then(|| {
         if r.config_jsonb.is_empty() {
             // A static worker: its config is always `{}`.
             JsonbBytes::from_json("{}")
         } else {
-            JsonbBytes(r.config_jsonb.clone())
+            JsonbBytes(r.config_jsonb)
         }
     });
-    let worker_type = match &r.def.config {
-        KindConfig::Raw { worker_type, .. } => worker_type.clone(),
+    let worker_type = match r.def.config {
+        KindConfig::Raw { worker_type, .. } => worker_type,
         _ => crate::spec::WORKER_TYPE.to_string(),
     };
     let is_sql = r.def.kind == crate::spec::Kind::Sql && may_see;
     (
         r.id,
-        r.def.name.clone(),
+        r.def.name,
         worker_type,
         r.def.kind.name().to_string(),
-        r.def.database.clone(),
-        r.def.role.clone(),
+        r.def.database,
+        r.def.role,
         status.pid(),
         status.name().to_string(),
         r.def.start_time.name().to_string(),
         seconds_interval(r.def.restart_after),
-        r.launched_by.clone(),
+        r.launched_by,
         timestamp(Some(r.launched_at)),
         timestamp(r.started_at),
         timestamp(r.stopped_at),
         r.restarts,
         r.last_exit,
-        r.last_error.clone().filter(|_| may_see),
+        r.last_error.filter(|_| may_see),
         r.is_static,
         is_sql.then_some(r.runs),
         (is_sql && r.runs > 0).then_some(r.last_rows),
@@ -281,5 +282,10 @@ fn worker_list() -> TableIterator<
 > {
     preload::require().or_report();
     let alive = control::postmaster_alive();
-    TableIterator::new(registry::list().into_iter().map(move |r| row(r, alive)))
+    let mut viewer = authz::Viewer::new();
+    TableIterator::new(
+        registry::list()
+            .into_iter()
+            .map(move |r| row(r, alive, &mut viewer)),
+    )
 }

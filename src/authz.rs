@@ -44,11 +44,41 @@ pub fn may_act_as(role_oid: u32) -> bool {
     }
 }
 
-/// Whether the current user may see what a worker's data can carry
-/// (config, errors, run figures): only for workers it may wait on, as
-/// `pg_stat_activity` hides other roles' queries.
-pub fn may_see_data(rec: &WorkerRecord) -> bool {
-    may_act_as(rec.role_oid)
+/// Who lists the registry: whether the caller may see each worker's data,
+/// asked of the catalogs once per role however many rows there are.
+pub struct Viewer {
+    superuser: bool,
+    seen: Vec<(u32, bool)>,
+}
+
+impl Viewer {
+    pub fn new() -> Viewer {
+        // SAFETY: a plain read of the session state in a backend.
+        let superuser = unsafe { pg_sys::superuser() };
+        Viewer {
+            superuser,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Whether the caller may see the data of a worker of `role_oid`.
+    pub fn may_see(&mut self, role_oid: u32) -> bool {
+        if self.superuser {
+            return true;
+        }
+        if let Some((_, may)) = self.seen.iter().find(|(r, _)| *r == role_oid) {
+            return *may;
+        }
+        let may = may_act_as(role_oid);
+        self.seen.push((role_oid, may));
+        may
+    }
+}
+
+impl Default for Viewer {
+    fn default() -> Self {
+        Viewer::new()
+    }
 }
 
 /// Refuses `what` on `rec` unless the caller may act as the worker's role.
