@@ -71,28 +71,36 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     // brought back after a crash-reinitialisation has a void one: they find
     // their postmaster slot themselves, so that terminate() goes through
     // the postmaster as for every other worker.
-    let own_handle = registry::find(id)
-        .filter(|r| r.find_handle && r.at == identity.at)
+    let found = registry::find(id).filter(|r| r.at == identity.at);
+    let own_handle = found
+        .as_ref()
+        .filter(|r| r.find_handle)
         .and_then(|_| launch::find_own_handle(pid));
-    let Some(record) = registry::claim(identity.at, id, pid, own_handle) else {
+    // Brought back after a crash-reinitialisation, which lost the
+    // out-of-line config: read the copy kept on disk at launch, before the
+    // worker counts as started, so nobody sees it running without one.
+    let restored = match found.filter(|r| r.config_missing) {
+        Some(_) => match registry::restore_config(identity.at, id, crate::control::config_jsonb) {
+            Some(config) => Some(config),
+            None => {
+                runtime::record_note(Some(
+                    "its config was lost in a crash-reinitialisation; the worker stops for good",
+                ));
+                registry::request_terminate(id);
+                process::exit(0);
+            }
+        },
+        None => None,
+    };
+    let Some(mut record) = registry::claim(identity.at, id, pid, own_handle) else {
         // Terminated while it waited for its (re)start, or its slot went to
         // a newer worker: leave with code 0, which unregisters it.
         log!("lightdb_bgw: worker {id} was terminated or replaced; leaving");
         return;
     };
-    let mut record = record;
-    if record.config_missing {
-        // Brought back after a crash-reinitialisation, which lost the
-        // out-of-line config: read the copy kept on disk at launch.
-        match registry::restore_config(identity.at, id, crate::control::config_jsonb) {
-            Some(config) => record.def.config = config,
-            None => {
-                runtime::record_note(Some(
-                    "its config was lost in a crash-reinitialisation; the worker stops for good",
-                ));
-                process::exit(0);
-            }
-        }
+    if let Some(config) = restored {
+        record.def.config = config;
+        record.config_missing = false;
     }
     kinds::run(&record);
 }
