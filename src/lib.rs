@@ -16,6 +16,7 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod control;
+pub mod databases;
 pub mod dispatcher;
 pub mod error;
 pub mod gucs;
@@ -56,6 +57,7 @@ pub extern "C-unwind" fn _PG_init() {
     );
     launch::register_static_workers(&statics);
     dispatcher::register();
+    databases::init();
 }
 
 extension_sql_file!("../sql/finalize.sql", finalize);

@@ -10,5 +10,5 @@ pub use start::{
 };
 pub use watch::{
     pm_stopped, postmaster_alive, status, status_given, status_of, stop_record, terminate,
-    wait_checked, Status, Target,
+    wait_checked, wait_unchecked, Status, Target,
 };

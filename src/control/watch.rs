@@ -127,6 +127,17 @@ pub fn wait_checked(
 ) -> Result<Option<Status>, BgwError> {
     let rec = lookup(id)?;
     check_may_control(&rec, "wait on")?;
+    wait_unchecked(id, target, timeout)
+}
+
+/// [`wait_checked`] without the caller's rights checked: for the
+/// extension's own waits (a database being dropped waits for the workers
+/// connected to it, whoever they belong to).
+pub fn wait_unchecked(
+    id: i64,
+    target: Target,
+    timeout: Option<Duration>,
+) -> Result<Option<Status>, BgwError> {
     let began = Instant::now();
     let waiter = ChangeWait::prepare();
     loop {

@@ -1,0 +1,165 @@
+//! Databases come and go: `DROP DATABASE`, `ALTER DATABASE ... RENAME` and
+//! `ALTER DATABASE ... SET TABLESPACE` first stop for good the extension's
+//! workers connected to that database (static or dynamic, restartable or
+//! not; a NOTICE names each), and wait for them to leave, so the command
+//! proceeds as if they were not there instead of failing with 55006 after
+//! five seconds. A `ProcessUtility_hook`, chained to the one before it.
+
+use std::ffi::CStr;
+use std::time::Duration;
+
+use pgrx::list::PgList;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::control::{self, Status, Target};
+use crate::registry;
+
+/// The longest a command waits for the workers it stopped to leave.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+static mut PREV_PROCESS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+/// Installs the hook, from `_PG_init` at preload.
+pub fn init() {
+    // SAFETY: _PG_init runs once in the postmaster's only thread; we chain
+    // whatever hook was installed before us.
+    unsafe {
+        PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+    }
+}
+
+/// C string at `p` as text, if any.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
+unsafe fn text(p: *const std::ffi::c_char) -> Option<String> {
+    // SAFETY: the caller's contract.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+}
+
+/// The database a utility statement drops, renames or moves, if any.
+///
+/// # Safety
+/// `pstmt` is the planned utility statement the server is about to run.
+unsafe fn target_database(pstmt: *mut pg_sys::PlannedStmt) -> Option<String> {
+    // SAFETY: the server hands us a valid statement tree; each node is read
+    // as the struct its tag names.
+    unsafe {
+        let node = (*pstmt).utilityStmt;
+        if node.is_null() {
+            return None;
+        }
+        match (*node).type_ {
+            pg_sys::NodeTag::T_DropdbStmt => text((*(node as *mut pg_sys::DropdbStmt)).dbname),
+            pg_sys::NodeTag::T_RenameStmt => {
+                let stmt = node as *mut pg_sys::RenameStmt;
+                ((*stmt).renameType == pg_sys::ObjectType::OBJECT_DATABASE)
+                    .then(|| text((*stmt).subname))
+                    .flatten()
+            }
+            pg_sys::NodeTag::T_AlterDatabaseStmt => {
+                let stmt = node as *mut pg_sys::AlterDatabaseStmt;
+                let options = PgList::<pg_sys::DefElem>::from_pg((*stmt).options);
+                let moves = options
+                    .iter_ptr()
+                    .any(|opt| text((*opt).defname).as_deref() == Some("tablespace"));
+                moves.then(|| text((*stmt).dbname)).flatten()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Stops for good every extension worker connected to database `db` and
+/// waits (a bounded while) for them to leave.
+fn stop_workers_in(db: &str) {
+    let Ok(name) = std::ffi::CString::new(db) else {
+        return;
+    };
+    // SAFETY: a catalog lookup inside the command's transaction.
+    let oid = unsafe { pg_sys::get_database_oid(name.as_ptr(), true) };
+    if oid == pg_sys::InvalidOid {
+        return;
+    }
+    let connected: Vec<_> = registry::list()
+        .into_iter()
+        .filter(|r| r.def.database.is_some())
+        .filter(|r| {
+            r.database_oid == oid.to_u32() || (r.is_static && r.def.database.as_deref() == Some(db))
+        })
+        .filter(|r| control::status_of(r).0 != Status::Stopped)
+        .collect();
+    for rec in &connected {
+        if let Some(rec) = registry::request_terminate(rec.id) {
+            control::stop_record(&rec);
+            notice!(
+                "stopped worker {} (\"{}\") connected to database \"{db}\"",
+                rec.id,
+                rec.def.name
+            );
+        }
+    }
+    for rec in &connected {
+        let _ = control::wait_unchecked(rec.id, Target::Shutdown, Some(LEAVE_TIMEOUT));
+    }
+}
+
+#[cfg(not(feature = "pg13"))]
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: called by the server with its statement; the previous hook
+    // or the standard routine then runs it, with the same arguments.
+    unsafe {
+        if let Some(db) = target_database(pstmt) {
+            stop_workers_in(&db);
+        }
+        match PREV_PROCESS_UTILITY {
+            Some(prev) => prev(pstmt, query, read_only_tree, context, params, env, dest, qc),
+            None => pg_sys::standard_ProcessUtility(
+                pstmt,
+                query,
+                read_only_tree,
+                context,
+                params,
+                env,
+                dest,
+                qc,
+            ),
+        }
+    }
+}
+
+#[cfg(feature = "pg13")]
+#[pg_guard]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: as in the version for PostgreSQL 14 and later.
+    unsafe {
+        if let Some(db) = target_database(pstmt) {
+            stop_workers_in(&db);
+        }
+        match PREV_PROCESS_UTILITY {
+            Some(prev) => prev(pstmt, query, context, params, env, dest, qc),
+            None => pg_sys::standard_ProcessUtility(pstmt, query, context, params, env, dest, qc),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Cluster tests of databases coming and going: DROP DATABASE and ALTER
+//! DATABASE ... RENAME succeed at once, without FORCE, with a static and a
+//! dynamic (restartable) worker connected; the workers are stopped for good
+//! with a NOTICE naming each. A static worker whose database is gone at a
+//! later start stops for good instead of looping.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn status(client: &mut Client, id: i64) -> String {
+    client
+        .query_one("SELECT lightdb_bgw.status($1)", &[&id])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn dropping_or_renaming_a_database_stops_its_workers_first() {
+    let (mut cluster, mut admin) = Cluster::with_extension(
+        "databases",
+        &[
+            ("max_worker_processes", "16"),
+            ("lightdb_bgw.static_workers", "counter:1"),
+            ("lightdb_bgw.database", "doomed"),
+            ("lightdb_bgw.naptime", "100ms"),
+        ],
+    );
+    // The static counter's database exists from the next start on.
+    admin.batch_execute("CREATE DATABASE doomed").unwrap();
+    admin.batch_execute("CREATE DATABASE renamed_one").unwrap();
+    drop(admin);
+    cluster.restart();
+    let (mut admin, notices) = cluster.connect_with_notices("postgres");
+    admin
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS lightdb_bgw")
+        .unwrap();
+    eventually("the static counter runs in doomed", LONG, || {
+        (status(&mut admin, 1) == "started").then_some(())
+    });
+    let dynamic = launch(
+        &mut admin,
+        "'sql', database => 'doomed', restart_after => '1s', \
+         config => '{\"sql\": \"SELECT 1\", \"interval\": \"100ms\"}'",
+    );
+
+    let began = Instant::now();
+    admin.batch_execute("DROP DATABASE doomed").unwrap();
+    let took = began.elapsed();
+    println!("DROP DATABASE with two workers connected took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "no wait for the workers: {took:?}"
+    );
+    let said = notices.lock().unwrap().clone();
+    for id in [1, dynamic] {
+        assert!(
+            said.iter().any(
+                |n| n.starts_with(&format!("stopped worker {id} ")) && n.contains("\"doomed\"")
+            ),
+            "a NOTICE names worker {id}: {said:?}"
+        );
+        assert_eq!(status(&mut admin, id), "stopped");
+    }
+    // Stopped for good: no restart, also past the restart delay.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(status(&mut admin, dynamic), "stopped");
+    let restarts: i32 = admin
+        .query_one(
+            "SELECT restarts FROM lightdb_bgw.workers WHERE id = $1",
+            &[&dynamic],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(restarts, 0);
+
+    // ALTER DATABASE ... RENAME with a worker connected.
+    let inside = launch(&mut admin, "'sleep', database => 'renamed_one'");
+    admin
+        .batch_execute("ALTER DATABASE renamed_one RENAME TO renamed_two")
+        .unwrap();
+    assert_eq!(status(&mut admin, inside), "stopped");
+    let said = notices.lock().unwrap().clone();
+    assert!(
+        said.iter()
+            .any(|n| n.starts_with(&format!("stopped worker {inside} "))
+                && n.contains("\"renamed_one\"")),
+        "{said:?}"
+    );
+
+    // At the next start the static counter's database is gone: it stops
+    // for good with the reason, no restart loop.
+    drop(admin);
+    cluster.restart();
+    let mut admin = cluster.connect("postgres");
+    let reached: String = admin
+        .query_one("SELECT lightdb_bgw.wait_for_shutdown(1, '30s')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(reached, "stopped");
+    std::thread::sleep(Duration::from_millis(2500));
+    let row = admin
+        .query_one(
+            "SELECT status, restarts, last_error FROM lightdb_bgw.workers WHERE id = 1",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "stopped");
+    assert_eq!(row.get::<_, i32>(1), 0, "no restart loop");
+    let error: Option<String> = row.get(2);
+    let error = error.unwrap_or_default();
+    assert!(error.starts_with("3D000:"), "{error}");
+    assert!(error.contains("stops for good"), "{error}");
+}
