@@ -106,8 +106,50 @@ fn stop_workers_in(db: &str) {
     }
 }
 
-#[cfg(not(feature = "pg13"))]
+/// Runs before the statement: our part, in Rust, behind a guard that turns
+/// a Rust panic into an ordinary PostgreSQL error.
 #[pg_guard]
+unsafe extern "C-unwind" fn before_utility(pstmt: *mut pg_sys::PlannedStmt) {
+    // SAFETY: the statement the server is about to run.
+    if let Some(db) = unsafe { target_database(pstmt) } {
+        stop_workers_in(&db);
+    }
+}
+
+/// The server's own routine, declared here without pgrx's error guard: the
+/// hook must let an error of the statement (any DDL) travel as PostgreSQL
+/// reports it, untouched. The hook's own frame holds nothing to drop, so
+/// the error's jump passes it safely.
+mod server {
+    use pgrx::pg_sys;
+
+    extern "C-unwind" {
+        #[cfg(not(feature = "pg13"))]
+        #[allow(clippy::too_many_arguments)]
+        pub fn standard_ProcessUtility(
+            pstmt: *mut pg_sys::PlannedStmt,
+            query: *const std::ffi::c_char,
+            read_only_tree: bool,
+            context: pg_sys::ProcessUtilityContext::Type,
+            params: pg_sys::ParamListInfo,
+            env: *mut pg_sys::QueryEnvironment,
+            dest: *mut pg_sys::DestReceiver,
+            qc: *mut pg_sys::QueryCompletion,
+        );
+        #[cfg(feature = "pg13")]
+        pub fn standard_ProcessUtility(
+            pstmt: *mut pg_sys::PlannedStmt,
+            query: *const std::ffi::c_char,
+            context: pg_sys::ProcessUtilityContext::Type,
+            params: pg_sys::ParamListInfo,
+            env: *mut pg_sys::QueryEnvironment,
+            dest: *mut pg_sys::DestReceiver,
+            qc: *mut pg_sys::QueryCompletion,
+        );
+    }
+}
+
+#[cfg(not(feature = "pg13"))]
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C-unwind" fn process_utility(
     pstmt: *mut pg_sys::PlannedStmt,
@@ -120,14 +162,12 @@ unsafe extern "C-unwind" fn process_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     // SAFETY: called by the server with its statement; the previous hook
-    // or the standard routine then runs it, with the same arguments.
+    // or the standard routine then runs it with the same arguments.
     unsafe {
-        if let Some(db) = target_database(pstmt) {
-            stop_workers_in(&db);
-        }
+        before_utility(pstmt);
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query, read_only_tree, context, params, env, dest, qc),
-            None => pg_sys::standard_ProcessUtility(
+            None => server::standard_ProcessUtility(
                 pstmt,
                 query,
                 read_only_tree,
@@ -142,7 +182,6 @@ unsafe extern "C-unwind" fn process_utility(
 }
 
 #[cfg(feature = "pg13")]
-#[pg_guard]
 unsafe extern "C-unwind" fn process_utility(
     pstmt: *mut pg_sys::PlannedStmt,
     query: *const std::ffi::c_char,
@@ -154,12 +193,10 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     // SAFETY: as in the version for PostgreSQL 14 and later.
     unsafe {
-        if let Some(db) = target_database(pstmt) {
-            stop_workers_in(&db);
-        }
+        before_utility(pstmt);
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query, context, params, env, dest, qc),
-            None => pg_sys::standard_ProcessUtility(pstmt, query, context, params, env, dest, qc),
+            None => server::standard_ProcessUtility(pstmt, query, context, params, env, dest, qc),
         }
     }
 }
