@@ -15,6 +15,7 @@ use pgrx::prelude::*;
 use crate::launch::{self, RawWorker, LIBRARY};
 use crate::process;
 use crate::registry::{self, PgHandle};
+use crate::runtime;
 use crate::spec::StartTime;
 
 /// Handles of this backend's floor workers, by pid.
@@ -114,16 +115,6 @@ pub extern "C-unwind" fn lightdb_bgw_floor_main(arg: pg_sys::Datum) {
         process::exit(0);
     }
     loop {
-        // SAFETY: MyLatch is this process's latch.
-        unsafe {
-            pg_sys::WaitLatch(
-                pg_sys::MyLatch,
-                (pg_sys::WL_LATCH_SET | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                -1,
-                pg_sys::PG_WAIT_EXTENSION,
-            );
-            pg_sys::ResetLatch(pg_sys::MyLatch);
-        }
-        pg_sys::check_for_interrupts!();
+        runtime::nap(None);
     }
 }

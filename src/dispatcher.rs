@@ -13,10 +13,12 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::control;
 use crate::error::BgwError;
 use crate::launch::{self, RawWorker, LIBRARY};
 use crate::process;
 use crate::registry;
+use crate::runtime;
 use crate::spec::StartTime;
 
 /// `bgw_name` and `bgw_type` of the dispatcher.
@@ -55,20 +57,9 @@ pub extern "C-unwind" fn lightdb_bgw_dispatcher_main(_arg: pg_sys::Datum) {
         pg_sys::on_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
     }
     loop {
-        // SAFETY: MyLatch is this process's latch; WL_EXIT_ON_PM_DEATH ends
-        // the process when the postmaster dies.
-        unsafe {
-            pg_sys::WaitLatch(
-                pg_sys::MyLatch,
-                (pg_sys::WL_LATCH_SET | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                -1,
-                pg_sys::PG_WAIT_EXTENSION,
-            );
-            pg_sys::ResetLatch(pg_sys::MyLatch);
-        }
-        pg_sys::check_for_interrupts!();
+        runtime::nap(None);
         // What the postmaster reaped is marked once for everybody.
-        registry::sweep_reaped(|h| launch::handle_status(h) == launch::PmStatus::Stopped);
+        registry::sweep_reaped(control::pm_stopped);
         registry::wake_waiters();
     }
 }
