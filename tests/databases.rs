@@ -12,13 +12,6 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn status(client: &mut Client, id: i64) -> String {
-    client
-        .query_one("SELECT lightdb_bgw.status($1)", &[&id])
-        .unwrap()
-        .get(0)
-}
-
 #[test]
 fn dropping_or_renaming_a_database_stops_its_workers_first() {
     let (mut cluster, mut admin) = Cluster::with_extension(

@@ -16,13 +16,6 @@ fn preloaded(name: &str, extra: &[(&str, &str)]) -> Cluster {
     Cluster::with_extension(name, &settings).0
 }
 
-fn status(client: &mut Client, id: i64) -> String {
-    client
-        .query_one("SELECT lightdb_bgw.status($1)", &[&id])
-        .unwrap()
-        .get(0)
-}
-
 fn pid(client: &mut Client, id: i64) -> Option<i32> {
     client
         .query_one("SELECT lightdb_bgw.pid($1)", &[&id])

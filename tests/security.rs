@@ -35,6 +35,54 @@ fn field<T: for<'a> postgres::types::FromSql<'a>>(client: &mut Client, column: &
         .get(0)
 }
 
+/// A cluster with the extension, role alice (granted the extension) and a
+/// table `seen` she may insert into; clients as the superuser and as her.
+fn with_alice(name: &str) -> (Cluster, Client, Client) {
+    let (cluster, mut admin) = Cluster::with_extension(name, &[("max_worker_processes", "16")]);
+    admin
+        .batch_execute(
+            "CREATE ROLE alice LOGIN;
+             CREATE TABLE seen (who text, super bool);
+             GRANT INSERT ON seen TO alice;",
+        )
+        .unwrap();
+    grant_all(&mut admin, "alice");
+    let alice = cluster.connect_as("postgres", "alice");
+    (cluster, admin, alice)
+}
+
+/// A superuser renames alice and creates a superuser under her old name.
+fn impersonate_alice(admin: &mut Client) {
+    admin
+        .batch_execute(
+            "ALTER ROLE alice RENAME TO alice_renamed; CREATE ROLE alice SUPERUSER LOGIN",
+        )
+        .unwrap();
+}
+
+/// Waits until table `seen` holds more than `n` rows.
+fn seen_more_than(client: &mut Client, n: i64, what: &str) {
+    eventually(what, LONG, || {
+        let rows: i64 = client
+            .query_one("SELECT count(*) FROM seen", &[])
+            .unwrap()
+            .get(0);
+        (rows > n).then_some(())
+    });
+}
+
+/// Every row of `seen` was written as `who`, never as a superuser.
+fn seen_only_as(client: &mut Client, who: &str) {
+    let row = client
+        .query_one(
+            "SELECT array_agg(DISTINCT who), bool_or(super) FROM seen",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, Vec<String>>(0), vec![who.to_string()]);
+    assert!(!row.get::<_, bool>(1), "no worker became a superuser");
+}
+
 /// Ends the worker's process with SIGTERM (exit code 1): the postmaster
 /// restarts it after its `restart_after`. Waits until its exit is recorded.
 fn kill_for_restart(admin: &mut Client, id: i64) {
@@ -82,58 +130,22 @@ fn stopped_for_good(admin: &mut Client, id: i64, expected: &str) {
 
 #[test]
 fn a_restarted_worker_keeps_the_role_it_was_authorised_as() {
-    let (cluster, mut admin) =
-        Cluster::with_extension("identity_role", &[("max_worker_processes", "16")]);
-    admin
-        .batch_execute(
-            "CREATE ROLE alice LOGIN;
-             CREATE TABLE seen (who text, super bool);
-             GRANT INSERT ON seen TO alice;",
-        )
-        .unwrap();
-    grant_all(&mut admin, "alice");
-    let mut alice = cluster.connect_as("postgres", "alice");
+    let (_cluster, mut admin, mut alice) = with_alice("identity_role");
     let id = launch(
         &mut alice,
         "'sql', restart_after => '1s', config => '{\"interval\": \"50ms\", \"sql\": \
          \"INSERT INTO seen SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user\"}'",
     );
-    eventually("alice's worker ran", LONG, || {
-        let n: i64 = admin
-            .query_one("SELECT count(*) FROM seen", &[])
-            .unwrap()
-            .get(0);
-        (n > 0).then_some(())
-    });
+    seen_more_than(&mut admin, 0, "alice's worker ran");
 
     // A superuser renames her role and creates a superuser under her old
     // name; the worker restarts.
-    admin
-        .batch_execute(
-            "ALTER ROLE alice RENAME TO alice_renamed; CREATE ROLE alice SUPERUSER LOGIN",
-        )
-        .unwrap();
+    impersonate_alice(&mut admin);
     kill_for_restart(&mut admin, id);
     admin.batch_execute("TRUNCATE seen").unwrap();
     restarted(&mut admin, id, 0);
-    eventually("the restarted worker ran", LONG, || {
-        let n: i64 = admin
-            .query_one("SELECT count(*) FROM seen", &[])
-            .unwrap()
-            .get(0);
-        (n > 2).then_some(())
-    });
-    let row = admin
-        .query_one(
-            "SELECT array_agg(DISTINCT who), bool_or(super) FROM seen",
-            &[],
-        )
-        .unwrap();
-    assert_eq!(row.get::<_, Vec<String>>(0), vec!["alice_renamed"]);
-    assert!(
-        !row.get::<_, bool>(1),
-        "the worker never became a superuser"
-    );
+    seen_more_than(&mut admin, 2, "the restarted worker ran");
+    seen_only_as(&mut admin, "alice_renamed");
     let user: String = admin
         .query_one(
             "SELECT usename FROM pg_stat_activity WHERE pid = lightdb_bgw.pid($1)",
@@ -163,13 +175,7 @@ fn a_worker_never_follows_its_database_name_to_another_database() {
         "'sql', database => 'place', restart_after => '2s', config => '{\"interval\": \
          \"50ms\", \"sql\": \"INSERT INTO seen SELECT current_database()\"}'",
     );
-    eventually("the worker ran in its database", LONG, || {
-        let n: i64 = place
-            .query_one("SELECT count(*) FROM seen", &[])
-            .unwrap()
-            .get(0);
-        (n > 0).then_some(())
-    });
+    seen_more_than(&mut place, 0, "the worker ran in its database");
     drop(place);
 
     // While it waits for its restart, its database is renamed (which
@@ -197,17 +203,7 @@ fn a_worker_never_follows_its_database_name_to_another_database() {
 
 #[test]
 fn a_supervisors_children_keep_its_role() {
-    let (cluster, mut admin) =
-        Cluster::with_extension("identity_children", &[("max_worker_processes", "16")]);
-    admin
-        .batch_execute(
-            "CREATE ROLE alice LOGIN;
-             CREATE TABLE seen (who text, super bool);
-             GRANT INSERT ON seen TO alice;",
-        )
-        .unwrap();
-    grant_all(&mut admin, "alice");
-    let mut alice = cluster.connect_as("postgres", "alice");
+    let (_cluster, mut admin, mut alice) = with_alice("identity_children");
     let sup = launch(
         &mut alice,
         "'supervisor', config => '{\"children\": 1, \"child_kind\": \"sql\", \"child_config\": \
@@ -224,11 +220,7 @@ fn a_supervisors_children_keep_its_role() {
             .get(0)
     };
     let first = eventually("the first child runs", LONG, || child_of(&mut admin));
-    admin
-        .batch_execute(
-            "ALTER ROLE alice RENAME TO alice_renamed; CREATE ROLE alice SUPERUSER LOGIN",
-        )
-        .unwrap();
+    impersonate_alice(&mut admin);
     admin
         .query_one(
             "SELECT pg_terminate_backend(lightdb_bgw.pid($1))",
@@ -239,21 +231,8 @@ fn a_supervisors_children_keep_its_role() {
         child_of(&mut admin).filter(|&id| id > first)
     });
     admin.batch_execute("TRUNCATE seen").unwrap();
-    eventually("the new child ran", LONG, || {
-        let n: i64 = admin
-            .query_one("SELECT count(*) FROM seen", &[])
-            .unwrap()
-            .get(0);
-        (n > 2).then_some(())
-    });
-    let row = admin
-        .query_one(
-            "SELECT array_agg(DISTINCT who), bool_or(super) FROM seen",
-            &[],
-        )
-        .unwrap();
-    assert_eq!(row.get::<_, Vec<String>>(0), vec!["alice_renamed"]);
-    assert!(!row.get::<_, bool>(1), "no child became a superuser");
+    seen_more_than(&mut admin, 2, "the new child ran");
+    seen_only_as(&mut admin, "alice_renamed");
     assert_eq!(field::<String>(&mut admin, "role", second), "alice");
     stop_worker(&mut admin, sup);
 }

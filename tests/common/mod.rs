@@ -441,6 +441,14 @@ pub fn launch(client: &mut Client, args: &str) -> i64 {
         .get(0)
 }
 
+/// `lightdb_bgw.status(id)`.
+pub fn status(client: &mut Client, id: i64) -> String {
+    client
+        .query_one("SELECT lightdb_bgw.status($1)", &[&id])
+        .unwrap_or_else(|e| panic!("status({id}): {e:?}"))
+        .get(0)
+}
+
 /// Terminates worker `id` and waits until it has stopped; returns the
 /// status the wait reached.
 pub fn stop_worker(client: &mut Client, id: i64) -> String {
