@@ -1,0 +1,156 @@
+//! Taking a slot for a new worker and giving it back: the reservation a
+//! launch holds between taking a slot and the postmaster's registration
+//! (dropping it gives the slot, its texts and any config kept on disk
+//! back), and what the launcher records on the slot meanwhile.
+
+use pgrx::pg_sys;
+
+use super::shmem::{self, drop_text, store_text, Locked};
+use super::slot::{fill_slot, put_str, PgHandle, Slot, SlotRef, SlotState};
+use super::texts::{remove_config, TextRef};
+use super::update_own;
+use crate::codec;
+use crate::workerdef::WorkerDef;
+
+/// A slot taken for a worker that is not registered with the postmaster
+/// yet. Dropping it gives the slot back, also while unwinding from an
+/// error raised inside the server's registration: only [`Reservation::keep`]
+/// (once the postmaster has the worker) makes the slot stay taken.
+#[derive(Debug)]
+pub struct Reservation {
+    pub at: SlotRef,
+    pub id: i64,
+    kept: bool,
+}
+
+impl Reservation {
+    /// The worker is registered: the slot stays its own. Returns the id.
+    pub fn keep(mut self) -> i64 {
+        self.kept = true;
+        self.id
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.kept {
+            release(self);
+        }
+    }
+}
+
+/// Takes a slot for a new worker: a free one, else the one whose worker
+/// stopped longest ago (history makes room; its texts are freed). Static
+/// slots are never taken. `pm_stopped` tells whether a stopped worker is
+/// also gone from the postmaster. The id is new and never reused. The
+/// config is copied out of line first, outside the registry lock:
+/// `Err(None)` when the text area's cap is reached, `Err(Some(capacity))`
+/// when every slot is taken.
+pub fn reserve(
+    def: &WorkerDef,
+    config_jsonb: &[u8],
+    launched_by: &str,
+    role_oid: u32,
+    database_oid: u32,
+    bypass_allowconn: bool,
+    pm_stopped: impl Fn(PgHandle) -> bool,
+) -> Result<Reservation, Option<u32>> {
+    let capacity = shmem::capacity();
+    let config = store_text(&codec::encode(&def.config)).ok_or(None)?;
+    let Some(jsonb) = store_text(config_jsonb) else {
+        drop_text(config);
+        return Err(None);
+    };
+    let Some(mut locked) = Locked::acquire(true) else {
+        drop_text(config);
+        drop_text(jsonb);
+        return Err(Some(capacity));
+    };
+    let slots = locked.slots();
+    // A free slot, else the history entry that stopped longest ago among
+    // those the postmaster has forgotten too (known from the flag in one
+    // pass; asking the postmaster only if none is known yet).
+    let oldest = |evictable: &dyn Fn(&Slot) -> bool| {
+        slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == SlotState::Stopped as u8 && !s.is_static)
+            .filter(|(_, s)| evictable(s))
+            .min_by_key(|(_, s)| (s.stopped_at, s.id))
+            .map(|(i, _)| i)
+    };
+    let index = slots
+        .iter()
+        .position(|s| s.state == SlotState::Free as u8)
+        .or_else(|| oldest(&|s| s.reaped || !s.has_handle))
+        .or_else(|| oldest(&|s| pm_stopped(s.handle)));
+    let Some(index) = index else {
+        drop(locked);
+        drop_text(config);
+        drop_text(jsonb);
+        return Err(Some(capacity));
+    };
+    let id = locked.take_next_id();
+    let old = locked.slots()[index];
+    if old.state != SlotState::Free as u8 {
+        locked.free_text(old.config);
+        locked.free_text(old.config_jsonb);
+        locked.free_text(old.error);
+    }
+    let entry = &mut locked.slots_mut()[index];
+    let generation = entry.generation.wrapping_add(1).max(1);
+    // SAFETY: reading the clock has no preconditions.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    fill_slot(entry, id, generation, def, Some(launched_by), now);
+    entry.config = config;
+    entry.config_jsonb = jsonb;
+    entry.role_oid = role_oid;
+    entry.database_oid = database_oid;
+    entry.bypass_allowconn = bypass_allowconn;
+    drop(locked);
+    if old.state != SlotState::Free as u8 {
+        remove_config(old.id);
+    }
+    Ok(Reservation {
+        at: SlotRef {
+            index: index as u32,
+            generation,
+        },
+        id,
+        kept: false,
+    })
+}
+
+/// Names a reserved worker after its id is known.
+pub fn rename(r: &Reservation, name: &str) {
+    update_own(r.at, |entry| put_str(&mut entry.name, name));
+}
+
+/// Gives back a reservation whose registration failed: nothing is left,
+/// neither the slot nor its texts nor a config kept on disk.
+fn release(r: &Reservation) {
+    if let Some(mut locked) = Locked::acquire(true) {
+        let entry = locked.slots()[r.at.index as usize];
+        if entry.id == r.id && entry.generation == r.at.generation {
+            locked.free_text(entry.config);
+            locked.free_text(entry.config_jsonb);
+            locked.free_text(entry.error);
+            let entry = &mut locked.slots_mut()[r.at.index as usize];
+            entry.config = TextRef::NONE;
+            entry.config_jsonb = TextRef::NONE;
+            entry.error = TextRef::NONE;
+            entry.state = SlotState::Free as u8;
+            entry.id = 0;
+        }
+    }
+    remove_config(r.id);
+}
+
+/// Records the postmaster's handle of a registered worker, so any session
+/// can ask the postmaster about it or terminate it.
+pub fn attach_handle(r: &Reservation, handle: PgHandle) {
+    update_own(r.at, |entry| {
+        entry.handle = handle;
+        entry.has_handle = true;
+    });
+}
