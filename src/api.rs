@@ -53,6 +53,7 @@ fn launch(
     restart_after: default!(Option<Interval>, "NULL"),
     bypass_allowconn: default!(Option<bool>, "false"),
     wait: default!(Option<bool>, "true"),
+    queue: default!(Option<bool>, "false"),
 ) -> i64 {
     let request = (|| {
         Ok::<_, BgwError>(LaunchRequest {
@@ -65,6 +66,7 @@ fn launch(
             restart_after: restart_after.map(interval_parts),
             bypass_allowconn: required(bypass_allowconn, "bypass_allowconn")?,
             wait: required(wait, "wait")?,
+            queue: required(queue, "queue")?,
         })
     })()
     .or_report();
@@ -106,7 +108,7 @@ fn launch_raw(
     control::launch_raw(raw, required(wait, "wait").or_report()).or_report()
 }
 
-/// `not_yet_started`, `started`, `stopped` or `postmaster_died`.
+/// `queued`, `not_yet_started`, `started`, `stopped` or `postmaster_died`.
 #[pg_extern(volatile, parallel_restricted)]
 fn status(id: Option<i64>) -> String {
     let id = required(id, "id").or_report();
@@ -205,6 +207,7 @@ fn row(
     Option<i64>,
     Option<f64>,
     Option<JsonbBytes>,
+    Option<i32>,
 ) {
     let status: Status = control::status_given(&r, postmaster_alive).0;
     // Other roles' workers show who, where and when, never what: anything
@@ -246,6 +249,7 @@ fn row(
         (is_sql && r.runs > 0).then_some(r.last_rows),
         (is_sql && r.runs > 0).then_some(r.last_run_us as f64 / 1000.0),
         config,
+        r.queue_position.map(|p| p.min(i32::MAX as u32) as i32),
     )
 }
 
@@ -278,6 +282,7 @@ fn worker_list() -> TableIterator<
         name!(last_run_rows, Option<i64>),
         name!(last_run_ms, Option<f64>),
         name!(config, Option<JsonbBytes>),
+        name!(queue_position, Option<i32>),
     ),
 > {
     preload::require().or_report();

@@ -7,14 +7,26 @@
 //! signal. So a session waiting on another session's worker wakes when the
 //! postmaster has reaped it, without polling.
 //!
+//! It also starts the launch queue: after each signal (a worker reaped
+//! frees a postmaster slot and maybe its role's quota; a session that
+//! queued a worker pokes it) it registers queued workers, first in, first
+//! out, while there is room. Slots freed by processes that do not notify
+//! it (other extensions' workers, parallel query) are seen within a
+//! second, the backstop of its sleep while anything is queued.
+//!
 //! It shows in `pg_stat_activity` with `backend_type` `lightdb_bgw
-//! dispatcher`; it needs no database. The launch queue will live here too.
+//! dispatcher`; it needs no database.
+
+use std::time::Duration;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::capacity;
+use crate::codec::ErrorText;
 use crate::control;
-use crate::error::BgwError;
+use crate::error::{sqlstate_text, BgwError};
+use crate::gucs;
 use crate::launch::{self, RawWorker, LIBRARY};
 use crate::process;
 use crate::registry;
@@ -57,10 +69,60 @@ pub extern "C-unwind" fn lightdb_bgw_dispatcher_main(_arg: pg_sys::Datum) {
         pg_sys::on_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
     }
     loop {
-        runtime::nap(None);
         // What the postmaster reaped is marked once for everybody.
         registry::sweep_reaped(control::pm_stopped);
         registry::wake_waiters();
+        start_queued();
+        let backstop = registry::any_queued().then_some(Duration::from_secs(1));
+        runtime::nap(backstop);
+    }
+}
+
+/// Registers queued workers while there is room, first in, first out.
+fn start_queued() {
+    let reserved = gucs::superuser_reserved_workers();
+    // SAFETY: MyProcPid is set for every server process.
+    let me = unsafe { pg_sys::MyProcPid };
+    while let Some(rec) = registry::take_next_queued(capacity::pm_free, reserved) {
+        let at = rec.at;
+        let registered = PgTryBuilder::new(|| {
+            let worker = launch::build(&rec.def, at, rec.id, me).map_err(BgwError::invalid)?;
+            launch::register_dynamic(worker)
+        })
+        .catch_others(|caught| {
+            Err(BgwError::Internal(format!(
+                "could not register the worker: {caught:?}"
+            )))
+        })
+        .execute();
+        match registered {
+            Ok(handle) => {
+                registry::attach_handle(at, handle);
+                // Terminated while it was being registered.
+                if registry::find(rec.id).is_some_and(|r| r.terminate_requested) {
+                    launch::terminate_handle(handle);
+                }
+            }
+            Err(BgwError::NoPostmasterSlot) => {
+                // Taken meanwhile by someone the registry does not count.
+                registry::return_to_queue(at);
+                break;
+            }
+            Err(err) => {
+                let error = ErrorText {
+                    sqlstate: sqlstate_text(err.sqlstate()),
+                    message: err.message(),
+                    ..Default::default()
+                };
+                registry::record_error(at, Some(&error));
+                registry::give_up(at);
+                log!(
+                    "lightdb_bgw: queued worker {} could not be started: {}",
+                    rec.id,
+                    err.message()
+                );
+            }
+        }
     }
 }
 

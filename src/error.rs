@@ -30,6 +30,14 @@ pub enum BgwError {
     NoPostmasterSlot,
     /// The extension's own registry is full (53400).
     RegistryFull(u32),
+    /// The worker's role has as many workers as
+    /// `lightdb_bgw.max_workers_per_role` allows (53000).
+    OverQuota { role: String, limit: u32 },
+    /// The free postmaster slots left are kept for superusers by
+    /// `lightdb_bgw.superuser_reserved_workers` (53000).
+    ReservedForSuperusers(u32),
+    /// The launch queue holds `lightdb_bgw.max_queued` workers (53400).
+    QueueFull(u32),
     /// A configured size limit is exceeded (54000); names the setting.
     SizeLimit {
         message: String,
@@ -77,8 +85,12 @@ impl BgwError {
             BgwError::UndefinedObject(_) => ERRCODE_UNDEFINED_OBJECT,
             BgwError::UndefinedDatabase(_) => ERRCODE_INVALID_CATALOG_NAME,
             BgwError::NotAllowed(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,
-            BgwError::NoPostmasterSlot => ERRCODE_INSUFFICIENT_RESOURCES,
-            BgwError::RegistryFull(_) => ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            BgwError::NoPostmasterSlot
+            | BgwError::OverQuota { .. }
+            | BgwError::ReservedForSuperusers(_) => ERRCODE_INSUFFICIENT_RESOURCES,
+            BgwError::RegistryFull(_) | BgwError::QueueFull(_) => {
+                ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
+            }
             BgwError::SizeLimit { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             BgwError::WrongState { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             BgwError::Internal(_) => ERRCODE_INTERNAL_ERROR,
@@ -104,6 +116,15 @@ impl BgwError {
             BgwError::RegistryFull(n) => {
                 format!("the lightdb_bgw registry is full ({n} workers)")
             }
+            BgwError::OverQuota { role, limit } => {
+                format!("role \"{role}\" already has {limit} background workers")
+            }
+            BgwError::ReservedForSuperusers(n) => {
+                format!("the remaining background worker slots are reserved for superusers ({n})")
+            }
+            BgwError::QueueFull(n) => {
+                format!("the lightdb_bgw launch queue is full ({n} workers)")
+            }
         }
     }
 
@@ -126,7 +147,19 @@ impl BgwError {
             | BgwError::WrongState { hint, .. }
             | BgwError::Worker { hint, .. } => hint.clone(),
             BgwError::NoPostmasterSlot => Some(
-                "Stop other background workers or raise \"max_worker_processes\" and restart the server."
+                "Launch with queue => true to wait for a slot, stop other background workers, or raise \"max_worker_processes\" and restart the server."
+                    .into(),
+            ),
+            BgwError::OverQuota { .. } => Some(
+                "The limit is set by \"lightdb_bgw.max_workers_per_role\"; launch with queue => true to wait for one of the role's workers to stop."
+                    .into(),
+            ),
+            BgwError::ReservedForSuperusers(_) => Some(
+                "The reserve is set by \"lightdb_bgw.superuser_reserved_workers\"; launch with queue => true to wait for a slot."
+                    .into(),
+            ),
+            BgwError::QueueFull(_) => Some(
+                "Wait for queued workers to start or raise \"lightdb_bgw.max_queued\"."
                     .into(),
             ),
             BgwError::RegistryFull(_) => Some(

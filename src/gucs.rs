@@ -21,6 +21,13 @@ pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(64);
 pub static MAX_CONFIG_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 /// kB.
 pub static MAX_TEXT_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(128 * 1024);
+pub static MAX_QUEUED: GucSetting<i32> = GucSetting::<i32>::new(1000);
+/// -1: no limit.
+pub static MAX_WORKERS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(-1);
+pub static SUPERUSER_RESERVED_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
+
+/// The name of the per-role quota, as `ALTER ROLE ... SET` stores it.
+pub const MAX_WORKERS_PER_ROLE_NAME: &str = "lightdb_bgw.max_workers_per_role";
 
 const STATIC_WORKERS_NAME: &CStr = c"lightdb_bgw.static_workers";
 
@@ -49,6 +56,7 @@ pub fn init(preloaded: bool) {
         GucFlags::UNIT_KB,
     );
 
+    define_capacity_gucs();
     if preloaded {
         define_postmaster_gucs();
     }
@@ -137,6 +145,54 @@ fn define_postmaster_gucs() {
         GucContext::Postmaster,
         GucFlags::UNIT_KB,
     );
+}
+
+/// The launch queue's bound, the per-role quota and the superuser reserve.
+fn define_capacity_gucs() {
+    GucRegistry::define_int_guc(
+        c"lightdb_bgw.max_queued",
+        c"How many launches may wait in the launch queue.",
+        c"A queueing launch beyond it is refused with SQLSTATE 53400.",
+        &MAX_QUEUED,
+        0,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"lightdb_bgw.max_workers_per_role",
+        c"How many dynamic workers of one role may be registered at once; -1: no limit.",
+        c"Read for the worker's role (ALTER ROLE ... SET) at launch; over it a launch gets SQLSTATE 53000 or waits in the queue.",
+        &MAX_WORKERS_PER_ROLE,
+        -1,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"lightdb_bgw.superuser_reserved_workers",
+        c"Background worker slots (max_worker_processes) only superusers' launches may take.",
+        c"As superuser_reserved_connections does for connections.",
+        &SUPERUSER_RESERVED_WORKERS,
+        0,
+        262_143,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+pub fn max_queued() -> u32 {
+    MAX_QUEUED.get().max(0) as u32
+}
+
+/// The quota in this session's settings, `None` for no limit.
+pub fn max_workers_per_role() -> Option<u32> {
+    let limit = MAX_WORKERS_PER_ROLE.get();
+    (limit >= 0).then_some(limit as u32)
+}
+
+pub fn superuser_reserved_workers() -> u32 {
+    SUPERUSER_RESERVED_WORKERS.get().max(0) as u32
 }
 
 /// The static workers as configured, checked against the registry and the

@@ -12,6 +12,7 @@ pub mod api;
 pub mod authz;
 #[cfg(feature = "bench")]
 pub mod bench_floor;
+pub mod capacity;
 pub mod codec;
 pub mod config;
 pub mod connection;

@@ -258,7 +258,13 @@ mod tests {
             database_oid: 5,
         };
         let raised = PgTryBuilder::new(|| {
-            let _ = crate::control::register(def.clone(), "pg_test", authorised, false);
+            let _ = crate::control::register(
+                def.clone(),
+                "pg_test",
+                authorised,
+                false,
+                &crate::registry::Admission::unchecked(),
+            );
             false
         })
         .catch_others(|_| true)

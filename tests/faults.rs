@@ -17,20 +17,6 @@ fn one<T: for<'a> postgres::types::FromSql<'a>>(client: &mut Client, sql: &str, 
         .get(0)
 }
 
-/// Reconnects until the server accepts connections again.
-fn reconnect(cluster: &Cluster) -> Client {
-    eventually("server accepts connections again", LONG, || {
-        postgres::Config::new()
-            .host("127.0.0.1")
-            .port(cluster.port)
-            .user("postgres")
-            .dbname("postgres")
-            .connect_timeout(Duration::from_secs(2))
-            .connect(NoTls)
-            .ok()
-    })
-}
-
 /// Pids of every lightdb_bgw worker process of the cluster, from /proc.
 fn worker_pids(postmaster: i32) -> Vec<i32> {
     let mut pids = Vec::new();
@@ -93,16 +79,7 @@ fn crash_and_recover(victim: impl FnOnce(&mut Cluster, &mut Client)) {
     victim(&mut cluster, &mut client);
     let crashed = Instant::now();
     drop(client);
-    // Connect only once the server has gone through the reinitialisation:
-    // a connection made before the postmaster notices the crash still sees
-    // the old registry, and is then cut.
-    eventually("server reinitialised", LONG, || {
-        cluster
-            .log()
-            .contains("all server processes terminated; reinitializing")
-            .then_some(())
-    });
-    let mut client = reconnect(&cluster);
+    let mut client = cluster.reconnect_after_crash(LONG);
     let pids: (i32, i32) = eventually("restartable workers back", LONG, || {
         let a: Option<i32> = client
             .query_one("SELECT lightdb_bgw.pid(1)", &[])

@@ -11,6 +11,7 @@ use pgrx::prelude::*;
 
 use super::watch::{pm_stopped, stop_record, wait_checked, Target};
 use crate::authz::{self, Authorised};
+use crate::capacity;
 use crate::codec;
 use crate::config::{self, KindConfig};
 use crate::error::{split_recorded, BgwError};
@@ -18,7 +19,7 @@ use crate::gucs;
 use crate::jsonb_text::JsonbBytes;
 use crate::launch::{self, RawWorker};
 use crate::preload;
-use crate::registry::{self, Reservation};
+use crate::registry::{self, Admission, Grant, NoRoom, Refusal};
 use crate::spec::{self, Kind, StartTime};
 use crate::workerdef::WorkerDef;
 
@@ -36,6 +37,8 @@ pub struct LaunchRequest {
     pub restart_after: Option<(i32, i32, i64)>,
     pub bypass_allowconn: bool,
     pub wait: bool,
+    /// Wait in the launch queue rather than fail for lack of capacity.
+    pub queue: bool,
 }
 
 fn invalid_detail(message: String, detail: String) -> BgwError {
@@ -102,13 +105,20 @@ pub fn config_jsonb(config: &KindConfig) -> Vec<u8> {
 }
 
 /// What `registry::reserve` refused, as an error.
-fn reserve_error(full: Option<u32>) -> BgwError {
-    match full {
-        Some(capacity) => BgwError::RegistryFull(capacity),
-        None => BgwError::SizeLimit {
+fn reserve_error(refusal: Refusal, def: &WorkerDef) -> BgwError {
+    match refusal {
+        Refusal::RegistryFull(capacity) => BgwError::RegistryFull(capacity),
+        Refusal::TextsFull => BgwError::SizeLimit {
             message: "the shared memory for worker configs is full".into(),
             setting: "lightdb_bgw.max_text_memory",
         },
+        Refusal::QueueFull(max) => BgwError::QueueFull(max),
+        Refusal::NoRoom(NoRoom::Quota(limit)) => BgwError::OverQuota {
+            role: def.role.clone().unwrap_or_default(),
+            limit,
+        },
+        Refusal::NoRoom(NoRoom::Reserved(n)) => BgwError::ReservedForSuperusers(n),
+        Refusal::NoRoom(NoRoom::Postmaster) => BgwError::NoPostmasterSlot,
     }
 }
 
@@ -161,7 +171,8 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
     launch::check_registrable(launch::builtin_flags(&def), start_time)
         .map_err(BgwError::invalid)?;
     let authorised = authz::authorise(req.database.as_deref(), &role, req.bypass_allowconn)?;
-    let id = register(def, &me, authorised, req.bypass_allowconn)?;
+    let admission = capacity::admission(authorised.role_oid, authorised.database_oid, req.queue);
+    let id = register(def, &me, authorised, req.bypass_allowconn, &admission)?;
     if req.wait {
         wait_until_ready(id, start_time)?;
     }
@@ -219,7 +230,8 @@ fn wait_until_ready(id: i64, start_time: StartTime) -> Result<(), BgwError> {
 }
 
 /// Reserves a slot and registers a built-in worker authorised as
-/// `authorised`; the reservation gives the slot back on every error path,
+/// `authorised`, or queues it when `admission` finds no room and allows
+/// the queue; the reservation gives the slot back on every error path,
 /// also an ERROR raised inside the server's registration. Used by `launch`
 /// and by supervisors.
 pub fn register(
@@ -227,26 +239,24 @@ pub fn register(
     launched_by: &str,
     authorised: Authorised,
     bypass_allowconn: bool,
+    admission: &Admission,
 ) -> Result<i64, BgwError> {
     let unnamed = def.name.is_empty();
     let jsonb = config_jsonb(&def.config);
-    let reservation = registry::reserve(
-        &def,
-        &jsonb,
-        launched_by,
-        authorised.role_oid,
-        authorised.database_oid,
+    let grant = Grant {
+        role_oid: authorised.role_oid,
+        database_oid: authorised.database_oid,
         bypass_allowconn,
-        pm_stopped,
-    )
-    .map_err(reserve_error)?;
+    };
+    let reservation = registry::reserve(&def, &jsonb, launched_by, grant, admission, pm_stopped)
+        .map_err(|refusal| reserve_error(refusal, &def))?;
     if unnamed {
         def.name = format!("lightdb_bgw {} {}", def.kind, reservation.id);
         registry::rename(&reservation, &def.name);
     }
-    if def.restart_after.is_some() {
-        // Restartable: its config must outlive a crash-reinitialisation,
-        // which loses shared memory.
+    if def.restart_after.is_some() || admission.queue.is_some() {
+        // Restartable or queued: its config must outlive a
+        // crash-reinitialisation, which loses shared memory.
         if let Err(err) = registry::save_config(reservation.id, &codec::encode(&def.config)) {
             warning!(
                 "lightdb_bgw: cannot keep the config of worker {} on disk: {err}",
@@ -254,9 +264,28 @@ pub fn register(
             );
         }
     }
-    let handle = launch::launch_builtin(&def, &reservation, registry::notify_pid())?;
-    registry::attach_handle(&reservation, handle);
-    Ok(reservation.keep())
+    if reservation.queued {
+        let id = reservation.keep();
+        registry::poke_dispatcher();
+        return Ok(id);
+    }
+    match launch::launch_builtin(&def, &reservation, registry::notify_pid()) {
+        Ok(handle) => {
+            registry::attach_handle(reservation.at, handle);
+            Ok(reservation.keep())
+        }
+        // Another process took the last postmaster slot meanwhile.
+        Err(BgwError::NoPostmasterSlot) if admission.queue.is_some() => {
+            let max = admission.queue.unwrap_or_default();
+            if !registry::requeue(reservation.at, max) {
+                return Err(BgwError::QueueFull(max));
+            }
+            let id = reservation.keep();
+            registry::poke_dispatcher();
+            Ok(id)
+        }
+        Err(err) => Err(err),
+    }
 }
 
 /// `launch_raw(...)`: any library's entry point, superuser only.
@@ -288,18 +317,22 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
         restart_after: raw.restart_after,
         config,
     };
-    let reservation: Reservation = registry::reserve(
+    let grant = Grant {
+        role_oid: 0,
+        database_oid: 0,
+        bypass_allowconn: false,
+    };
+    let reservation = registry::reserve(
         &def,
         &config_jsonb(&def.config),
         &me,
-        0,
-        0,
-        false,
+        grant,
+        &Admission::unchecked(),
         pm_stopped,
     )
-    .map_err(reserve_error)?;
+    .map_err(|refusal| reserve_error(refusal, &def))?;
     let handle = launch::register_dynamic(worker)?;
-    registry::attach_handle(&reservation, handle);
+    registry::attach_handle(reservation.at, handle);
     let id = reservation.keep();
     if wait_for_start {
         wait_checked(id, Target::Startup, None)?;

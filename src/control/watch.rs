@@ -17,6 +17,8 @@ use crate::spec::Kind;
 /// A worker's status, as the SQL functions report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Waiting in the launch queue.
+    Queued,
     NotYetStarted,
     Started(i32),
     Stopped,
@@ -26,6 +28,7 @@ pub enum Status {
 impl Status {
     pub fn name(self) -> &'static str {
         match self {
+            Status::Queued => "queued",
             Status::NotYetStarted => "not_yet_started",
             Status::Started(_) => "started",
             Status::Stopped => "stopped",
@@ -88,6 +91,7 @@ pub fn status_given(rec: &WorkerRecord, postmaster_alive: bool) -> (Status, bool
             (Status::Started(pid), true)
         }
         (SlotState::Stopped, _) | (SlotState::Free, _) => (Status::Stopped, false),
+        (SlotState::Queued, _) => (Status::Queued, false),
         // Gone without recording it (killed with SIGKILL).
         (SlotState::Started, Some(PmStatus::Stopped)) => (Status::Stopped, false),
         (SlotState::Started, _) => (Status::Started(rec.pid), false),
@@ -148,7 +152,7 @@ pub fn wait_unchecked(
         let (status, unsettled) = status_of(&rec);
         let gone = matches!(status, Status::Stopped | Status::PostmasterDied);
         let reached = match target {
-            Target::Startup => status != Status::NotYetStarted,
+            Target::Startup => !matches!(status, Status::NotYetStarted | Status::Queued),
             // Connected, gone, or failed and waiting for a restart.
             Target::Ready => {
                 rec.connected

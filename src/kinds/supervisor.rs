@@ -18,6 +18,7 @@ use pgrx::prelude::*;
 use crate::authz::Authorised;
 use crate::config::KindConfig;
 use crate::control::{self, Status};
+use crate::registry::Admission;
 use crate::registry::{self, WorkerRecord};
 use crate::runtime;
 use crate::workerdef::WorkerDef;
@@ -116,7 +117,13 @@ pub fn run(record: &WorkerRecord, children: u32, child_config: &KindConfig) {
                 restart_after: None,
                 config: child_config.clone(),
             };
-            match control::register(def, &launched_by, authorised, false) {
+            match control::register(
+                def,
+                &launched_by,
+                authorised,
+                false,
+                &Admission::unchecked(),
+            ) {
                 Ok(id) => {
                     if child.fast_deaths > 0 || child.not_before.is_some() {
                         log!(

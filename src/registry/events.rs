@@ -57,6 +57,17 @@ pub fn dispatcher_pid() -> i32 {
     events().map_or(0, |e| e.dispatcher_pid.load(Ordering::Acquire))
 }
 
+/// Wakes the dispatcher (its latch, through SIGUSR1 as the postmaster
+/// does): something was queued.
+pub fn poke_dispatcher() {
+    let pid = dispatcher_pid();
+    if pid != 0 {
+        // SAFETY: sending a signal has no memory effects; a pid that has
+        // just gone is harmless (ESRCH).
+        unsafe { libc::kill(pid, libc::SIGUSR1) };
+    }
+}
+
 /// Run by the dispatcher as it starts.
 pub fn set_dispatcher_pid(pid: i32) {
     if let Some(e) = events() {

@@ -1,11 +1,13 @@
 //! The registry: one slot per worker the extension knows, static and
 //! dynamic, live or recently stopped, in shared memory. This file holds
-//! the operations (reserve, claim, record, find, list, terminate); the
-//! memory itself is `shmem.rs`, one slot's layout `slot.rs`, and texts kept
-//! out of line `texts.rs`. Waiters sleep on the registry's condition
+//! the operations (claim, record, find, list, terminate); taking a slot is
+//! `reserve.rs`, room and the launch queue `queue.rs`, the memory itself
+//! `shmem.rs`, one slot's layout `slot.rs`, and texts kept out of line
+//! `texts.rs`. Waiters sleep on the registry's condition
 //! variable, which every change of state broadcasts.
 
 mod events;
+mod queue;
 mod reserve;
 mod shmem;
 mod slot;
@@ -17,9 +19,14 @@ use events::broadcast;
 #[cfg(feature = "bench")]
 pub use events::{bench_stamp, set_bench_stamp};
 pub use events::{
-    broadcast as wake_waiters, clear_dispatcher_pid, dispatcher_pid, set_dispatcher_pid, ChangeWait,
+    broadcast as wake_waiters, clear_dispatcher_pid, dispatcher_pid, poke_dispatcher,
+    set_dispatcher_pid, ChangeWait,
 };
-pub use reserve::{attach_handle, rename, reserve, Reservation};
+pub use queue::{
+    any_queued, give_up, requeue, return_to_queue, take_next_queued, Admission, NoRoom, PmFree,
+    Refusal,
+};
+pub use reserve::{attach_handle, rename, reserve, Grant, Reservation};
 pub use shmem::init;
 use shmem::{drop_text, store_text, Locked};
 use slot::{put_str, record_of, record_with, Slot};
@@ -75,6 +82,7 @@ pub fn list() -> Vec<WorkerRecord> {
         .collect();
     drop(locked);
     out.sort_by_key(|r| r.id);
+    queue::number_queue(&mut out);
     out
 }
 
@@ -271,7 +279,7 @@ pub fn find(id: i64) -> Option<WorkerRecord> {
 }
 
 /// Marks the worker `id` for termination. A worker that is not running now
-/// is stopped at once; a running one stops when its exit is recorded.
+/// (queued, or waiting for its start) is stopped at once; a running one stops when its exit is recorded.
 /// Returns the record as it was, or `None` for an unknown id.
 pub fn request_terminate(id: i64) -> Option<WorkerRecord> {
     let mut locked = Locked::acquire(true)?;
@@ -282,7 +290,7 @@ pub fn request_terminate(id: i64) -> Option<WorkerRecord> {
     let before = record_at(&locked, index);
     let entry = &mut locked.slots_mut()[index];
     entry.terminate_requested = true;
-    if entry.state == SlotState::NotYetStarted as u8 {
+    if entry.state == SlotState::NotYetStarted as u8 || entry.state == SlotState::Queued as u8 {
         entry.state = SlotState::Stopped as u8;
         // SAFETY: reading the clock has no preconditions.
         entry.stopped_at = unsafe { pg_sys::GetCurrentTimestamp() };

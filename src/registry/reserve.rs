@@ -5,6 +5,7 @@
 
 use pgrx::pg_sys;
 
+use super::queue::{place, Admission, Placement, Refusal};
 use super::shmem::{self, drop_text, store_text, Locked};
 use super::slot::{fill_slot, put_str, PgHandle, Slot, SlotRef, SlotState};
 use super::texts::{remove_config, TextRef};
@@ -20,7 +21,19 @@ use crate::workerdef::WorkerDef;
 pub struct Reservation {
     pub at: SlotRef,
     pub id: i64,
+    /// Put in the launch queue rather than registered now: the dispatcher
+    /// registers it when there is room.
+    pub queued: bool,
     kept: bool,
+}
+
+/// Whom a worker runs as, resolved and checked at launch.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant {
+    pub role_oid: u32,
+    /// InvalidOid (0) for no database connection.
+    pub database_oid: u32,
+    pub bypass_allowconn: bool,
 }
 
 impl Reservation {
@@ -41,30 +54,38 @@ impl Drop for Reservation {
 
 /// Takes a slot for a new worker: a free one, else the one whose worker
 /// stopped longest ago (history makes room; its texts are freed). Static
-/// slots are never taken. `pm_stopped` tells whether a stopped worker is
-/// also gone from the postmaster. The id is new and never reused. The
-/// config is copied out of line first, outside the registry lock:
-/// `Err(None)` when the text area's cap is reached, `Err(Some(capacity))`
-/// when every slot is taken.
+/// slots are never taken. `adm` says whether the worker may register now
+/// or goes into the launch queue (see `queue.rs`). `pm_stopped` tells
+/// whether a stopped worker is also gone from the postmaster. The id is
+/// new and never reused. The config is copied out of line first, outside
+/// the registry lock.
 pub fn reserve(
     def: &WorkerDef,
     config_jsonb: &[u8],
     launched_by: &str,
-    role_oid: u32,
-    database_oid: u32,
-    bypass_allowconn: bool,
+    grant: Grant,
+    adm: &Admission,
     pm_stopped: impl Fn(PgHandle) -> bool,
-) -> Result<Reservation, Option<u32>> {
+) -> Result<Reservation, Refusal> {
     let capacity = shmem::capacity();
-    let config = store_text(&codec::encode(&def.config)).ok_or(None)?;
+    let config = store_text(&codec::encode(&def.config)).ok_or(Refusal::TextsFull)?;
     let Some(jsonb) = store_text(config_jsonb) else {
         drop_text(config);
-        return Err(None);
+        return Err(Refusal::TextsFull);
     };
     let Some(mut locked) = Locked::acquire(true) else {
         drop_text(config);
         drop_text(jsonb);
-        return Err(Some(capacity));
+        return Err(Refusal::RegistryFull(capacity));
+    };
+    let placement = match place(locked.slots(), grant.role_oid, adm) {
+        Ok(placement) => placement,
+        Err(refusal) => {
+            drop(locked);
+            drop_text(config);
+            drop_text(jsonb);
+            return Err(refusal);
+        }
     };
     let slots = locked.slots();
     // A free slot, else the history entry that stopped longest ago among
@@ -88,7 +109,7 @@ pub fn reserve(
         drop(locked);
         drop_text(config);
         drop_text(jsonb);
-        return Err(Some(capacity));
+        return Err(Refusal::RegistryFull(capacity));
     };
     let id = locked.take_next_id();
     let old = locked.slots()[index];
@@ -104,9 +125,15 @@ pub fn reserve(
     fill_slot(entry, id, generation, def, Some(launched_by), now);
     entry.config = config;
     entry.config_jsonb = jsonb;
-    entry.role_oid = role_oid;
-    entry.database_oid = database_oid;
-    entry.bypass_allowconn = bypass_allowconn;
+    entry.role_oid = grant.role_oid;
+    entry.database_oid = grant.database_oid;
+    entry.bypass_allowconn = grant.bypass_allowconn;
+    entry.by_superuser = adm.by_superuser;
+    entry.quota = adm.quota.map_or(-1, |q| q.min(i32::MAX as u32) as i32);
+    if let Placement::Queue(seq) = placement {
+        entry.state = SlotState::Queued as u8;
+        entry.queue_seq = seq;
+    }
     drop(locked);
     if old.state != SlotState::Free as u8 {
         remove_config(old.id);
@@ -117,6 +144,7 @@ pub fn reserve(
             generation,
         },
         id,
+        queued: matches!(placement, Placement::Queue(_)),
         kept: false,
     })
 }
@@ -148,8 +176,8 @@ fn release(r: &Reservation) {
 
 /// Records the postmaster's handle of a registered worker, so any session
 /// can ask the postmaster about it or terminate it.
-pub fn attach_handle(r: &Reservation, handle: PgHandle) {
-    update_own(r.at, |entry| {
+pub fn attach_handle(at: SlotRef, handle: PgHandle) {
+    update_own(at, |entry| {
         entry.handle = handle;
         entry.has_handle = true;
     });

@@ -14,7 +14,7 @@ use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 
 use super::events::{self, Events};
-use super::slot::{fill_slot, recover_slot, Slot};
+use super::slot::{fill_slot, recover_slot, Slot, SlotState};
 use super::texts::{self, TextRef};
 use crate::workerdef::WorkerDef;
 
@@ -217,6 +217,23 @@ unsafe extern "C-unwind" fn save_registry(_code: i32, _arg: pg_sys::Datum) {
     };
     HEADER.store(std::ptr::null_mut(), Ordering::Release);
     events::attach(std::ptr::null_mut());
+    // SAFETY: a plain flag of the server, set when the postmaster itself
+    // exits (a shutdown), not when it only reinitialises after a crash.
+    if unsafe { pg_sys::proc_exit_inprogress } {
+        let queued: Vec<String> = saved
+            .slots
+            .iter()
+            .filter(|s| s.state == SlotState::Queued as u8)
+            .map(|s| s.id.to_string())
+            .collect();
+        if !queued.is_empty() {
+            pgrx::log!(
+                "lightdb_bgw: server shutdown: {} queued workers dropped (ids {})",
+                queued.len(),
+                queued.join(", ")
+            );
+        }
+    }
     if let Ok(mut slot) = SAVED.lock() {
         *slot = Some(saved);
     }

@@ -50,6 +50,22 @@ pub enum SlotState {
     Started = 2,
     /// Gone for good: exited with code 0, terminated, or no restart policy.
     Stopped = 3,
+    /// Waiting in the launch queue for capacity (a postmaster slot, the
+    /// role's quota): not registered with the postmaster yet. The
+    /// dispatcher registers queued workers first in, first out.
+    Queued = 4,
+}
+
+impl SlotState {
+    pub(super) fn from_u8(value: u8) -> SlotState {
+        match value {
+            1 => SlotState::NotYetStarted,
+            2 => SlotState::Started,
+            3 => SlotState::Stopped,
+            4 => SlotState::Queued,
+            _ => SlotState::Free,
+        }
+    }
 }
 
 /// One worker. Every field is written under the registry lock in
@@ -79,6 +95,9 @@ pub struct Slot {
     /// The postmaster's handle is known. Launcher, or the worker itself
     /// when `find_handle`.
     pub(super) has_handle: bool,
+    /// Launched by a superuser: may take the postmaster slots kept by
+    /// `lightdb_bgw.superuser_reserved_workers`. Launcher.
+    pub(super) by_superuser: bool,
     /// Stopped and forgotten by the postmaster too (its handle reads as
     /// stopped): no need to ask the postmaster again. Whoever sees it
     /// first (the dispatcher's sweep, a launcher taking the slot).
@@ -88,6 +107,13 @@ pub struct Slot {
     /// handles are void). Postmaster.
     pub(super) find_handle: bool,
     pub(super) handle: PgHandle,
+    /// The role's quota (`lightdb_bgw.max_workers_per_role`) as it was at
+    /// launch, -1 for none: how many of the role's workers may be
+    /// registered at once when this one is started. Launcher.
+    pub(super) quota: i32,
+    /// Place in the launch queue while `Queued` (smaller goes first), kept
+    /// while the worker is being registered. Launcher, dispatcher.
+    pub(super) queue_seq: u64,
     /// The worker's role, InvalidOid for the bootstrap superuser. Launcher.
     pub(super) role_oid: u32,
     /// The worker's database, InvalidOid for none. Launcher. Dynamic
@@ -151,8 +177,12 @@ pub struct WorkerRecord {
     /// static workers, whose config is always `{}`).
     pub config_jsonb: Vec<u8>,
     pub bypass_allowconn: bool,
+    pub by_superuser: bool,
     pub terminate_requested: bool,
     pub handle: Option<PgHandle>,
+    /// 1 for the next queued worker to start, while queued (listings only).
+    pub queue_position: Option<u32>,
+    pub queue_seq: u64,
     pub find_handle: bool,
     /// Stopped, and forgotten by the postmaster too.
     pub reaped: bool,
@@ -178,7 +208,7 @@ pub(super) const CRASH_NOTE: &str = "interrupted by a crash-reinitialisation of 
 /// at once), and is stopped otherwise. Anything unreadable is freed.
 pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
     let state = slot.state;
-    if state > SlotState::Stopped as u8 || slot.id <= 0 {
+    if state > SlotState::Queued as u8 || slot.id <= 0 {
         slot.state = SlotState::Free as u8;
         slot.id = 0;
         return;
@@ -193,6 +223,12 @@ pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
     slot.config_jsonb = TextRef::NONE;
     slot.error = TextRef::NONE;
     if state == SlotState::Stopped as u8 {
+        return;
+    }
+    if state == SlotState::Queued as u8 {
+        // Still queued, in its place: the dispatcher registers it when
+        // there is room; its config comes back from disk.
+        slot.terminate_requested = false;
         return;
     }
     let was_running = state == SlotState::Started as u8;
@@ -228,6 +264,9 @@ pub(super) fn fill_slot(
     slot.is_static = false;
     slot.restart_secs = def.restart_after.map_or(-1, |s| s as i32);
     slot.bypass_allowconn = false;
+    slot.by_superuser = false;
+    slot.quota = -1;
+    slot.queue_seq = 0;
     slot.terminate_requested = false;
     slot.has_handle = false;
     slot.reaped = false;
@@ -303,12 +342,7 @@ pub(super) fn record_with(
         Some(config) => codec::decode(config).ok(),
         None => (!slot.config.is_none()).then(|| KindConfig::defaults(kind)),
     };
-    let state = match slot.state {
-        1 => SlotState::NotYetStarted,
-        2 => SlotState::Started,
-        3 => SlotState::Stopped,
-        _ => SlotState::Free,
-    };
+    let state = SlotState::from_u8(slot.state);
     WorkerRecord {
         at: SlotRef {
             index: index as u32,
@@ -341,6 +375,9 @@ pub(super) fn record_with(
             .or_else(|| non_empty(get_str(&slot.last_error))),
         error,
         bypass_allowconn: slot.bypass_allowconn,
+        by_superuser: slot.by_superuser,
+        queue_position: None,
+        queue_seq: slot.queue_seq,
         terminate_requested: slot.terminate_requested,
         handle: slot.has_handle.then_some(slot.handle),
         find_handle: slot.find_handle,

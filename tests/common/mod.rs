@@ -337,6 +337,28 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("connect to {} as {user}: {e}", self.name))
     }
 
+    /// After a crash: waits until the server has gone through its
+    /// reinitialisation (a connection made before the postmaster notices
+    /// the crash still sees the old shared memory, and is then cut), then
+    /// connects to `postgres` as soon as connections are accepted again.
+    pub fn reconnect_after_crash(&self, deadline: Duration) -> Client {
+        eventually("server reinitialised", deadline, || {
+            self.log()
+                .contains("all server processes terminated; reinitializing")
+                .then_some(())
+        });
+        eventually("server accepts connections again", deadline, || {
+            postgres::Config::new()
+                .host("127.0.0.1")
+                .port(self.port)
+                .user("postgres")
+                .dbname("postgres")
+                .connect_timeout(Duration::from_secs(2))
+                .connect(NoTls)
+                .ok()
+        })
+    }
+
     /// A client connection to `dbname` as `postgres` that keeps the
     /// messages of the NOTICEs the server sends it.
     pub fn connect_with_notices(&self, dbname: &str) -> (Client, Arc<Mutex<Vec<String>>>) {

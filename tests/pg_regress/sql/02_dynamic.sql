@@ -163,7 +163,13 @@ SELECT try($$SELECT lightdb_bgw.status(NULL)$$);
 SELECT try($$SELECT lightdb_bgw.pid(NULL)$$);
 SELECT try($$SELECT lightdb_bgw.terminate(NULL)$$);
 SELECT try($$SELECT lightdb_bgw.wait_for_startup(NULL)$$);
+SELECT try($$SELECT lightdb_bgw.launch('sleep', database => NULL, queue => NULL)$$);
 SELECT count(*) = :rows_before_errors AS nothing_left_behind FROM workers;
+
+-- A queueing launch that finds room runs at once, as any launch.
+SELECT lightdb_bgw.status(lightdb_bgw.launch('sleep', name => 'queued_but_room', database => NULL, queue => true)) AS status;
+SELECT status, queue_position FROM workers WHERE name = 'queued_but_room';
+SELECT lightdb_bgw.terminate(id) FROM workers WHERE name = 'queued_but_room';
 
 DROP FUNCTION try(text);
 DROP FUNCTION await(text);

@@ -1,0 +1,251 @@
+//! Room for a worker and the launch queue: whether a launch may register
+//! now (its role's quota, the postmaster slots left once the superuser
+//! reserve is kept), decided under the registry lock so that concurrent
+//! launches count each other; and which queued worker the dispatcher
+//! registers next, first in, first out.
+
+use super::shmem::Locked;
+use super::slot::{Slot, SlotRef, SlotState, WorkerRecord};
+use super::{broadcast, record_at, update_own};
+
+/// Counts the free postmaster slots; read under the registry lock, so
+/// that launches in flight are counted once.
+pub type PmFree = fn() -> Option<u32>;
+
+/// What a launch may take, as the launcher found it (`capacity.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    /// The role's quota (`lightdb_bgw.max_workers_per_role`), `None` for
+    /// no limit.
+    pub quota: Option<u32>,
+    /// Launched by a superuser: may take the reserved postmaster slots.
+    pub by_superuser: bool,
+    /// Counts the free postmaster slots; `None`: not checked.
+    pub pm_free: Option<PmFree>,
+    /// Postmaster slots kept for superusers' launches.
+    pub reserved: u32,
+    /// `queue => true`: the queue's bound (`lightdb_bgw.max_queued`).
+    pub queue: Option<u32>,
+}
+
+impl Admission {
+    /// No check at all: a supervisor's children, which were authorised
+    /// with the supervisor (they still count toward the role's quota).
+    pub fn unchecked() -> Admission {
+        Admission {
+            quota: None,
+            by_superuser: true,
+            pm_free: None,
+            reserved: 0,
+            queue: None,
+        }
+    }
+}
+
+/// Why a worker cannot be registered now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoom {
+    /// Its role has this many registered workers, its quota.
+    Quota(u32),
+    /// The free postmaster slots left are this superuser reserve.
+    Reserved(u32),
+    /// No postmaster slot is free.
+    Postmaster,
+}
+
+fn registered(slot: &Slot) -> bool {
+    slot.state == SlotState::NotYetStarted as u8 || slot.state == SlotState::Started as u8
+}
+
+/// Being registered right now (taken, not yet handed to the postmaster):
+/// counted as a postmaster slot already used.
+fn in_flight(slot: &Slot) -> bool {
+    slot.state == SlotState::NotYetStarted as u8
+        && !slot.has_handle
+        && !slot.find_handle
+        && !slot.is_static
+}
+
+/// Whether one more worker of `role_oid` fits now.
+pub(super) fn room(
+    slots: &[Slot],
+    role_oid: u32,
+    quota: Option<u32>,
+    by_superuser: bool,
+    pm_free: Option<u32>,
+    reserved: u32,
+) -> Result<(), NoRoom> {
+    if let Some(quota) = quota {
+        let of_role = slots
+            .iter()
+            .filter(|s| !s.is_static && s.role_oid == role_oid && registered(s))
+            .count() as u32;
+        if of_role >= quota {
+            return Err(NoRoom::Quota(quota));
+        }
+    }
+    if let Some(free) = pm_free {
+        let free = free.saturating_sub(slots.iter().filter(|s| in_flight(s)).count() as u32);
+        if free == 0 {
+            return Err(NoRoom::Postmaster);
+        }
+        if !by_superuser && free <= reserved {
+            return Err(NoRoom::Reserved(reserved));
+        }
+    }
+    Ok(())
+}
+
+/// How many workers are queued, and the place after the last one.
+pub(super) fn queue_census(slots: &[Slot]) -> (u32, u64) {
+    slots
+        .iter()
+        .filter(|s| s.state == SlotState::Queued as u8)
+        .fold((0, 1), |(n, next), s| (n + 1, next.max(s.queue_seq + 1)))
+}
+
+/// What a launch does with a slot it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placement {
+    Register,
+    /// Queued at this place.
+    Queue(u64),
+}
+
+/// Why a launch was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The out-of-line text area's cap is reached.
+    TextsFull,
+    /// Every registry slot is taken (the capacity).
+    RegistryFull(u32),
+    /// The queue holds its bound.
+    QueueFull(u32),
+    /// No room now, and the launch does not queue.
+    NoRoom(NoRoom),
+}
+
+/// Decides, under the lock, whether a launch registers now or queues: a
+/// queueing launch goes behind the workers already queued (first in,
+/// first out) even when there would be room for it.
+pub(super) fn place(slots: &[Slot], role_oid: u32, adm: &Admission) -> Result<Placement, Refusal> {
+    let pm_free = adm.pm_free.and_then(|count| count());
+    let fits = room(
+        slots,
+        role_oid,
+        adm.quota,
+        adm.by_superuser,
+        pm_free,
+        adm.reserved,
+    );
+    let (queued, next) = queue_census(slots);
+    match (fits, adm.queue) {
+        (Ok(()), None) => Ok(Placement::Register),
+        (Ok(()), Some(_)) if queued == 0 => Ok(Placement::Register),
+        (Err(why), None) => Err(Refusal::NoRoom(why)),
+        (_, Some(max)) if queued >= max => Err(Refusal::QueueFull(max)),
+        (_, Some(_)) => Ok(Placement::Queue(next)),
+    }
+}
+
+/// Puts a worker whose registration found no postmaster slot into the
+/// queue (at its end); false when the queue holds `max` already.
+pub fn requeue(at: SlotRef, max: u32) -> bool {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return false;
+    };
+    let (queued, next) = queue_census(locked.slots());
+    if queued >= max {
+        return false;
+    }
+    let mut done = false;
+    if let Some(entry) = locked.slots_mut().get_mut(at.index as usize) {
+        if entry.generation == at.generation && entry.state == SlotState::NotYetStarted as u8 {
+            entry.state = SlotState::Queued as u8;
+            entry.queue_seq = next;
+            done = true;
+        }
+    }
+    drop(locked);
+    broadcast();
+    done
+}
+
+/// Run by the dispatcher: takes the first queued worker that fits now
+/// (its role's quota as recorded at launch, the postmaster slots and the
+/// reserve) and marks it as being registered. Workers of a role at its
+/// quota wait without holding up the others.
+pub fn take_next_queued(pm_free: PmFree, reserved: u32) -> Option<WorkerRecord> {
+    let mut locked = Locked::acquire(true)?;
+    let pm_free = pm_free();
+    let slots = locked.slots();
+    let mut queued: Vec<usize> = (0..slots.len())
+        .filter(|&i| slots[i].state == SlotState::Queued as u8)
+        .collect();
+    queued.sort_by_key(|&i| (slots[i].queue_seq, slots[i].id));
+    let mut chosen = None;
+    for index in queued {
+        let s = &slots[index];
+        let quota = (s.quota >= 0).then_some(s.quota as u32);
+        match room(slots, s.role_oid, quota, s.by_superuser, pm_free, reserved) {
+            Ok(()) => {
+                chosen = Some(index);
+                break;
+            }
+            // Nothing fits in the postmaster: nobody after it either.
+            Err(NoRoom::Postmaster) => break,
+            Err(_) => continue,
+        }
+    }
+    let index = chosen?;
+    let entry = &mut locked.slots_mut()[index];
+    entry.state = SlotState::NotYetStarted as u8;
+    entry.has_handle = false;
+    let record = record_at(&locked, index);
+    drop(locked);
+    broadcast();
+    Some(record)
+}
+
+/// Puts a worker the dispatcher could not register (no postmaster slot
+/// after all) back in its place in the queue.
+pub fn return_to_queue(at: SlotRef) {
+    update_own(at, |entry| {
+        if entry.state == SlotState::NotYetStarted as u8 && !entry.has_handle {
+            entry.state = SlotState::Queued as u8;
+        }
+    });
+    broadcast();
+}
+
+/// Stops for good a worker the dispatcher took from the queue but the
+/// server refused to register (its error is recorded by the caller).
+pub fn give_up(at: SlotRef) {
+    update_own(at, |entry| {
+        entry.state = SlotState::Stopped as u8;
+        entry.terminate_requested = true;
+        // SAFETY: reading the clock has no preconditions.
+        entry.stopped_at = unsafe { pgrx::pg_sys::GetCurrentTimestamp() };
+    });
+    broadcast();
+}
+
+/// Whether any worker is queued.
+pub fn any_queued() -> bool {
+    Locked::acquire(false).is_some_and(|l| queue_census(l.slots()).0 > 0)
+}
+
+/// Numbers the queued workers of a listing 1, 2, ... in the order they
+/// will start.
+pub(super) fn number_queue(records: &mut [WorkerRecord]) {
+    let mut queued: Vec<(u64, i64, usize)> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.state == SlotState::Queued)
+        .map(|(i, r)| (r.queue_seq, r.id, i))
+        .collect();
+    queued.sort_unstable();
+    for (position, (_, _, i)) in queued.into_iter().enumerate() {
+        records[i].queue_position = Some(position as u32 + 1);
+    }
+}

@@ -1,0 +1,338 @@
+//! Cluster tests of capacity with few postmaster slots: the launch queue
+//! (first in, first out, from several sessions, none lost; terminate of a
+//! queued worker; a full queue; a crash-reinitialisation with workers
+//! queued), the per-role quota and the superuser reserve.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::*;
+use postgres::Client;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// A sleep worker without a database that runs until terminated.
+const FOREVER: &str = "'sleep', database => NULL, wait => false";
+
+fn grant_all(admin: &mut Client, roles: &str) {
+    admin
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA lightdb_bgw TO {roles};
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lightdb_bgw TO {roles};
+             GRANT SELECT ON lightdb_bgw.workers TO {roles};"
+        ))
+        .unwrap();
+}
+
+/// Launches workers that run until terminated until the launch fails;
+/// returns their ids and the error.
+fn fill(client: &mut Client) -> (Vec<i64>, postgres::Error) {
+    let mut ids = Vec::new();
+    loop {
+        match client.query_one(&format!("SELECT lightdb_bgw.launch({FOREVER})"), &[]) {
+            Ok(row) => ids.push(row.get(0)),
+            Err(err) => return (ids, err),
+        }
+        assert!(ids.len() < 100, "launches never ran out of room");
+    }
+}
+
+fn stop_all(client: &mut Client, ids: &[i64]) {
+    for &id in ids {
+        assert_eq!(stop_worker(client, id), "stopped");
+    }
+}
+
+fn queue_position(client: &mut Client, id: i64) -> Option<i32> {
+    client
+        .query_one(
+            "SELECT queue_position FROM lightdb_bgw.workers WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn queued_launches_from_five_sessions_all_run_first_in_first_out() {
+    let (cluster, mut admin) = Cluster::with_extension(
+        "queue_order",
+        &[
+            ("max_worker_processes", "5"),
+            ("lightdb_bgw.superuser_reserved_workers", "0"),
+        ],
+    );
+    let (blockers, err) = fill(&mut admin);
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+    assert!(
+        db_error(&err)
+            .hint()
+            .unwrap_or("")
+            .contains("queue => true"),
+        "{err:?}"
+    );
+    let capacity = blockers.len();
+    assert!(capacity >= 2, "at least two slots to share: {capacity}");
+
+    // 5 sessions queue 10 short workers each while every slot is taken.
+    let sessions: Vec<Client> = (0..5).map(|_| cluster.connect("postgres")).collect();
+    let threads: Vec<_> = sessions
+        .into_iter()
+        .map(|mut client| {
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| {
+                        let row = client
+                            .query_one(
+                                "SELECT lightdb_bgw.launch('sleep', database => NULL, \
+                                 config => '{\"duration\": \"150ms\"}', wait => false, \
+                                 queue => true)",
+                                &[],
+                            )
+                            .unwrap();
+                        row.get::<_, i64>(0)
+                    })
+                    .collect::<Vec<i64>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<i64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 50);
+    for (position, &id) in ids.iter().enumerate() {
+        assert_eq!(status(&mut admin, id), "queued");
+        assert_eq!(queue_position(&mut admin, id), Some(position as i32 + 1));
+    }
+    // wait_for_startup waits through the queue.
+    let first = ids[0];
+    let waiter = {
+        let mut client = cluster.connect("postgres");
+        std::thread::spawn(move || -> String {
+            client
+                .query_one("SELECT lightdb_bgw.wait_for_startup($1, '60s')", &[&first])
+                .unwrap()
+                .get(0)
+        })
+    };
+    let freed = Instant::now();
+    stop_all(&mut admin, &blockers);
+    assert_ne!(waiter.join().unwrap(), "timeout");
+
+    let mut started: HashMap<i64, SystemTime> = HashMap::new();
+    for &id in &ids {
+        let reached: String = admin
+            .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '60s')", &[&id])
+            .unwrap()
+            .get(0);
+        assert_eq!(reached, "stopped", "worker {id}");
+        let row = admin
+            .query_one(
+                "SELECT started_at, last_exit, queue_position FROM lightdb_bgw.workers \
+                 WHERE id = $1",
+                &[&id],
+            )
+            .unwrap();
+        let at: Option<SystemTime> = row.get(0);
+        assert_eq!(row.get::<_, Option<i32>>(1), Some(0), "worker {id} ran");
+        assert_eq!(row.get::<_, Option<i32>>(2), None);
+        started.insert(id, at.expect("started"));
+    }
+    println!(
+        "50 queued workers ran through {capacity} slots in {:?}",
+        freed.elapsed()
+    );
+    // First in, first out: no worker started before one queued ahead of it
+    // (the postmaster may fork two it was given at once in either order).
+    for (i, a) in ids.iter().enumerate() {
+        for b in &ids[i + 1..] {
+            let early = started[a]
+                .duration_since(started[b])
+                .unwrap_or(Duration::ZERO);
+            assert!(
+                early < Duration::from_millis(100),
+                "worker {b} started {early:?} before worker {a}, queued ahead of it"
+            );
+        }
+    }
+}
+
+#[test]
+fn queued_workers_can_be_terminated_are_bounded_and_survive_a_crash() {
+    let (mut cluster, mut admin) = Cluster::with_extension(
+        "queue_faults",
+        &[
+            ("max_worker_processes", "4"),
+            ("lightdb_bgw.superuser_reserved_workers", "0"),
+            ("lightdb_bgw.max_queued", "3"),
+        ],
+    );
+    admin
+        .batch_execute("CREATE TABLE ran (id bigint, what text)")
+        .unwrap();
+    let (blockers, err) = fill(&mut admin);
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+
+    // terminate removes a queued worker: it never starts.
+    let doomed = launch(&mut admin, &format!("{FOREVER}, queue => true"));
+    assert_eq!(status(&mut admin, doomed), "queued");
+    let terminated: bool = admin
+        .query_one("SELECT lightdb_bgw.terminate($1)", &[&doomed])
+        .unwrap()
+        .get(0);
+    assert!(terminated);
+    assert_eq!(status(&mut admin, doomed), "stopped");
+    assert_eq!(queue_position(&mut admin, doomed), None);
+
+    // A sql worker queued twice, then the queue is full.
+    let sql = |tag: &str| {
+        format!(
+            "'sql', config => '{{\"sql\": \"INSERT INTO ran SELECT id, ''{tag}'' \
+             FROM lightdb_bgw.workers WHERE name = ''{tag}''\"}}', name => '{tag}', \
+             wait => false, queue => true"
+        )
+    };
+    let a = launch(&mut admin, &sql("first"));
+    let b = launch(&mut admin, &sql("second"));
+    let c = launch(&mut admin, &format!("{FOREVER}, queue => true"));
+    let rows_before: i64 = admin
+        .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
+        .unwrap()
+        .get(0);
+    let err = admin
+        .query_one(
+            &format!("SELECT lightdb_bgw.launch({FOREVER}, queue => true)"),
+            &[],
+        )
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "53400", "{err:?}");
+    assert!(
+        db_error(&err)
+            .hint()
+            .unwrap_or("")
+            .contains("lightdb_bgw.max_queued"),
+        "{err:?}"
+    );
+    let rows_after: i64 = admin
+        .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows_after, rows_before, "a refused launch leaves nothing");
+    assert_eq!(stop_worker(&mut admin, c), "stopped");
+
+    // A crash-reinitialisation: the queued workers keep their ids, place
+    // and config, and run once there is room (the blockers, not
+    // restartable, do not come back).
+    let victim: i32 = admin
+        .query_one("SELECT lightdb_bgw.pid($1)", &[&blockers[0]])
+        .unwrap()
+        .get(0);
+    Cluster::kill(victim, libc::SIGKILL);
+    drop(admin);
+    let mut admin = cluster.reconnect_after_crash(LONG);
+    for (id, tag) in [(a, "first"), (b, "second")] {
+        let reached: String = admin
+            .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '60s')", &[&id])
+            .unwrap()
+            .get(0);
+        assert_eq!(reached, "stopped");
+        let ran: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM ran WHERE id = $1 AND what = $2",
+                &[&id, &tag],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            ran, 1,
+            "queued worker {id} ran its own config after the crash"
+        );
+    }
+    // A clean shutdown drops what is queued, with a log line.
+    let (blockers, _) = fill(&mut admin);
+    assert!(!blockers.is_empty());
+    let left = launch(&mut admin, &format!("{FOREVER}, queue => true"));
+    assert_eq!(status(&mut admin, left), "queued");
+    drop(admin);
+    cluster.stop(StopMode::Fast);
+    assert!(
+        cluster
+            .log()
+            .contains(&format!("1 queued workers dropped (ids {left})")),
+        "the shutdown names the dropped worker"
+    );
+}
+
+#[test]
+fn quotas_per_role_and_the_superuser_reserve() {
+    let (cluster, mut admin) = Cluster::with_extension(
+        "quotas",
+        &[
+            ("max_worker_processes", "8"),
+            ("lightdb_bgw.superuser_reserved_workers", "2"),
+        ],
+    );
+    admin
+        .batch_execute(
+            "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
+             ALTER ROLE alice SET lightdb_bgw.max_workers_per_role = 2;",
+        )
+        .unwrap();
+    grant_all(&mut admin, "alice, bob");
+
+    // How many slots there are, measured by a superuser.
+    let (all, err) = fill(&mut admin);
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+    stop_all(&mut admin, &all);
+    let free = all.len();
+    assert!(free >= 4, "room for the test: {free}");
+
+    // alice: two workers, the third over her quota.
+    let mut alice = cluster.connect_as("postgres", "alice");
+    let (hers, err) = fill(&mut alice);
+    assert_eq!(hers.len(), 2);
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+    assert!(
+        db_error(&err)
+            .hint()
+            .unwrap_or("")
+            .contains("lightdb_bgw.max_workers_per_role"),
+        "{err:?}"
+    );
+    // ... or waits in the queue until one of hers stops.
+    let queued = launch(&mut alice, &format!("{FOREVER}, queue => true"));
+    assert_eq!(status(&mut alice, queued), "queued");
+
+    // bob has no quota: he takes what is left but the reserve.
+    let mut bob = cluster.connect_as("postgres", "bob");
+    let (his, err) = fill(&mut bob);
+    assert_eq!(his.len(), free - 2 - 2, "bob leaves the superuser reserve");
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+    assert!(
+        db_error(&err)
+            .hint()
+            .unwrap_or("")
+            .contains("lightdb_bgw.superuser_reserved_workers"),
+        "{err:?}"
+    );
+    // alice's queued worker still waits (her quota), not taking the reserve.
+    let (su, err) = fill(&mut admin);
+    assert_eq!(su.len(), 2, "a superuser takes the reserve");
+    assert_eq!(sqlstate(&err), "53000");
+    assert_eq!(status(&mut alice, queued), "queued");
+
+    // One of alice's stops: her queued worker starts in its place.
+    stop_all(&mut admin, &su);
+    assert_eq!(stop_worker(&mut alice, hers[0]), "stopped");
+    let reached: String = alice
+        .query_one("SELECT lightdb_bgw.wait_for_startup($1, '30s')", &[&queued])
+        .unwrap()
+        .get(0);
+    assert_eq!(reached, "started");
+    stop_all(&mut alice, &[hers[1], queued]);
+    stop_all(&mut bob, &his);
+}
