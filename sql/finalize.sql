@@ -6,7 +6,7 @@ CREATE VIEW lightdb_bgw.workers AS
 SELECT id, name, type, kind, database, role, pid, status, start_time,
        restart_after, launched_by, launched_at, started_at, stopped_at,
        restarts, last_exit, last_error, is_static, runs, last_run_rows,
-       last_run_ms, config, queue_position
+       last_run_ms, config, queue_position, result_rows, result_bytes
 FROM lightdb_bgw.worker_list();
 
 COMMENT ON VIEW lightdb_bgw.workers IS

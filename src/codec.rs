@@ -13,7 +13,7 @@ use crate::spec::Kind;
 
 /// Bumped when the encoding changes; a config of another version is not
 /// read (configs never outlive the server's files of one version).
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 struct Writer(Vec<u8>);
 
@@ -70,9 +70,14 @@ impl Writer {
                 self.opt_duration(*duration);
                 self.i64(*exit_code as i64);
             }
-            KindConfig::Sql { sql, interval } => {
+            KindConfig::Sql {
+                sql,
+                interval,
+                timeout,
+            } => {
                 self.str(sql);
                 self.opt_duration(*interval);
+                self.opt_duration(*timeout);
             }
             KindConfig::Supervisor { children, child } => {
                 self.u32(*children);
@@ -152,6 +157,7 @@ impl Reader<'_> {
             Kind::Sql => KindConfig::Sql {
                 sql: self.str()?,
                 interval: self.opt_duration()?,
+                timeout: self.opt_duration()?,
             },
             Kind::Supervisor => KindConfig::Supervisor {
                 children: self.u32()?,
@@ -279,9 +285,14 @@ pub fn to_json(config: &KindConfig) -> Value {
             put("duration", duration.map(|d| json!(duration_text(d))));
             put("exit_code", (*exit_code != 0).then(|| json!(exit_code)));
         }
-        KindConfig::Sql { sql, interval } => {
+        KindConfig::Sql {
+            sql,
+            interval,
+            timeout,
+        } => {
             put("sql", Some(json!(sql)));
             put("interval", interval.map(|d| json!(duration_text(d))));
+            put("timeout", timeout.map(|d| json!(duration_text(d))));
         }
         KindConfig::Supervisor { children, child } => {
             put("children", Some(json!(children)));
@@ -327,12 +338,14 @@ mod unit {
             KindConfig::Sql {
                 sql: "SELECT 'x'".repeat(1000),
                 interval: None,
+                timeout: Some(Duration::from_millis(250)),
             },
             KindConfig::Supervisor {
                 children: 3,
                 child: Box::new(KindConfig::Sql {
                     sql: "SELECT 1".into(),
                     interval: Some(Duration::from_secs(5)),
+                    timeout: None,
                 }),
             },
             KindConfig::Raw {

@@ -46,6 +46,8 @@ pub enum KindConfig {
     Sql {
         sql: String,
         interval: Option<Duration>,
+        /// Each statement's time limit (57014 when reached).
+        timeout: Option<Duration>,
     },
     Supervisor {
         children: u32,
@@ -113,6 +115,7 @@ struct SleepRaw {
 struct SqlRaw {
     sql: String,
     interval: Option<String>,
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -247,6 +250,7 @@ fn parse_value(kind: Kind, value: &Value, read: Durations) -> Result<KindConfig,
             Ok(KindConfig::Sql {
                 sql: raw.sql,
                 interval: interval(read, "interval", raw.interval)?,
+                timeout: duration(read, "timeout", raw.timeout)?,
             })
         }
         Kind::Supervisor => {

@@ -14,6 +14,9 @@
 //! it (other extensions' workers, parallel query) are seen within a
 //! second, the backstop of its sleep while anything is queued.
 //!
+//! And it frees the results of `sql` runs once they are older than
+//! `lightdb_bgw.result_retention`, waking when the next one is due.
+//!
 //! It shows in `pg_stat_activity` with `backend_type` `lightdb_bgw
 //! dispatcher`; it needs no database.
 
@@ -74,8 +77,24 @@ pub extern "C-unwind" fn lightdb_bgw_dispatcher_main(_arg: pg_sys::Datum) {
         registry::wake_waiters();
         start_queued();
         let backstop = registry::any_queued().then_some(Duration::from_secs(1));
-        runtime::nap(backstop);
+        let expiry = expire_results();
+        runtime::nap(match (backstop, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        });
     }
+}
+
+/// Frees the results older than `lightdb_bgw.result_retention`; returns
+/// how long until the next one is due.
+fn expire_results() -> Option<Duration> {
+    let retention = gucs::result_retention()?.as_micros().min(i64::MAX as u128) as i64;
+    // SAFETY: reading the clock has no preconditions.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let next = registry::expire_results(now, retention)?;
+    Some(Duration::from_micros(
+        next.saturating_sub(now).max(1000) as u64
+    ))
 }
 
 /// Registers queued workers while there is room, first in, first out.

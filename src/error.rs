@@ -50,13 +50,17 @@ pub enum BgwError {
     },
     /// A failure of the server's interfaces that is nobody's input (XX000).
     Internal(String),
-    /// A worker's own error, raised again with its own SQLSTATE.
+    /// A worker's own error, raised again with its own SQLSTATE; `context`
+    /// becomes a CONTEXT line (naming the worker).
     Worker {
         sqlstate: String,
         message: String,
         detail: Option<String>,
         hint: Option<String>,
+        context: Option<String>,
     },
+    /// A wait reached its timeout (57014).
+    TimedOut(String),
 }
 
 impl BgwError {
@@ -94,6 +98,7 @@ impl BgwError {
             BgwError::SizeLimit { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             BgwError::WrongState { .. } => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             BgwError::Internal(_) => ERRCODE_INTERNAL_ERROR,
+            BgwError::TimedOut(_) => ERRCODE_QUERY_CANCELED,
             BgwError::Worker { sqlstate, .. } => sqlstate_code(sqlstate),
         }
     }
@@ -108,6 +113,7 @@ impl BgwError {
             BgwError::UndefinedObject(m)
             | BgwError::UndefinedDatabase(m)
             | BgwError::NotAllowed(m)
+            | BgwError::TimedOut(m)
             | BgwError::Internal(m) => m.clone(),
             BgwError::WrongState { message, .. }
             | BgwError::Worker { message, .. }
@@ -175,6 +181,13 @@ impl BgwError {
 
     /// Raises this error as a PostgreSQL ERROR. Never returns.
     pub fn report(self) -> ! {
+        if let BgwError::Worker {
+            context: Some(context),
+            ..
+        } = &self
+        {
+            push_context_line(context);
+        }
         let mut report = ErrorReport::new(self.sqlstate(), self.message(), "lightdb_bgw");
         if let Some(detail) = self.detail() {
             report = report.set_detail(detail);
@@ -184,6 +197,38 @@ impl BgwError {
         }
         report.report(PgLogLevel::ERROR);
         unreachable!("an ERROR report does not return")
+    }
+}
+
+extern "C-unwind" {
+    // elog.h; variadic, so the bindings leave it out.
+    fn errcontext_msg(fmt: *const std::ffi::c_char, ...) -> std::ffi::c_int;
+}
+
+/// Adds `arg` (a C string) as a CONTEXT line of the error being reported.
+unsafe extern "C-unwind" fn context_line(arg: *mut std::ffi::c_void) {
+    // SAFETY: called by the server while it reports an error, with the C
+    // string `push_context_line` allocated; "%s" takes it verbatim.
+    unsafe { errcontext_msg(c"%s".as_ptr(), arg as *const std::ffi::c_char) };
+}
+
+/// Puts a CONTEXT line on the error about to be raised: a callback on the
+/// server's error context stack, in the current memory context. Only
+/// called right before raising: the server resets the stack when it
+/// recovers from the error, and the memory goes with the statement's.
+fn push_context_line(text: &str) {
+    let text = std::ffi::CString::new(text.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: palloc'd copies live until the error is cleaned up; the
+    // callback struct is linked on top of the current stack.
+    unsafe {
+        let arg = pgrx::pg_sys::pstrdup(text.as_ptr());
+        let callback =
+            pgrx::pg_sys::palloc0(std::mem::size_of::<pgrx::pg_sys::ErrorContextCallback>())
+                as *mut pgrx::pg_sys::ErrorContextCallback;
+        (*callback).previous = pgrx::pg_sys::error_context_stack;
+        (*callback).callback = Some(context_line);
+        (*callback).arg = arg.cast();
+        pgrx::pg_sys::error_context_stack = callback;
     }
 }
 

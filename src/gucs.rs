@@ -26,6 +26,13 @@ pub static MAX_QUEUED: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static MAX_WORKERS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(-1);
 pub static SUPERUSER_RESERVED_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 
+/// kB.
+pub static MAX_RESULT_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(32 * 1024);
+/// kB.
+pub static MAX_RESULT_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(96 * 1024);
+/// Seconds; 0: kept until forgotten or the slot is reused.
+pub static RESULT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+
 /// The name of the per-role quota, as `ALTER ROLE ... SET` stores it.
 pub const MAX_WORKERS_PER_ROLE_NAME: &str = "lightdb_bgw.max_workers_per_role";
 
@@ -57,6 +64,7 @@ pub fn init(preloaded: bool) {
     );
 
     define_capacity_gucs();
+    define_result_gucs();
     if preloaded {
         define_postmaster_gucs();
     }
@@ -179,6 +187,54 @@ fn define_capacity_gucs() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+}
+
+/// The limits of `sql` runs' results.
+fn define_result_gucs() {
+    GucRegistry::define_int_guc(
+        c"lightdb_bgw.max_result_size",
+        c"Largest result one run of a sql worker may keep.",
+        c"A run whose result is larger fails with SQLSTATE 54000.",
+        &MAX_RESULT_SIZE_KB,
+        0,
+        1024 * 1024,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_int_guc(
+        c"lightdb_bgw.max_result_memory",
+        c"Shared memory all kept results may take together.",
+        c"A run whose result would pass it fails with SQLSTATE 54000; bounded by lightdb_bgw.max_text_memory.",
+        &MAX_RESULT_MEMORY_KB,
+        0,
+        i32::MAX / 2,
+        GucContext::Sighup,
+        GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_int_guc(
+        c"lightdb_bgw.result_retention",
+        c"How long a run's result is kept after the run; 0: until forget() or the slot is reused.",
+        c"Older results are freed and read as none.",
+        &RESULT_RETENTION_S,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+}
+
+pub fn max_result_size() -> usize {
+    MAX_RESULT_SIZE_KB.get().max(0) as usize * 1024
+}
+
+pub fn max_result_memory() -> u64 {
+    MAX_RESULT_MEMORY_KB.get().max(0) as u64 * 1024
+}
+
+/// `None`: kept until forgotten or the slot is reused.
+pub fn result_retention() -> Option<std::time::Duration> {
+    let secs = RESULT_RETENTION_S.get();
+    (secs > 0).then(|| std::time::Duration::from_secs(secs as u64))
 }
 
 pub fn max_queued() -> u32 {

@@ -13,6 +13,7 @@ pub mod authz;
 #[cfg(feature = "bench")]
 pub mod bench_floor;
 pub mod capacity;
+pub mod capture;
 pub mod codec;
 pub mod config;
 pub mod connection;
@@ -27,6 +28,7 @@ pub mod launch;
 pub mod preload;
 pub mod process;
 pub mod registry;
+pub mod rows;
 pub mod runtime;
 pub mod spec;
 pub mod worker;

@@ -140,6 +140,46 @@ mod tests {
     }
 
     #[pg_test]
+    fn run_and_result_return_the_last_rows_as_jsonb_twice() {
+        let id = Spi::get_one::<i64>(
+            "SELECT lightdb_bgw.run('SELECT 1 AS one; SELECT g, g * g AS square \
+             FROM generate_series(1, 3) g', database => 'postgres')",
+        )
+        .expect("run")
+        .expect("id");
+        for _ in 0..2 {
+            let rows = Spi::get_one_with_args::<String>(
+                "SELECT string_agg(r::text, ';') FROM lightdb_bgw.result($1) r",
+                &[id.into()],
+            )
+            .expect("result");
+            assert_eq!(
+                rows.as_deref(),
+                Some(r#"{"g": 1, "square": 1};{"g": 2, "square": 4};{"g": 3, "square": 9}"#)
+            );
+        }
+        Spi::run("CREATE TYPE squared AS (g int, square bigint)").expect("type");
+        let typed = Spi::get_one_with_args::<i64>(
+            "SELECT sum(square)::bigint FROM lightdb_bgw.result($1, NULL::squared)",
+            &[id.into()],
+        )
+        .expect("typed result");
+        assert_eq!(typed, Some(14));
+    }
+
+    #[pg_test(error = "division by zero")]
+    fn result_raises_the_failed_runs_error_again() {
+        let id =
+            Spi::get_one::<i64>("SELECT lightdb_bgw.run('SELECT 1 / 0', database => 'postgres')")
+                .expect("run")
+                .expect("id");
+        let _ = Spi::get_one_with_args::<i64>(
+            "SELECT count(*) FROM lightdb_bgw.result($1)",
+            &[id.into()],
+        );
+    }
+
+    #[pg_test]
     fn kinds_lists_the_builtin_kinds() {
         let kinds = Spi::get_one::<String>(
             "SELECT string_agg(kind || '=' || array_to_string(config_keys, '/'), ',' ORDER BY kind) \
@@ -150,7 +190,7 @@ mod tests {
             kinds.as_deref(),
             Some(
                 "counter=naptime/schema/table/notify,sleep=duration/exit_code,\
-                 sql=sql/interval,supervisor=children/child_kind/child_config"
+                 sql=sql/interval/timeout,supervisor=children/child_kind/child_config"
             )
         );
     }

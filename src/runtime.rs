@@ -133,6 +133,15 @@ pub fn wait_millis(timeout: Duration) -> std::ffi::c_long {
 
 /// Serves pending interrupts without sleeping; see [`nap`].
 pub fn serve_interrupts() {
+    // SAFETY: plain flags of the server's interrupt machinery. A cancel
+    // (SIGINT, `cancel()`) that arrives while no statement runs has
+    // nothing to cancel: it is dropped rather than raised here, outside
+    // any transaction, where it would end the worker.
+    unsafe {
+        if pg_sys::QueryCancelPending != 0 && !pg_sys::IsTransactionState() {
+            pg_sys::QueryCancelPending = 0;
+        }
+    }
     pg_sys::check_for_interrupts!();
     // SAFETY: ConfigReloadPending is a sig_atomic_t set by the SIGHUP
     // handler; we clear it before reloading, as the server does.

@@ -58,7 +58,7 @@ pub const KINDS: &[KindInfo] = &[
         name: "sql",
         description: "runs a SQL text once or every interval, each run in its own transaction, \
                       as the launching role, and records each run",
-        config_keys: &["sql", "interval"],
+        config_keys: &["sql", "interval", "timeout"],
         static_ok: false,
         needs_database: true,
         builtin: true,

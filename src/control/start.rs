@@ -221,6 +221,7 @@ fn wait_until_ready(id: i64, start_time: StartTime) -> Result<(), BgwError> {
                 None => stopped,
             }),
             hint: error.hint,
+            context: None,
         },
         None => BgwError::WrongState {
             message: format!("worker {id} stopped before it was ready"),

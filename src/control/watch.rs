@@ -11,7 +11,7 @@ use crate::authz::check_may_control;
 use crate::error::BgwError;
 use crate::launch::{self, PmStatus};
 use crate::preload;
-use crate::registry::{self, ChangeWait, PgHandle, SlotState, WorkerRecord};
+use crate::registry::{self, ChangeWait, PgHandle, ResultState, SlotState, WorkerRecord};
 use crate::spec::Kind;
 
 /// A worker's status, as the SQL functions report it.
@@ -52,6 +52,8 @@ pub enum Target {
     /// Connected as its role, or gone: what `launch(..., wait => true)` waits for.
     Ready,
     Shutdown,
+    /// A completed run's result (a `sql` worker), or gone.
+    Result,
 }
 
 pub fn postmaster_alive() -> bool {
@@ -111,7 +113,7 @@ pub fn pm_stopped(handle: PgHandle) -> bool {
     launch::handle_status(handle) == PmStatus::Stopped
 }
 
-fn lookup(id: i64) -> Result<WorkerRecord, BgwError> {
+pub(super) fn lookup(id: i64) -> Result<WorkerRecord, BgwError> {
     preload::require()?;
     registry::find(id).ok_or_else(|| BgwError::UndefinedObject(format!("no worker with id {id}")))
 }
@@ -160,6 +162,7 @@ pub fn wait_unchecked(
                     || (status == Status::NotYetStarted && rec.last_exit.is_some())
             }
             Target::Shutdown => gone,
+            Target::Result => gone || rec.result_state != ResultState::None,
         };
         if reached {
             return Ok(Some(status));

@@ -38,7 +38,11 @@ pub fn run(record: &WorkerRecord) {
             duration,
             exit_code,
         } => sleep::run(record, duration, exit_code),
-        KindConfig::Sql { sql, interval } => sql::run(record, &sql, interval),
+        KindConfig::Sql {
+            sql,
+            interval,
+            timeout,
+        } => sql::run(record, &sql, interval, timeout),
         KindConfig::Supervisor { children, child } => supervisor::run(record, children, &child),
         KindConfig::Raw { .. } => log!(
             "lightdb_bgw: worker {} of kind {} has nothing to run",

@@ -1,59 +1,78 @@
 //! `sql`: runs a SQL text once or every `interval`, each run in its own
 //! transaction, as the launching role (the worker connects as that role,
-//! so the text has exactly its privileges). Each run is recorded in the
-//! registry: how many runs, rows and duration of the last, and the last
-//! error with its SQLSTATE. `NOTIFY` in the text is sent at commit.
+//! so the text has exactly its privileges), each statement under the
+//! optional `timeout`. Each run is recorded in the registry: how many
+//! runs, rows and duration of the last, the last error with its SQLSTATE,
+//! and the run's result for `result()`: the rows of its last statement
+//! that returned rows, or its error. `NOTIFY` in the text is sent at
+//! commit. `cancel()` (SIGINT) cancels the statement running: the run
+//! fails with 57014; an interval worker goes on with its next run.
 
 use std::time::{Duration, Instant};
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
+use crate::capture::{self, Limits};
 use crate::error::BgwError;
+use crate::gucs;
 use crate::process;
-use crate::registry::{self, WorkerRecord};
+use crate::registry::{self, NoSpace, WorkerRecord};
 use crate::runtime;
 
-pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
+pub fn run(
+    record: &WorkerRecord,
+    sql: &str,
+    interval: Option<Duration>,
+    timeout: Option<Duration>,
+) {
     runtime::set_application_name(&record.def.name);
     let me = runtime::identity();
     loop {
         let began = Instant::now();
         runtime::report_activity(Some(sql));
         let text = sql.to_string();
+        let limits = Limits {
+            timeout,
+            max_result: gucs::max_result_size(),
+        };
         let outcome = runtime::in_transaction(move || {
             // On a hot standby the text runs read-only: asking for a
             // transaction id there is an error even for a SELECT.
             // SAFETY: a plain read of the server's recovery state.
             let read_only = unsafe { pg_sys::RecoveryInProgress() };
-            Spi::connect_mut(|client| {
-                if read_only {
-                    client.select(text.as_str(), None, &[]).map(|t| t.len())
-                } else {
-                    client.update(text.as_str(), None, &[]).map(|t| t.len())
-                }
-            })
-            .unwrap_or_else(|err| BgwError::Internal(err.to_string()).report())
+            let ran = capture::run_text(&text, read_only, limits);
+            // Kept in shared memory before the commit: a result that does
+            // not fit fails the run.
+            let stashed = registry::stash_result(&ran.framed, ran.rows, gucs::max_result_memory())
+                .unwrap_or_else(|full| no_space(full).report());
+            let rows = if ran.returned {
+                ran.rows
+            } else {
+                ran.processed
+            };
+            (rows, stashed)
         });
+        capture::timeout_off();
         let micros = began.elapsed().as_micros().min(i64::MAX as u128) as i64;
         runtime::report_activity(None);
-        let rows = match &outcome {
-            Ok(rows) => *rows as i64,
-            Err(_) => 0,
-        };
-        registry::record_run(me.at, rows, micros);
-        match &outcome {
-            Ok(_) => runtime::record_error(None),
+        let ok = outcome.is_ok();
+        match outcome {
+            Ok((rows, stashed)) => {
+                registry::record_run(me.at, rows, micros);
+                runtime::record_error(None);
+                registry::publish_result(me.at, Some(stashed));
+            }
             Err(err) => {
-                warning!("{}: {err}", runtime::describe(record));
-                runtime::record_error(Some(err));
+                registry::record_run(me.at, 0, micros);
+                pgrx::warning!("{}: {err}", runtime::describe(record));
+                runtime::record_error(Some(&err));
+                registry::publish_result(me.at, None);
             }
         }
         let Some(interval) = interval else {
             // Once: success unregisters; a failure exits with code 1 so
             // that a restart policy, if any, runs it again.
-            let code = if outcome.is_ok() { 0 } else { 1 };
-            process::exit(code);
+            process::exit(if ok { 0 } else { 1 });
         };
         // The next run starts one interval after this one started.
         while let Some(left) = interval
@@ -62,5 +81,18 @@ pub fn run(record: &WorkerRecord, sql: &str, interval: Option<Duration>) {
         {
             runtime::nap(Some(left));
         }
+    }
+}
+
+fn no_space(full: NoSpace) -> BgwError {
+    match full {
+        NoSpace::Results(cap) => BgwError::SizeLimit {
+            message: format!("results would take more than {cap} bytes of shared memory"),
+            setting: "lightdb_bgw.max_result_memory",
+        },
+        NoSpace::Texts => BgwError::SizeLimit {
+            message: "the shared memory for worker texts and results is full".into(),
+            setting: "lightdb_bgw.max_text_memory",
+        },
     }
 }

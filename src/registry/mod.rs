@@ -1,7 +1,8 @@
 //! The registry: one slot per worker the extension knows, static and
 //! dynamic, live or recently stopped, in shared memory. This file holds
 //! the operations (claim, record, find, list, terminate); taking a slot is
-//! `reserve.rs`, room and the launch queue `queue.rs`, the memory itself
+//! `reserve.rs`, room and the launch queue `queue.rs`, results of `sql`
+//! runs `results.rs`, the memory itself
 //! `shmem.rs`, one slot's layout `slot.rs`, and texts kept out of line
 //! `texts.rs`. Waiters sleep on the registry's condition
 //! variable, which every change of state broadcasts.
@@ -9,6 +10,7 @@
 mod events;
 mod queue;
 mod reserve;
+mod results;
 mod shmem;
 mod slot;
 mod texts;
@@ -27,10 +29,16 @@ pub use queue::{
     Refusal,
 };
 pub use reserve::{attach_handle, rename, reserve, Grant, Reservation};
+pub use results::{
+    expire as expire_results, forget, publish as publish_result, read as read_result,
+    result_memory, stash as stash_result, Forgotten, NoSpace, RunResult, Stashed,
+};
 pub use shmem::init;
 use shmem::{drop_text, store_text, Locked};
 use slot::{put_str, record_of, record_with, Slot};
-pub use slot::{PgHandle, SlotRef, SlotState, WorkerRecord, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
+pub use slot::{
+    PgHandle, ResultState, SlotRef, SlotState, WorkerRecord, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN,
+};
 use texts::TextRef;
 pub use texts::{load_config, remove_config, save_config};
 

@@ -117,6 +117,7 @@ pub fn reserve(
         locked.free_text(old.config);
         locked.free_text(old.config_jsonb);
         locked.free_text(old.error);
+        locked.free_result(old.result);
     }
     let entry = &mut locked.slots_mut()[index];
     let generation = entry.generation.wrapping_add(1).max(1);
@@ -163,6 +164,7 @@ fn release(r: &Reservation) {
             locked.free_text(entry.config);
             locked.free_text(entry.config_jsonb);
             locked.free_text(entry.error);
+            locked.free_result(entry.result);
             let entry = &mut locked.slots_mut()[r.at.index as usize];
             entry.config = TextRef::NONE;
             entry.config_jsonb = TextRef::NONE;

@@ -7,7 +7,7 @@
 //! every change of state. Only the registry module reaches this memory.
 
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use once_cell::sync::OnceCell;
@@ -37,6 +37,8 @@ struct Header {
     texts_offset: usize,
     /// The tranche of the text area's own lock.
     texts_tranche: i32,
+    /// Bytes of results stored in the text area (see `results.rs`).
+    result_bytes: AtomicU64,
 }
 
 static HEADER: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
@@ -316,11 +318,61 @@ impl Locked {
         unsafe { texts::read(place, tranche, r) }
     }
 
+    /// Frees a result unlinked from its slot (exclusive lock held) and
+    /// takes it off the results' total.
+    pub(super) fn free_result(&self, r: TextRef) {
+        if r.is_none() {
+            return;
+        }
+        self.free_text(r);
+        // SAFETY: the header lives as long as the lock is held.
+        unsafe {
+            (*self.header)
+                .result_bytes
+                .fetch_sub(r.len, Ordering::AcqRel)
+        };
+    }
+
     /// Frees a text unlinked from its slot (exclusive lock held).
     pub(super) fn free_text(&self, r: TextRef) {
         let (place, tranche) = self.texts();
         // SAFETY: the caller unlinked `r` under the exclusive lock.
         unsafe { texts::free(place, tranche, r) };
+    }
+}
+
+/// Bytes of results stored now.
+pub(super) fn result_bytes() -> u64 {
+    let header = HEADER.load(Ordering::Acquire);
+    if header.is_null() {
+        return 0;
+    }
+    // SAFETY: the header lives as long as shared memory is attached.
+    unsafe { (*header).result_bytes.load(Ordering::Acquire) }
+}
+
+/// Adds `len` bytes to the results' total unless that would pass `cap`.
+pub(super) fn account_result(len: u64, cap: u64) -> bool {
+    let header = HEADER.load(Ordering::Acquire);
+    if header.is_null() {
+        return false;
+    }
+    // SAFETY: as in `result_bytes`.
+    let total = unsafe { &(*header).result_bytes };
+    total
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            now.checked_add(len).filter(|&after| after <= cap)
+        })
+        .is_ok()
+}
+
+/// Takes `len` bytes off the results' total (a stashed result dropped
+/// before it was linked to a slot).
+pub(super) fn unaccount_result(len: u64) {
+    let header = HEADER.load(Ordering::Acquire);
+    if !header.is_null() {
+        // SAFETY: as in `result_bytes`.
+        unsafe { (*header).result_bytes.fetch_sub(len, Ordering::AcqRel) };
     }
 }
 

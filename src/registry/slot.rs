@@ -151,6 +151,39 @@ pub struct Slot {
     /// out of line; `last_error` keeps its first bytes inline, which also
     /// survive a crash-reinitialisation. The worker.
     pub(super) error: TextRef,
+    /// The result of the latest completed run of a `sql` worker (see
+    /// `results.rs`): its rows as jsonb, out of line, when
+    /// `result_state` is `Rows`; the run's error is `error` when it is
+    /// `Failed`. The worker; freed by forget, retention and reuse.
+    pub(super) result: TextRef,
+    pub(super) result_rows: i64,
+    /// When the result was published (`TimestampTz`), for retention.
+    pub(super) result_at: i64,
+    /// A `ResultState`.
+    pub(super) result_state: u8,
+}
+
+/// What the latest completed run of a `sql` worker left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ResultState {
+    /// No run has completed (or its result was forgotten or expired).
+    None = 0,
+    /// The run succeeded: `result` holds the rows of its last
+    /// row-returning statement (perhaps none).
+    Rows = 1,
+    /// The run failed: `error` holds why.
+    Failed = 2,
+}
+
+impl ResultState {
+    pub(super) fn from_u8(value: u8) -> ResultState {
+        match value {
+            1 => ResultState::Rows,
+            2 => ResultState::Failed,
+            _ => ResultState::None,
+        }
+    }
 }
 
 /// An owned copy of one slot, for readers.
@@ -192,6 +225,10 @@ pub struct WorkerRecord {
     pub runs: i64,
     pub last_rows: i64,
     pub last_run_us: i64,
+    pub result_state: ResultState,
+    pub result_rows: i64,
+    pub result_bytes: u64,
+    pub result_at: i64,
     /// The config was lost (a crash-reinitialisation) and not read back
     /// yet: `def.config` holds only the kind's defaults then.
     pub config_missing: bool,
@@ -218,10 +255,13 @@ pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
     }
     slot.has_handle = false;
     slot.reaped = false;
-    // Out-of-line texts went with the old shared memory.
+    // Out-of-line texts and results went with the old shared memory.
     slot.config = TextRef::NONE;
     slot.config_jsonb = TextRef::NONE;
     slot.error = TextRef::NONE;
+    slot.result = TextRef::NONE;
+    slot.result_state = ResultState::None as u8;
+    slot.result_rows = 0;
     if state == SlotState::Stopped as u8 {
         return;
     }
@@ -295,6 +335,10 @@ pub(super) fn fill_slot(
     slot.error = TextRef::NONE;
     slot.config = TextRef::NONE;
     slot.config_jsonb = TextRef::NONE;
+    slot.result = TextRef::NONE;
+    slot.result_rows = 0;
+    slot.result_at = 0;
+    slot.result_state = ResultState::None as u8;
 }
 
 /// Copies `value` into a fixed buffer, cut at a character boundary so the
@@ -388,6 +432,10 @@ pub(super) fn record_with(
         runs: slot.runs,
         last_rows: slot.last_rows,
         last_run_us: slot.last_run_us,
+        result_state: ResultState::from_u8(slot.result_state),
+        result_rows: slot.result_rows,
+        result_bytes: slot.result.len,
+        result_at: slot.result_at,
         config_missing: decoded.is_none(),
         config_jsonb,
     }

@@ -1,0 +1,108 @@
+//! Sections 1, 2 and 6, the lifecycle figures: launch -> started against
+//! opening a connection and against the floor; whole lifecycles per second
+//! against the floor and against connection churn (the latencies of the
+//! latter are the SVG plot's points); one-shot sql workers per second.
+
+use crate::common::Cluster;
+use crate::ops::{
+    connect_latency, connection_op, floor_launch_latency, full_lifecycle_op, launch_sleep_latency,
+    lifecycle_op, repeated, sql_worker_op,
+};
+use crate::report::{percentile, Figure, PlotPoint};
+
+/// Launch latencies (sections 1 and 1b).
+pub fn latency(cluster: &Cluster, figures: &mut Vec<Figure>) {
+    // 1. launch -> started, against opening a connection.
+    let conn = connect_latency(cluster, 40);
+    for (database, label) in [(false, "no database"), (true, "with database")] {
+        let l = launch_sleep_latency(cluster, database, 40);
+        figures.push(Figure {
+            name: format!("launch -> started ({label})"),
+            unit: "ms",
+            p50: percentile(&l, 0.5),
+            p95: percentile(&l, 0.95),
+            reference: "open a connection".into(),
+            ref_p50: percentile(&conn, 0.5),
+            higher_is_better: false,
+        });
+    }
+
+    // 1b. launch -> running against the floor's launch -> started.
+    for (database, label) in [(false, "no database"), (true, "with database")] {
+        let ours = launch_sleep_latency(cluster, database, 40);
+        let floor = floor_launch_latency(cluster, database, 40);
+        figures.push(Figure {
+            name: format!("launch -> running ({label})"),
+            unit: "ms",
+            p50: percentile(&ours, 0.5),
+            p95: percentile(&ours, 0.95),
+            reference: "floor: RegisterDynamicBackgroundWorker + WaitForBackgroundWorkerStartup"
+                .into(),
+            ref_p50: percentile(&floor, 0.5),
+            higher_is_better: false,
+        });
+    }
+}
+
+/// Lifecycles per second (sections 2b and 2); pushes one plot point per
+/// number of sessions.
+pub fn throughput(cluster: &Cluster, figures: &mut Vec<Figure>, plot: &mut Vec<PlotPoint>) {
+    // 2b. whole lifecycles per second against the floor.
+    for sessions in [1usize, 2] {
+        for (database, label) in [(false, "no database"), (true, "with database")] {
+            let (ours, _) = repeated(cluster, sessions, full_lifecycle_op(database, false));
+            let (floor, _) = repeated(cluster, sessions, full_lifecycle_op(database, true));
+            figures.push(Figure {
+                name: format!("launch+terminate+wait lifecycles/s, {sessions} client(s), {label}"),
+                unit: "1/s",
+                p50: percentile(&ours, 0.5),
+                p95: percentile(&ours, 0.05),
+                reference: "floor: register, wait startup, terminate, wait shutdown /s".into(),
+                ref_p50: percentile(&floor, 0.5),
+                higher_is_better: true,
+            });
+        }
+    }
+
+    // 2. full lifecycles per second against connection churn.
+    for sessions in [1usize, 2, 8] {
+        let (conn_rates, conn_lat) = repeated(cluster, sessions, connection_op());
+        let mut lat_plot = (sessions, percentile(&conn_lat, 0.5), 0.0, 0.0);
+        for (database, label) in [(false, "no database"), (true, "with database")] {
+            let (rates, lat) = repeated(cluster, sessions, lifecycle_op(database));
+            if database {
+                lat_plot.3 = percentile(&lat, 0.5);
+            } else {
+                lat_plot.2 = percentile(&lat, 0.5);
+            }
+            figures.push(Figure {
+                name: format!("lifecycles/s, {sessions} session(s), {label}"),
+                unit: "1/s",
+                p50: percentile(&rates, 0.5),
+                p95: percentile(&rates, 0.05),
+                reference: "connect + SELECT 1 + disconnect /s".into(),
+                ref_p50: percentile(&conn_rates, 0.5),
+                higher_is_better: true,
+            });
+        }
+        plot.push(lat_plot);
+    }
+}
+
+/// One-shot sql workers per second (section 6).
+pub fn one_shot_sql(cluster: &Cluster, figures: &mut Vec<Figure>) {
+    // 6. one-shot sql workers per second against fresh connections.
+    for sessions in [1usize, 2] {
+        let (rates, _) = repeated(cluster, sessions, sql_worker_op());
+        let (conn_rates, _) = repeated(cluster, sessions, connection_op());
+        figures.push(Figure {
+            name: format!("one-shot sql workers (SELECT 1)/s, {sessions} session(s)"),
+            unit: "1/s",
+            p50: percentile(&rates, 0.5),
+            p95: percentile(&rates, 0.05),
+            reference: "fresh connection + SELECT 1 /s".into(),
+            ref_p50: percentile(&conn_rates, 0.5),
+            higher_is_better: true,
+        });
+    }
+}

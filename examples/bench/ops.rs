@@ -1,0 +1,197 @@
+//! The measuring operations the sections share: a client connection, the
+//! latency loops (launch -> started, the floor's launch, connecting) and the
+//! throughput harness with the operations it repeats (whole lifecycles,
+//! connection churn, one-shot sql workers).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::{Client, Cluster, NoTls};
+use crate::report::ms;
+
+pub fn connect(cluster: &Cluster) -> Client {
+    postgres::Config::new()
+        .host("127.0.0.1")
+        .port(cluster.port)
+        .user("postgres")
+        .dbname("postgres")
+        .connect(NoTls)
+        .expect("connect")
+}
+
+pub fn launch_sleep_latency(cluster: &Cluster, database: bool, n: usize) -> Vec<f64> {
+    let mut client = connect(cluster);
+    let sql = if database {
+        "SELECT lightdb_bgw.launch('sleep')"
+    } else {
+        "SELECT lightdb_bgw.launch('sleep', database => NULL)"
+    };
+    let mut out = Vec::new();
+    for i in 0..n + 5 {
+        let began = Instant::now();
+        let id: i64 = client.query_one(sql, &[]).unwrap().get(0);
+        let took = began.elapsed();
+        client
+            .query_one("SELECT lightdb_bgw.terminate($1)", &[&id])
+            .unwrap();
+        client
+            .query_one("SELECT lightdb_bgw.wait_for_shutdown($1)", &[&id])
+            .unwrap();
+        if i >= 5 {
+            out.push(ms(took));
+        }
+    }
+    out
+}
+
+/// The floor: PostgreSQL's own RegisterDynamicBackgroundWorker +
+/// WaitForBackgroundWorkerStartup, from the `bench` build.
+pub fn floor_launch_latency(cluster: &Cluster, database: bool, n: usize) -> Vec<f64> {
+    let mut client = connect(cluster);
+    let mut out = Vec::new();
+    for i in 0..n + 5 {
+        let began = Instant::now();
+        let pid: i32 = client
+            .query_one("SELECT lightdb_bgw.floor_launch($1)", &[&database])
+            .unwrap()
+            .get(0);
+        let took = began.elapsed();
+        client
+            .query_one("SELECT lightdb_bgw.floor_stop($1)", &[&pid])
+            .unwrap();
+        if i >= 5 {
+            out.push(ms(took));
+        }
+    }
+    out
+}
+
+/// One whole lifecycle in one statement: launch (waiting until it runs),
+/// terminate, wait for the shutdown.
+pub fn full_lifecycle_op(
+    database: bool,
+    floor: bool,
+) -> impl Fn(&Cluster, &mut Option<Client>) + Clone + Send + Sync {
+    move |cluster, client| {
+        let c = client.get_or_insert_with(|| connect(cluster));
+        let sql = match (floor, database) {
+            (true, db) => {
+                format!("SELECT lightdb_bgw.floor_stop(lightdb_bgw.floor_launch({db}))::text")
+            }
+            (false, db) => format!(
+                "WITH l AS MATERIALIZED (SELECT lightdb_bgw.launch('sleep'{}) AS id) \
+                 SELECT lightdb_bgw.wait_for_shutdown(id) FROM l WHERE lightdb_bgw.terminate(id)",
+                if db { "" } else { ", database => NULL" }
+            ),
+        };
+        let done: String = c.query_one(&sql, &[]).expect("lifecycle").get(0);
+        assert!(done == "stopped" || done == "true", "{done}");
+    }
+}
+
+pub fn connect_latency(cluster: &Cluster, n: usize) -> Vec<f64> {
+    let mut out = Vec::new();
+    for i in 0..n + 5 {
+        let began = Instant::now();
+        let mut c = connect(cluster);
+        let took = began.elapsed();
+        c.simple_query("SELECT 1").unwrap();
+        if i >= 5 {
+            out.push(ms(took));
+        }
+    }
+    out
+}
+
+/// Runs `op` in `sessions` threads for `window`; returns operations per
+/// second and the per-operation latencies in ms.
+fn throughput<F>(cluster: &Cluster, sessions: usize, window: Duration, op: F) -> (f64, Vec<f64>)
+where
+    F: Fn(&Cluster, &mut Option<Client>) + Send + Sync + 'static + Clone,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let began = Instant::now();
+    let handles: Vec<_> = (0..sessions)
+        .map(|_| {
+            let stop = stop.clone();
+            let op = op.clone();
+            let port = cluster.port;
+            std::thread::spawn(move || {
+                let cluster = Cluster::detached(port);
+                let mut client: Option<Client> = None;
+                let mut lat = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    op(&cluster, &mut client);
+                    lat.push(ms(t.elapsed()));
+                }
+                lat
+            })
+        })
+        .collect();
+    std::thread::sleep(window);
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().expect("a benchmark session failed"));
+    }
+    let secs = began.elapsed().as_secs_f64();
+    (all.len() as f64 / secs, all)
+}
+
+pub fn lifecycle_op(
+    database: bool,
+) -> impl Fn(&Cluster, &mut Option<Client>) + Clone + Send + Sync {
+    move |cluster, client| {
+        let c = client.get_or_insert_with(|| connect(cluster));
+        let sql = if database {
+            "SELECT lightdb_bgw.wait_for_shutdown(lightdb_bgw.launch('sleep', \
+             config => '{\"duration\": \"1ms\"}', wait => false))"
+        } else {
+            "SELECT lightdb_bgw.wait_for_shutdown(lightdb_bgw.launch('sleep', \
+             config => '{\"duration\": \"1ms\"}', database => NULL, wait => false))"
+        };
+        let status: String = c.query_one(sql, &[]).expect("lifecycle").get(0);
+        assert_eq!(status, "stopped");
+    }
+}
+
+pub fn connection_op() -> impl Fn(&Cluster, &mut Option<Client>) + Clone + Send + Sync {
+    |cluster, _| {
+        let mut c = connect(cluster);
+        c.simple_query("SELECT 1").unwrap();
+    }
+}
+
+pub fn sql_worker_op() -> impl Fn(&Cluster, &mut Option<Client>) + Clone + Send + Sync {
+    |cluster, client| {
+        let c = client.get_or_insert_with(|| connect(cluster));
+        let status: String = c
+            .query_one(
+                "SELECT lightdb_bgw.wait_for_shutdown(lightdb_bgw.launch('sql', \
+                 config => '{\"sql\": \"SELECT 1\"}', wait => false))",
+                &[],
+            )
+            .expect("sql worker")
+            .get(0);
+        assert_eq!(status, "stopped");
+    }
+}
+
+/// Medians over repeats of a throughput window.
+pub fn repeated<F>(cluster: &Cluster, sessions: usize, op: F) -> (Vec<f64>, Vec<f64>)
+where
+    F: Fn(&Cluster, &mut Option<Client>) + Send + Sync + 'static + Clone,
+{
+    // Warm-up.
+    throughput(cluster, sessions, Duration::from_millis(300), op.clone());
+    let mut rates = Vec::new();
+    let mut lat = Vec::new();
+    for _ in 0..3 {
+        let (rate, l) = throughput(cluster, sessions, Duration::from_millis(1500), op.clone());
+        rates.push(rate);
+        lat.extend(l);
+    }
+    (rates, lat)
+}

@@ -1,0 +1,205 @@
+//! Results of `sql` runs, kept for any session to read: the rows of a
+//! run's last row-returning statement (jsonb values, framed by
+//! [`crate::rows`]) out of line in the text area, or the
+//! run's failure (its full error, already kept in the slot). A worker
+//! stashes its rows before its run commits and publishes them after,
+//! replacing the previous result; readers copy them under the shared lock.
+//! Results are freed by `forget`, by retention and when the slot is
+//! reused; their total is accounted in the registry's header and capped by
+//! `lightdb_bgw.max_result_memory`.
+
+use pgrx::pg_sys;
+
+use super::shmem::{self, drop_text, store_text, Locked};
+use super::slot::{ResultState, SlotRef, SlotState};
+use super::texts::TextRef;
+use super::{broadcast, record_at, WorkerRecord};
+use crate::codec::ErrorText;
+
+/// Rows stashed by a running worker, not yet published. Dropping it
+/// gives the memory back (the run failed after all).
+#[derive(Debug)]
+pub struct Stashed {
+    text: TextRef,
+    rows: i64,
+}
+
+impl Drop for Stashed {
+    fn drop(&mut self) {
+        if !self.text.is_none() {
+            drop_text(self.text);
+            shmem::unaccount_result(self.text.len);
+        }
+    }
+}
+
+/// Why rows could not be stashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoSpace {
+    /// Results would pass `lightdb_bgw.max_result_memory` (the cap).
+    Results(u64),
+    /// The text area is full (`lightdb_bgw.max_text_memory`).
+    Texts,
+}
+
+/// Copies a run's framed rows into shared memory, counted against `cap`.
+pub fn stash(framed: &[u8], rows: i64, cap: u64) -> Result<Stashed, NoSpace> {
+    let len = framed.len() as u64;
+    if !shmem::account_result(len, cap) {
+        return Err(NoSpace::Results(cap));
+    }
+    match store_text(framed) {
+        Some(text) => Ok(Stashed { text, rows }),
+        None => {
+            shmem::unaccount_result(len);
+            Err(NoSpace::Texts)
+        }
+    }
+}
+
+/// Publishes the result of the run that just ended: its stashed rows, or
+/// (`None`) a failure whose error the worker recorded. The previous
+/// result is freed; waiters wake.
+pub fn publish(at: SlotRef, rows: Option<Stashed>) {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return;
+    };
+    let Some(entry) = locked.slots().get(at.index as usize).copied() else {
+        return;
+    };
+    if entry.generation != at.generation || entry.state == SlotState::Free as u8 {
+        return; // `rows`, dropped, gives its memory back
+    }
+    locked.free_result(entry.result);
+    let entry = &mut locked.slots_mut()[at.index as usize];
+    // SAFETY: reading the clock has no preconditions.
+    entry.result_at = unsafe { pg_sys::GetCurrentTimestamp() };
+    match rows {
+        Some(mut stashed) => {
+            entry.result = std::mem::replace(&mut stashed.text, TextRef::NONE);
+            entry.result_rows = stashed.rows;
+            entry.result_state = ResultState::Rows as u8;
+        }
+        None => {
+            entry.result = TextRef::NONE;
+            entry.result_rows = 0;
+            entry.result_state = ResultState::Failed as u8;
+        }
+    }
+    drop(locked);
+    broadcast();
+    // The dispatcher frees results by age: it learns when the next is due.
+    super::poke_dispatcher();
+}
+
+/// A result as a reader gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunResult {
+    /// The framed rows.
+    Rows(Vec<u8>),
+    /// The run failed with this error.
+    Failed(Option<ErrorText>),
+}
+
+/// The result of worker `id`'s latest completed run, if it has one and it
+/// is not older than `retention` microseconds.
+pub fn read(id: i64, retention: Option<i64>) -> Option<RunResult> {
+    let locked = Locked::acquire(false)?;
+    let index = locked
+        .slots()
+        .iter()
+        .position(|s| s.id == id && s.state != SlotState::Free as u8)?;
+    let slot = locked.slots()[index];
+    if let Some(retention) = retention {
+        // SAFETY: reading the clock has no preconditions.
+        let now = unsafe { pg_sys::GetCurrentTimestamp() };
+        if slot.result_at.saturating_add(retention) <= now {
+            return None;
+        }
+    }
+    match ResultState::from_u8(slot.result_state) {
+        ResultState::None => None,
+        ResultState::Rows => Some(RunResult::Rows(locked.text(slot.result))),
+        ResultState::Failed => {
+            let error = ErrorText::decode(&locked.text(slot.error)).ok();
+            Some(RunResult::Failed(error))
+        }
+    }
+}
+
+/// What `forget` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forgotten {
+    /// No such worker.
+    Unknown,
+    /// The worker is still registered (queued, waiting or running).
+    Live(Box<WorkerRecord>),
+    /// Dropped, result and history entry.
+    Dropped,
+}
+
+/// Drops worker `id`'s result and history entry once it has stopped;
+/// `is_stopped` tells whether the postmaster is done with it too. Static
+/// workers' entries stay (they name the server's own workers).
+pub fn forget(id: i64, is_stopped: impl Fn(&WorkerRecord) -> bool) -> Forgotten {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return Forgotten::Unknown;
+    };
+    let Some(index) = locked
+        .slots()
+        .iter()
+        .position(|s| s.id == id && s.state != SlotState::Free as u8)
+    else {
+        return Forgotten::Unknown;
+    };
+    let record = record_at(&locked, index);
+    if record.is_static || !is_stopped(&record) {
+        return Forgotten::Live(Box::new(record));
+    }
+    let slot = locked.slots()[index];
+    locked.free_text(slot.config);
+    locked.free_text(slot.config_jsonb);
+    locked.free_text(slot.error);
+    locked.free_result(slot.result);
+    let entry = &mut locked.slots_mut()[index];
+    entry.config = TextRef::NONE;
+    entry.config_jsonb = TextRef::NONE;
+    entry.error = TextRef::NONE;
+    entry.result = TextRef::NONE;
+    entry.result_state = ResultState::None as u8;
+    entry.state = SlotState::Free as u8;
+    entry.id = 0;
+    drop(locked);
+    super::remove_config(id);
+    broadcast();
+    Forgotten::Dropped
+}
+
+/// Frees the results published more than `retention` microseconds before
+/// `now`; returns when the next one expires, if any is kept.
+pub fn expire(now: i64, retention: i64) -> Option<i64> {
+    let mut locked = Locked::acquire(true)?;
+    let mut next: Option<i64> = None;
+    for index in 0..locked.slots().len() {
+        let slot = locked.slots()[index];
+        if slot.state == SlotState::Free as u8 || slot.result_state == ResultState::None as u8 {
+            continue;
+        }
+        let expires = slot.result_at.saturating_add(retention);
+        if expires > now {
+            next = Some(next.map_or(expires, |n| n.min(expires)));
+            continue;
+        }
+        locked.free_result(slot.result);
+        let entry = &mut locked.slots_mut()[index];
+        entry.result = TextRef::NONE;
+        entry.result_rows = 0;
+        entry.result_state = ResultState::None as u8;
+    }
+    next
+}
+
+/// Bytes of results stored now.
+pub fn result_memory() -> u64 {
+    shmem::result_bytes()
+}

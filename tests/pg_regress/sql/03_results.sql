@@ -1,0 +1,130 @@
+-- Background SQL with results: run, result (twice, typed), forget, cancel,
+-- the timeout key, and every error with its SQLSTATE. Ids are not printed.
+
+CREATE EXTENSION lightdb_bgw;
+SET search_path = lightdb_bgw, public;
+
+-- Errors as "SQLSTATE: message | detail | hint | context", worker ids
+-- replaced by N. (57014 is caught too: OTHERS leaves it out.)
+CREATE FUNCTION err(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  detail text; hint text; context text;
+BEGIN
+  EXECUTE q;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT,
+                          context = PG_EXCEPTION_CONTEXT;
+  RETURN regexp_replace(SQLSTATE || ': ' || SQLERRM
+      || coalesce(' | detail: ' || nullif(detail, ''), '')
+      || coalesce(' | hint: ' || nullif(hint, ''), '')
+      || coalesce(' | context: ' || split_part(context, E'\n', 1), ''),
+    '(worker|id|result\(|cancel\(|forget\() ?-?[0-9]+', '\1 N', 'g');
+END $$;
+
+-- The rows of the last statement that returned rows, in order, as jsonb;
+-- as many times as wanted.
+SELECT run('CREATE TEMP TABLE t AS SELECT 1 AS x; SELECT g, md5(g::text) AS hash, g % 2 = 0 AS even FROM generate_series(1, 4) g; SET work_mem = ''8MB''') AS id \gset
+SELECT * FROM result(:id);
+SELECT count(*) AS read_again FROM result(:id);
+SELECT result_rows, result_bytes > 0 AS has_bytes FROM workers WHERE id = :id;
+SELECT wait_for_shutdown(:id, '30s');
+
+-- Typed, as jsonb_populate_record makes the rows.
+CREATE TYPE numbered AS (g int, hash text, even boolean);
+SELECT * FROM result(:id, NULL::numbered);
+CREATE TYPE mismatched AS (g date);
+SELECT err(format('SELECT * FROM result(%s, NULL::mismatched)', :id));
+
+-- A text whose statements return no rows: an empty result.
+SELECT run('CREATE TEMP TABLE u (x int); INSERT INTO u VALUES (1)') AS none \gset
+SELECT count(*) AS no_rows FROM result(:none);
+SELECT result_rows FROM workers WHERE id = :none;
+
+-- A failed run raises the worker's error again: SQLSTATE, message,
+-- detail, hint, and a context line naming the worker.
+SELECT run($q$DO $$ BEGIN RAISE EXCEPTION 'the run failed' USING DETAIL = 'what went wrong', HINT = 'what to do', ERRCODE = '22012'; END $$$q$) AS failed \gset
+SELECT err(format('SELECT * FROM result(%s)', :failed));
+SELECT err(format('SELECT * FROM result(%s)', :failed)) AS raised_again;
+SELECT last_error FROM workers WHERE id = :failed;
+
+-- The timeout key and run's timeout: each statement's time limit.
+SELECT run('SELECT pg_sleep(30)', timeout => '100ms') AS slow \gset
+SELECT err(format('SELECT * FROM result(%s)', :slow));
+SELECT err($$SELECT launch('sql', config => '{"sql": "select 1", "timeout": "0"}')$$);
+
+-- cancel: the running statement ends with 57014, raised by result.
+SELECT run('SELECT pg_sleep(30)') AS cancelled \gset
+SELECT wait_for_startup(:cancelled, '30s');
+-- Until its statement runs.
+CREATE FUNCTION sleeping(id bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  FOR i IN 1..3000 LOOP
+    PERFORM pg_stat_clear_snapshot();
+    IF EXISTS (SELECT 1 FROM pg_stat_activity
+               WHERE pid = lightdb_bgw.pid(id) AND wait_event = 'PgSleep') THEN
+      RETURN true;
+    END IF;
+    PERFORM pg_sleep(0.01);
+  END LOOP;
+  RETURN false;
+END $$;
+SELECT sleeping(:cancelled);
+SELECT cancel(:cancelled);
+SELECT err(format('SELECT * FROM result(%s)', :cancelled));
+SELECT wait_for_shutdown(:cancelled, '30s');
+SELECT cancel(:cancelled) AS cancel_of_a_stopped_worker;
+
+-- A timeout of result itself raises 57014 and leaves the run alone.
+SELECT run('SELECT pg_sleep(30)') AS waited \gset
+SELECT err(format('SELECT * FROM result(%s, timeout => ''50ms'')', :waited));
+SELECT status FROM workers WHERE id = :waited;
+SELECT err(format('SELECT forget(%s)', :waited));
+SELECT terminate(:waited);
+
+-- Over lightdb_bgw.max_result_size (read by the worker as its role's
+-- setting): the run fails with 54000 naming it; nothing is kept.
+CREATE ROLE small_results LOGIN;
+GRANT CREATE, USAGE ON SCHEMA public TO small_results;
+ALTER ROLE small_results SET lightdb_bgw.max_result_size = '1kB';
+SELECT result_memory() AS memory_before \gset
+SELECT run('SELECT repeat(''x'', 100) FROM generate_series(1, 100)', role => 'small_results') AS big \gset
+SELECT err(format('SELECT * FROM result(%s)', :big));
+SELECT result_memory() = :memory_before AS nothing_kept;
+
+-- forget drops a stopped worker's result and entry; then it is unknown.
+SELECT forget(:id) AS forgotten, forget(:id) AS again;
+SELECT err(format('SELECT * FROM result(%s)', :id));
+SELECT count(*) FROM workers WHERE id = :id;
+
+-- Errors: unknown id, a kind without results, another role's worker,
+-- NULLs.
+SELECT err('SELECT * FROM result(-1)');
+SELECT launch('sleep', database => NULL) AS sleeper \gset
+SELECT err(format('SELECT * FROM result(%s)', :sleeper));
+SELECT err(format('SELECT forget(%s)', :sleeper));
+SELECT terminate(:sleeper);
+SELECT err('SELECT forget(-1)') AS forget_unknown;
+SELECT err('SELECT cancel(-1)');
+SELECT err('SELECT run(NULL)');
+SELECT err('SELECT * FROM result(NULL)');
+SELECT err('SELECT forget(NULL)');
+SELECT err('SELECT cancel(NULL)');
+SELECT err($$SELECT run('SELECT 1', queue => NULL)$$);
+SELECT err($$SELECT run('SELECT 1', database => 'no_such_database')$$);
+GRANT USAGE ON SCHEMA lightdb_bgw TO small_results;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lightdb_bgw TO small_results;
+SET ROLE small_results;
+SELECT err(format('SELECT * FROM lightdb_bgw.result(%s)', :none));
+SELECT err(format('SELECT lightdb_bgw.cancel(%s)', :none));
+SELECT err(format('SELECT lightdb_bgw.forget(%s)', :none));
+RESET ROLE;
+
+DROP FUNCTION err(text);
+DROP FUNCTION sleeping(bigint);
+DROP TYPE numbered;
+DROP TYPE mismatched;
+DROP EXTENSION lightdb_bgw;
+REVOKE ALL ON SCHEMA public FROM small_results;
+DROP OWNED BY small_results;
+DROP ROLE small_results;

@@ -1,0 +1,221 @@
+//! Cluster tests of background SQL with results: a result outlives the
+//! session that launched the run and is read by others, as often as they
+//! like; an interval worker's result is its latest completed run and a
+//! cancel only ends the run in progress; result memory comes back to its
+//! start after 10,000 runs, after `forget` and after retention.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use postgres::Client;
+
+const LONG: Duration = Duration::from_secs(60);
+/// Two sessions make the 10,000 runs.
+const RUNS_PER_SESSION: usize = 5000;
+
+fn result_memory(client: &mut Client) -> i64 {
+    client
+        .query_one("SELECT lightdb_bgw.result_memory()", &[])
+        .unwrap()
+        .get(0)
+}
+
+fn rows_of(client: &mut Client, id: i64) -> Vec<String> {
+    client
+        .query("SELECT r::text FROM lightdb_bgw.result($1) r", &[&id])
+        .unwrap_or_else(|e| panic!("result({id}): {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn a_result_outlives_its_launcher_and_is_read_by_other_sessions() {
+    let (cluster, mut admin) = Cluster::with_extension("results_sessions", &[]);
+    admin
+        .batch_execute("CREATE SEQUENCE ticks; CREATE TABLE gate (open boolean)")
+        .unwrap();
+
+    // The launcher starts a run that waits for a gate (held shut here),
+    // and disconnects.
+    admin.batch_execute("BEGIN; LOCK gate").unwrap();
+    let id: i64 = {
+        let mut launcher = cluster.connect("postgres");
+        launcher
+            .query_one(
+                "SELECT lightdb_bgw.run('LOCK gate IN SHARE MODE; \
+                 SELECT g, ''row '' || g AS label FROM generate_series(1, 3) g')",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    // Another session waits for the result while the run is held up.
+    let port = cluster.port;
+    let reader = std::thread::spawn(move || {
+        let mut other = Cluster::detached(port).connect("postgres");
+        rows_of(&mut other, id)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!reader.is_finished(), "result waits for the run to end");
+    admin.batch_execute("COMMIT").unwrap();
+    let expected = vec![
+        r#"{"g": 1, "label": "row 1"}"#.to_string(),
+        r#"{"g": 2, "label": "row 2"}"#.to_string(),
+        r#"{"g": 3, "label": "row 3"}"#.to_string(),
+    ];
+    assert_eq!(reader.join().unwrap(), expected);
+    // Any number of times, from any session.
+    for _ in 0..3 {
+        let mut third = cluster.connect("postgres");
+        assert_eq!(rows_of(&mut third, id), expected);
+    }
+
+    // An interval worker: the result is its latest completed run; a cancel
+    // ends only the run in progress, the next runs go on.
+    let every = launch(
+        &mut admin,
+        "'sql', config => '{\"sql\": \"SELECT nextval(''ticks'') AS tick, pg_sleep(0.2)\", \
+         \"interval\": \"50ms\"}'",
+    );
+    let first = rows_of(&mut admin, every);
+    let later = eventually("a later run's result", LONG, || {
+        let now = rows_of(&mut admin, every);
+        (now != first).then_some(now)
+    });
+    let tick = |rows: &[String]| -> i64 {
+        let v: serde_json::Value = serde_json::from_str(&rows[0]).unwrap();
+        v["tick"].as_i64().unwrap()
+    };
+    assert!(tick(&later) > tick(&first));
+    let cancelled_at = Instant::now();
+    let sent: bool = eventually("a run in progress to cancel", LONG, || {
+        let active: bool = admin
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+                 WHERE pid = lightdb_bgw.pid($1) AND wait_event = 'PgSleep')",
+                &[&every],
+            )
+            .unwrap()
+            .get(0);
+        active.then(|| {
+            admin
+                .query_one("SELECT lightdb_bgw.cancel($1)", &[&every])
+                .unwrap()
+                .get(0)
+        })
+    });
+    assert!(sent);
+    let err = eventually("the cancelled run is the latest", LONG, || {
+        admin
+            .query("SELECT * FROM lightdb_bgw.result($1)", &[&every])
+            .err()
+    });
+    assert_eq!(sqlstate(&err), "57014", "{err:?}");
+    eventually("runs go on after the cancel", LONG, || {
+        admin
+            .query("SELECT * FROM lightdb_bgw.result($1)", &[&every])
+            .ok()
+    });
+    assert_eq!(status(&mut admin, every), "started");
+    println!(
+        "interval worker ran again {:?} after a cancel",
+        cancelled_at.elapsed()
+    );
+    assert_eq!(stop_worker(&mut admin, every), "stopped");
+}
+
+#[test]
+fn result_memory_comes_back_after_ten_thousand_runs_forget_and_retention() {
+    let (cluster, mut admin) =
+        Cluster::with_extension("results_memory", &[("max_worker_processes", "16")]);
+    let start = result_memory(&mut admin);
+
+    // 10,000 runs from two sessions, each result read once: the registry's
+    // history makes room by reusing the oldest slots, freeing their results.
+    let began = Instant::now();
+    let port = cluster.port;
+    let sessions: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut client = Cluster::detached(port).connect("postgres");
+                for _ in 0..RUNS_PER_SESSION {
+                    let id: i64 = client
+                        .query_one(
+                            "SELECT lightdb_bgw.run('SELECT g FROM generate_series(1, 3) g')",
+                            &[],
+                        )
+                        .unwrap()
+                        .get(0);
+                    let rows = client
+                        .query("SELECT * FROM lightdb_bgw.result($1)", &[&id])
+                        .unwrap();
+                    assert_eq!(rows.len(), 3);
+                }
+            })
+        })
+        .collect();
+    for s in sessions {
+        s.join().unwrap();
+    }
+    let peak = result_memory(&mut admin);
+    println!(
+        "10,000 runs with results in {:?}; {peak} bytes of results kept after them",
+        began.elapsed()
+    );
+    assert!(peak > start, "the latest results are kept");
+
+    // forget frees what is left.
+    let ids: Vec<i64> = admin
+        .query(
+            "SELECT id FROM lightdb_bgw.workers WHERE NOT is_static ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for id in ids {
+        admin
+            .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
+            .unwrap();
+        let dropped: bool = admin
+            .query_one("SELECT lightdb_bgw.forget($1)", &[&id])
+            .unwrap()
+            .get(0);
+        assert!(dropped);
+    }
+    assert_eq!(result_memory(&mut admin), start, "forget gives it all back");
+
+    // Retention frees results by age, without anybody asking.
+    admin
+        .batch_execute("ALTER SYSTEM SET lightdb_bgw.result_retention = '1s'")
+        .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let kept: i64 = admin
+        .query_one(
+            "SELECT lightdb_bgw.run('SELECT repeat(''x'', 1000) FROM generate_series(1, 50)')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows_of(&mut admin, kept).len(), 50);
+    assert!(result_memory(&mut admin) > start);
+    eventually("the result expires", Duration::from_secs(10), || {
+        (result_memory(&mut admin) == start).then_some(())
+    });
+    let err = admin
+        .query("SELECT * FROM lightdb_bgw.result($1)", &[&kept])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "55000", "{err:?}");
+    assert!(
+        db_error(&err)
+            .hint()
+            .unwrap_or("")
+            .contains("lightdb_bgw.result_retention"),
+        "{err:?}"
+    );
+}
