@@ -9,6 +9,7 @@
 
 mod events;
 mod queue;
+mod record;
 mod reserve;
 mod results;
 mod shmem;
@@ -28,6 +29,8 @@ pub use queue::{
     any_queued, give_up, requeue, return_to_queue, take_next_queued, Admission, NoRoom, PmFree,
     Refusal,
 };
+pub use record::WorkerRecord;
+use record::{record_of, record_with};
 pub use reserve::{attach_handle, rename, reserve, Grant, Reservation};
 pub use results::{
     expire as expire_results, forget, publish as publish_result, read as read_result,
@@ -35,10 +38,8 @@ pub use results::{
 };
 pub use shmem::init;
 use shmem::{drop_text, store_text, Locked};
-use slot::{put_str, record_of, record_with, Slot};
-pub use slot::{
-    PgHandle, ResultState, SlotRef, SlotState, WorkerRecord, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN,
-};
+use slot::{put_str, Slot};
+pub use slot::{PgHandle, ResultState, SlotRef, SlotState, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
 use texts::TextRef;
 pub use texts::{load_config, remove_config, save_config};
 

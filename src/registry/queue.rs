@@ -4,8 +4,9 @@
 //! launches count each other; and which queued worker the dispatcher
 //! registers next, first in, first out.
 
+use super::record::WorkerRecord;
 use super::shmem::Locked;
-use super::slot::{Slot, SlotRef, SlotState, WorkerRecord};
+use super::slot::{Slot, SlotRef, SlotState};
 use super::{broadcast, record_at, update_own};
 
 /// Counts the free postmaster slots; read under the registry lock, so

@@ -8,6 +8,8 @@
 //! reused; their total is accounted in the registry's header and capped by
 //! `lightdb_bgw.max_result_memory`.
 
+use std::sync::atomic::Ordering;
+
 use pgrx::pg_sys;
 
 use super::shmem::{self, drop_text, store_text, Locked};
@@ -28,7 +30,7 @@ impl Drop for Stashed {
     fn drop(&mut self) {
         if !self.text.is_none() {
             drop_text(self.text);
-            shmem::unaccount_result(self.text.len);
+            unaccount(self.text.len);
         }
     }
 }
@@ -45,13 +47,13 @@ pub enum NoSpace {
 /// Copies a run's framed rows into shared memory, counted against `cap`.
 pub fn stash(framed: &[u8], rows: i64, cap: u64) -> Result<Stashed, NoSpace> {
     let len = framed.len() as u64;
-    if !shmem::account_result(len, cap) {
+    if !account(len, cap) {
         return Err(NoSpace::Results(cap));
     }
     match store_text(framed) {
         Some(text) => Ok(Stashed { text, rows }),
         None => {
-            shmem::unaccount_result(len);
+            unaccount(len);
             Err(NoSpace::Texts)
         }
     }
@@ -201,5 +203,24 @@ pub fn expire(now: i64, retention: i64) -> Option<i64> {
 
 /// Bytes of results stored now.
 pub fn result_memory() -> u64 {
-    shmem::result_bytes()
+    shmem::result_total().map_or(0, |t| t.load(Ordering::Acquire))
+}
+
+/// Adds `len` bytes to the results' total unless that would pass `cap`.
+fn account(len: u64, cap: u64) -> bool {
+    shmem::result_total().is_some_and(|total| {
+        total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                now.checked_add(len).filter(|&after| after <= cap)
+            })
+            .is_ok()
+    })
+}
+
+/// Takes `len` bytes off the results' total (stashed rows dropped before
+/// they were linked to a slot).
+fn unaccount(len: u64) {
+    if let Some(total) = shmem::result_total() {
+        total.fetch_sub(len, Ordering::AcqRel);
+    }
 }

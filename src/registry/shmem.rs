@@ -341,39 +341,13 @@ impl Locked {
     }
 }
 
-/// Bytes of results stored now.
-pub(super) fn result_bytes() -> u64 {
+/// The header's total of result bytes (see `results.rs`), while shared
+/// memory is attached.
+pub(super) fn result_total() -> Option<&'static AtomicU64> {
     let header = HEADER.load(Ordering::Acquire);
-    if header.is_null() {
-        return 0;
-    }
-    // SAFETY: the header lives as long as shared memory is attached.
-    unsafe { (*header).result_bytes.load(Ordering::Acquire) }
-}
-
-/// Adds `len` bytes to the results' total unless that would pass `cap`.
-pub(super) fn account_result(len: u64, cap: u64) -> bool {
-    let header = HEADER.load(Ordering::Acquire);
-    if header.is_null() {
-        return false;
-    }
-    // SAFETY: as in `result_bytes`.
-    let total = unsafe { &(*header).result_bytes };
-    total
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
-            now.checked_add(len).filter(|&after| after <= cap)
-        })
-        .is_ok()
-}
-
-/// Takes `len` bytes off the results' total (a stashed result dropped
-/// before it was linked to a slot).
-pub(super) fn unaccount_result(len: u64) {
-    let header = HEADER.load(Ordering::Acquire);
-    if !header.is_null() {
-        // SAFETY: as in `result_bytes`.
-        unsafe { (*header).result_bytes.fetch_sub(len, Ordering::AcqRel) };
-    }
+    // SAFETY: the header lives as long as shared memory is attached; the
+    // counter is an atomic, shared by design.
+    (!header.is_null()).then(|| unsafe { &(*header).result_bytes })
 }
 
 /// Copies `text` into the text area without taking the registry lock;

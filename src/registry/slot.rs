@@ -1,14 +1,12 @@
 //! One registry slot: its fixed-size layout in shared memory (numbers,
 //! states, times, OIDs, short names; texts live out of line, see
-//! `texts.rs`), the owned copy readers get ([`WorkerRecord`]), and what a
-//! slot becomes when it is filled and after a crash-reinitialisation.
+//! `texts.rs`), and what a slot becomes when it is filled and after a
+//! crash-reinitialisation. Readers get a copy of it, `record.rs`.
 
 use pgrx::pg_sys;
 
 use super::texts::TextRef;
-use crate::codec::{self, ErrorText};
-use crate::config::KindConfig;
-use crate::spec::{Kind, StartTime};
+use crate::spec::Kind;
 use crate::workerdef::WorkerDef;
 
 /// Bytes kept for a worker's name (the server's `BGW_MAXLEN`).
@@ -186,54 +184,6 @@ impl ResultState {
     }
 }
 
-/// An owned copy of one slot, for readers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerRecord {
-    pub at: SlotRef,
-    pub id: i64,
-    pub state: SlotState,
-    pub is_static: bool,
-    pub def: WorkerDef,
-    pub pid: i32,
-    pub restarts: i32,
-    pub last_exit: Option<i32>,
-    pub launched_by: Option<String>,
-    pub launched_at: i64,
-    pub started_at: Option<i64>,
-    pub stopped_at: Option<i64>,
-    /// `SQLSTATE: message` of the last error (in full while its
-    /// out-of-line copy exists, else the inline start of it).
-    pub last_error: Option<String>,
-    /// The last error in full, when kept.
-    pub error: Option<ErrorText>,
-    /// The config as jsonb bytes (listings only; empty otherwise and for
-    /// static workers, whose config is always `{}`).
-    pub config_jsonb: Vec<u8>,
-    pub bypass_allowconn: bool,
-    pub by_superuser: bool,
-    pub terminate_requested: bool,
-    pub handle: Option<PgHandle>,
-    /// 1 for the next queued worker to start, while queued (listings only).
-    pub queue_position: Option<u32>,
-    pub queue_seq: u64,
-    pub find_handle: bool,
-    /// Stopped, and forgotten by the postmaster too.
-    pub reaped: bool,
-    pub role_oid: u32,
-    pub database_oid: u32,
-    pub connected: bool,
-    pub runs: i64,
-    pub last_rows: i64,
-    pub last_run_us: i64,
-    pub result_state: ResultState,
-    pub result_rows: i64,
-    pub result_bytes: u64,
-    pub result_at: i64,
-    /// The config was lost (a crash-reinitialisation) and not read back
-    /// yet: `def.config` holds only the kind's defaults then.
-    pub config_missing: bool,
-}
-
 /// What the registry says of workers that were running or waiting when the
 /// server crashed.
 pub(super) const CRASH_NOTE: &str = "interrupted by a crash-reinitialisation of the server";
@@ -359,86 +309,6 @@ pub(super) fn get_str(buf: &[u8]) -> String {
 
 pub(super) fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
-}
-
-pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) -> WorkerRecord {
-    record_with(index, slot, Some(config), error, Vec::new())
-}
-
-/// [`record_of`] for a listing: with the config's jsonb bytes, and with
-/// `config` `None` when the typed config was not read (`def.config` then
-/// holds the kind's defaults; whether a config exists is still known).
-pub(super) fn record_with(
-    index: usize,
-    slot: &Slot,
-    config: Option<&[u8]>,
-    error: &[u8],
-    config_jsonb: Vec<u8>,
-) -> WorkerRecord {
-    let error = (!error.is_empty())
-        .then(|| ErrorText::decode(error).ok())
-        .flatten();
-    let kind = Kind::from_u8(slot.kind).unwrap_or(Kind::Raw);
-    // A static worker's config is always the defaults, kept in no text; a
-    // config lost in a crash-reinitialisation reads as missing.
-    let decoded = match config {
-        _ if slot.is_static && slot.config.is_none() => Some(KindConfig::defaults(kind)),
-        Some(config) => codec::decode(config).ok(),
-        None => (!slot.config.is_none()).then(|| KindConfig::defaults(kind)),
-    };
-    let state = SlotState::from_u8(slot.state);
-    WorkerRecord {
-        at: SlotRef {
-            index: index as u32,
-            generation: slot.generation,
-        },
-        id: slot.id,
-        state,
-        is_static: slot.is_static,
-        def: WorkerDef {
-            kind,
-            name: get_str(&slot.name),
-            database: non_empty(get_str(&slot.database)),
-            role: non_empty(get_str(&slot.role)),
-            start_time: StartTime::from_u8(slot.start_time).unwrap_or(StartTime::RecoveryFinished),
-            restart_after: (slot.restart_secs >= 0).then_some(slot.restart_secs as u32),
-            config: decoded
-                .clone()
-                .unwrap_or_else(|| KindConfig::defaults(kind)),
-        },
-        pid: slot.pid,
-        restarts: slot.restarts,
-        last_exit: (slot.last_exit >= 0).then_some(slot.last_exit),
-        launched_by: non_empty(get_str(&slot.launched_by)),
-        launched_at: slot.launched_at,
-        started_at: (slot.started_at != 0).then_some(slot.started_at),
-        stopped_at: (slot.stopped_at != 0).then_some(slot.stopped_at),
-        last_error: error
-            .as_ref()
-            .map(ErrorText::short)
-            .or_else(|| non_empty(get_str(&slot.last_error))),
-        error,
-        bypass_allowconn: slot.bypass_allowconn,
-        by_superuser: slot.by_superuser,
-        queue_position: None,
-        queue_seq: slot.queue_seq,
-        terminate_requested: slot.terminate_requested,
-        handle: slot.has_handle.then_some(slot.handle),
-        find_handle: slot.find_handle,
-        reaped: slot.reaped,
-        role_oid: slot.role_oid,
-        database_oid: slot.database_oid,
-        connected: slot.connected,
-        runs: slot.runs,
-        last_rows: slot.last_rows,
-        last_run_us: slot.last_run_us,
-        result_state: ResultState::from_u8(slot.result_state),
-        result_rows: slot.result_rows,
-        result_bytes: slot.result.len,
-        result_at: slot.result_at,
-        config_missing: decoded.is_none(),
-        config_jsonb,
-    }
 }
 
 #[cfg(test)]
