@@ -316,6 +316,15 @@ mod unit {
     use super::*;
 
     #[test]
+    fn a_slot_stays_compact() {
+        // Numbers, states, times, OIDs and short names only: the issue's
+        // budget is 2 KiB a slot; texts and results live out of line.
+        let size = std::mem::size_of::<Slot>();
+        println!("a registry slot takes {size} bytes");
+        assert!(size <= 800, "{size} bytes");
+    }
+
+    #[test]
     fn strings_are_cut_on_char_boundaries() {
         let mut buf = [0xffu8; 5];
         put_str(&mut buf, "abé"); // 'é' is 2 bytes: "ab" + 2 = 4 bytes, fits
