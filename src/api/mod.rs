@@ -17,14 +17,6 @@ use crate::launch::{self, RawWorker};
 use crate::preload;
 use crate::spec::KINDS;
 
-fn timestamp(value: Option<i64>) -> Option<TimestampWithTimeZone> {
-    value.and_then(|v| TimestampWithTimeZone::try_from(v).ok())
-}
-
-fn seconds_interval(secs: Option<u32>) -> Option<Interval> {
-    secs.and_then(|s| Interval::new(0, 0, s as i64 * 1_000_000).ok())
-}
-
 fn required<T>(value: Option<T>, what: &str) -> Result<T, BgwError> {
     value.ok_or_else(|| BgwError::NullValue(what.to_string()))
 }

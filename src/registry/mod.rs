@@ -1,13 +1,15 @@
 //! The registry: one slot per worker the extension knows, static and
 //! dynamic, live or recently stopped, in shared memory. This file holds
 //! the operations (claim, record, find, list, terminate); taking a slot is
-//! `reserve.rs`, room and the launch queue `queue.rs`, results of `sql`
+//! `reserve.rs`, reading it all for a listing `listing.rs`, room and the
+//! launch queue `queue.rs`, results of `sql`
 //! runs `results.rs`, the memory itself
 //! `shmem.rs`, one slot's layout `slot.rs`, and texts kept out of line
 //! `texts.rs`. Waiters sleep on the registry's condition
 //! variable, which every change of state broadcasts.
 
 mod events;
+mod listing;
 mod queue;
 mod record;
 mod reserve;
@@ -25,12 +27,13 @@ pub use events::{
     broadcast as wake_waiters, clear_dispatcher_pid, dispatcher_pid, poke_dispatcher,
     set_dispatcher_pid, ChangeWait,
 };
+pub use listing::{listing, Listing};
 pub use queue::{
     any_queued, give_up, requeue, return_to_queue, take_next_queued, Admission, NoRoom, PmFree,
     Refusal,
 };
+use record::record_of;
 pub use record::WorkerRecord;
-use record::{record_of, record_with};
 pub use reserve::{attach_handle, rename, reserve, Grant, Reservation};
 pub use results::{
     expire as expire_results, forget, publish as publish_result, read as read_result,
@@ -45,7 +48,6 @@ pub use texts::{load_config, remove_config, save_config};
 
 use crate::codec::{self, ErrorText};
 use crate::config::KindConfig;
-use crate::spec::Kind;
 
 /// The process the postmaster tells when a worker the extension registers
 /// starts or is reaped (`bgw_notify_pid`): the dispatcher, which wakes every
@@ -71,28 +73,16 @@ fn record_at(locked: &Locked, index: usize) -> WorkerRecord {
     )
 }
 
-/// Every worker the registry holds, by id.
+/// Every worker the registry holds, by id, at once (see `listing.rs` for
+/// the listing in batches).
 pub fn list() -> Vec<WorkerRecord> {
-    let Some(locked) = Locked::acquire(false) else {
-        return Vec::new();
-    };
-    let mut out: Vec<WorkerRecord> = locked
-        .slots()
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.state != SlotState::Free as u8)
-        .map(|(i, s)| {
-            // The typed config is read only where the listing needs it (a
-            // raw worker's type); the view shows the jsonb made at launch.
-            let config = (s.kind == Kind::Raw as u8).then(|| locked.text(s.config));
-            let jsonb = locked.text(s.config_jsonb);
-            record_with(i, s, config.as_deref(), &locked.text(s.error), jsonb)
-        })
-        .collect();
-    drop(locked);
-    out.sort_by_key(|r| r.id);
-    queue::number_queue(&mut out);
-    out
+    let mut listing = listing();
+    let mut all = Vec::new();
+    let mut batch = Vec::new();
+    while listing.next_batch(&mut batch) {
+        all.append(&mut batch);
+    }
+    all
 }
 
 /// Run by a worker as it starts: checks that the slot still belongs to

@@ -235,18 +235,3 @@ pub fn give_up(at: SlotRef) {
 pub fn any_queued() -> bool {
     Locked::acquire(false).is_some_and(|l| queue_census(l.slots()).0 > 0)
 }
-
-/// Numbers the queued workers of a listing 1, 2, ... in the order they
-/// will start.
-pub(super) fn number_queue(records: &mut [WorkerRecord]) {
-    let mut queued: Vec<(u64, i64, usize)> = records
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.state == SlotState::Queued)
-        .map(|(i, r)| (r.queue_seq, r.id, i))
-        .collect();
-    queued.sort_unstable();
-    for (position, (_, _, i)) in queued.into_iter().enumerate() {
-        records[i].queue_position = Some(position as u32 + 1);
-    }
-}
