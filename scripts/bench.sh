@@ -4,6 +4,10 @@
 # in the same run, as a ratio. Results also go to results/ (JSON, CSV and
 # an SVG plot of latency against concurrency). PG_MAJOR=16 or 18 benchmarks
 # on that server (see scripts/setup.sh); 15 by default.
+# BENCH_ONLY=results,queue runs only the sections named (see
+# examples/bench/main.rs). The results section compares with
+# pg_background when the server has it installed (it is not built here),
+# and otherwise with the extension's own launch -> exit lifecycle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh

@@ -1,10 +1,11 @@
 //! The measuring operations the sections share: a client connection, the
 //! latency loops (launch -> started, the floor's launch, connecting) and the
 //! throughput harness with the operations it repeats (whole lifecycles,
-//! connection churn, one-shot sql workers).
+//! connection churn, one-shot sql workers, run + result and pg_background's
+//! launch + result), and forgetting the runs of `lightdb_bgw.run`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{Client, Cluster, NoTls};
@@ -176,6 +177,53 @@ pub fn sql_worker_op() -> impl Fn(&Cluster, &mut Option<Client>) + Clone + Send 
             .expect("sql worker")
             .get(0);
         assert_eq!(status, "stopped");
+    }
+}
+
+/// pg_background's launch + result of `SELECT 1`, in one statement.
+pub const PGBG_SELECT_1: &str =
+    "SELECT * FROM pg_background_result(pg_background_launch('select 1')) AS (x int)";
+
+/// `run('select 1')` then `result(id)`, two statements; the id goes to
+/// `started`, to be forgotten afterwards.
+pub fn run_result_op(
+    started: Arc<Mutex<Vec<i64>>>,
+) -> impl Fn(&Cluster, &mut Option<Client>) + Clone + Send + Sync {
+    move |cluster, client| {
+        let c = client.get_or_insert_with(|| connect(cluster));
+        let id: i64 = c
+            .query_one("SELECT lightdb_bgw.run('select 1')", &[])
+            .expect("run")
+            .get(0);
+        let rows = c
+            .query("SELECT * FROM lightdb_bgw.result($1)", &[&id])
+            .expect("result");
+        assert_eq!(rows.len(), 1, "result of run {id}");
+        started.lock().unwrap().push(id);
+    }
+}
+
+pub fn pg_background_op() -> impl Fn(&Cluster, &mut Option<Client>) + Clone + Send + Sync {
+    |cluster, client| {
+        let c = client.get_or_insert_with(|| connect(cluster));
+        let rows = c.query(PGBG_SELECT_1, &[]).expect("pg_background");
+        assert_eq!(rows.len(), 1, "pg_background result");
+    }
+}
+
+/// Waits until each worker has stopped, then forgets it.
+pub fn forget_runs(client: &mut Client, ids: &[i64]) {
+    for &id in ids {
+        let status: String = client
+            .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
+            .unwrap_or_else(|e| panic!("wait_for_shutdown({id}): {e:?}"))
+            .get(0);
+        assert_eq!(status, "stopped", "worker {id}");
+        let forgotten: bool = client
+            .query_one("SELECT lightdb_bgw.forget($1)", &[&id])
+            .unwrap_or_else(|e| panic!("forget({id}): {e:?}"))
+            .get(0);
+        assert!(forgotten, "worker {id} was not forgotten");
     }
 }
 

@@ -60,7 +60,8 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}, PostgreSQL 15")
 }
 
-/// Prints the table and writes the JSON, CSV and SVG files to `out_dir`.
+/// Prints the table and writes the JSON, CSV and SVG files to `out_dir`
+/// (the SVG only when there are plot points).
 pub fn report(figures: &[Figure], plot: &[PlotPoint], out_dir: &std::path::Path) {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -109,10 +110,15 @@ pub fn report(figures: &[Figure], plot: &[PlotPoint], out_dir: &std::path::Path)
     let doc = serde_json::json!({ "machine": machine(), "unix_time": stamp, "figures": json });
     std::fs::write(out_dir.join(format!("bench-{stamp}.json")), doc.to_string()).unwrap();
     std::fs::write(out_dir.join(format!("bench-{stamp}.csv")), csv).unwrap();
-    std::fs::write(out_dir.join("lifecycle-latency.svg"), svg(plot)).unwrap();
-    println!(
-        "wrote results/bench-{stamp}.json, results/bench-{stamp}.csv, results/lifecycle-latency.svg"
-    );
+    // No plot points when the throughput section did not run: the last
+    // plot stays as it was.
+    let plotted = if plot.is_empty() {
+        ""
+    } else {
+        std::fs::write(out_dir.join("lifecycle-latency.svg"), svg(plot)).unwrap();
+        ", results/lifecycle-latency.svg"
+    };
+    println!("wrote results/bench-{stamp}.json, results/bench-{stamp}.csv{plotted}");
 }
 
 /// Sessions, and median ms per connection, per lifecycle without and with
