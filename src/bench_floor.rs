@@ -47,6 +47,13 @@ fn as_handle(handle: &mut PgHandle) -> *mut pg_sys::BackgroundWorkerHandle {
     (handle as *mut PgHandle).cast()
 }
 
+/// When the dispatcher learned that the postmaster had freed worker
+/// `id`'s slot: the start of the queue's hand-off to the next worker.
+#[pg_extern]
+fn bench_freed_at(id: i64) -> Option<TimestampWithTimeZone> {
+    registry::freed_at(id).and_then(|t| TimestampWithTimeZone::try_from(t).ok())
+}
+
 /// Registers a floor worker and waits for the postmaster to start it, as
 /// PostgreSQL's own callers do; returns its pid.
 #[pg_extern]

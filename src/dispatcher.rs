@@ -72,10 +72,13 @@ pub extern "C-unwind" fn lightdb_bgw_dispatcher_main(_arg: pg_sys::Datum) {
         pg_sys::on_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
     }
     loop {
-        // What the postmaster reaped is marked once for everybody.
-        registry::sweep_reaped(control::pm_stopped);
-        registry::wake_waiters();
+        // SAFETY: reading the clock has no preconditions.
+        let woke = unsafe { pg_sys::GetCurrentTimestamp() };
+        // A slot the postmaster freed goes to the next queued worker
+        // first; then what it reaped is marked once for everybody.
         start_queued();
+        registry::sweep_reaped(woke, control::pm_stopped);
+        registry::wake_waiters();
         let backstop = registry::any_queued().then_some(Duration::from_secs(1));
         let expiry = expire_results();
         runtime::nap(match (backstop, expiry) {

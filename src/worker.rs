@@ -71,7 +71,7 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     // brought back after a crash-reinitialisation has a void one: they find
     // their postmaster slot themselves, so that terminate() goes through
     // the postmaster as for every other worker.
-    let found = registry::find(id).filter(|r| r.at == identity.at);
+    let found = registry::find_at(identity.at, id);
     let own_handle = found
         .as_ref()
         .filter(|r| r.find_handle)

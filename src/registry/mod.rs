@@ -251,8 +251,9 @@ pub fn stop_for_good(at: SlotRef) -> Option<PgHandle> {
 
 /// Marks the stopped workers the postmaster has forgotten too, so that
 /// nobody asks it about them again (run by the dispatcher after each of
-/// the postmaster's notifications).
-pub fn sweep_reaped(pm_stopped: impl Fn(PgHandle) -> bool) {
+/// the postmaster's notifications, which came at `now`: that is when
+/// their postmaster slots were freed, at the latest).
+pub fn sweep_reaped(now: i64, pm_stopped: impl Fn(PgHandle) -> bool) {
     let Some(mut locked) = Locked::acquire(true) else {
         return;
     };
@@ -263,18 +264,65 @@ pub fn sweep_reaped(pm_stopped: impl Fn(PgHandle) -> bool) {
             && pm_stopped(slot.handle)
         {
             slot.reaped = true;
+            slot.freed_at = now;
         }
     }
+}
+
+/// When the dispatcher learned that the postmaster had freed worker
+/// `id`'s slot (for the benchmark's queue figure).
+#[cfg(feature = "bench")]
+pub fn freed_at(id: i64) -> Option<i64> {
+    let locked = Locked::acquire(false)?;
+    let index = index_of(&locked, id)?;
+    let at = locked.slots()[index].freed_at;
+    (at != 0).then_some(at)
 }
 
 /// The worker with `id`, if the registry still holds it.
 pub fn find(id: i64) -> Option<WorkerRecord> {
     let locked = Locked::acquire(false)?;
-    let index = locked
-        .slots()
-        .iter()
-        .position(|s| s.id == id && s.state != SlotState::Free as u8)?;
+    let index = index_of(&locked, id)?;
     Some(record_at(&locked, index))
+}
+
+/// The worker `id` where the caller knows its slot (a worker looking at
+/// itself): one slot read, whatever the registry's size.
+pub fn find_at(at: SlotRef, id: i64) -> Option<WorkerRecord> {
+    let locked = Locked::acquire(false)?;
+    let slot = locked.slots().get(at.index as usize)?;
+    (slot.id == id && slot.generation == at.generation && slot.state != SlotState::Free as u8)
+        .then(|| record_at(&locked, at.index as usize))
+}
+
+/// Where this process last found a worker, by id: a scan of every slot
+/// touches every page of a large registry (in a new process, a page
+/// fault each), so repeated lookups of the same workers (waits, status)
+/// try the slot found before and scan only if it holds another worker now.
+static FOUND: std::sync::Mutex<[(i64, u32); 16]> = std::sync::Mutex::new([(0, 0); 16]);
+
+/// The slot of worker `id`, under the lock held.
+fn index_of(locked: &Locked, id: i64) -> Option<usize> {
+    let slots = locked.slots();
+    let holds = |i: usize| {
+        slots
+            .get(i)
+            .is_some_and(|s| s.id == id && s.state != SlotState::Free as u8)
+    };
+    let hint = FOUND.lock().ok().and_then(|f| {
+        f.iter()
+            .find(|(known, _)| *known == id)
+            .map(|&(_, i)| i as usize)
+    });
+    if let Some(index) = hint.filter(|&i| holds(i)) {
+        return Some(index);
+    }
+    let index = (0..slots.len()).find(|&i| holds(i))?;
+    if let Ok(mut found) = FOUND.lock() {
+        let at = (id as usize) % found.len();
+        found[at] = (id, index as u32);
+    }
+    Some(index)
 }
 
 /// Marks the worker `id` for termination. A worker that is not running now
@@ -282,10 +330,7 @@ pub fn find(id: i64) -> Option<WorkerRecord> {
 /// Returns the record as it was, or `None` for an unknown id.
 pub fn request_terminate(id: i64) -> Option<WorkerRecord> {
     let mut locked = Locked::acquire(true)?;
-    let index = locked
-        .slots()
-        .iter()
-        .position(|s| s.id == id && s.state != SlotState::Free as u8)?;
+    let index = index_of(&locked, id)?;
     let before = record_at(&locked, index);
     let entry = &mut locked.slots_mut()[index];
     entry.terminate_requested = true;

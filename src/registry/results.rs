@@ -15,7 +15,7 @@ use pgrx::pg_sys;
 use super::shmem::{self, drop_text, store_text, Locked};
 use super::slot::{ResultState, SlotRef, SlotState};
 use super::texts::TextRef;
-use super::{broadcast, record_at, WorkerRecord};
+use super::{broadcast, index_of, record_at, WorkerRecord};
 use crate::codec::ErrorText;
 
 /// Rows stashed by a running worker, not yet published. Dropping it
@@ -107,10 +107,7 @@ pub enum RunResult {
 /// is not older than `retention` microseconds.
 pub fn read(id: i64, retention: Option<i64>) -> Option<RunResult> {
     let locked = Locked::acquire(false)?;
-    let index = locked
-        .slots()
-        .iter()
-        .position(|s| s.id == id && s.state != SlotState::Free as u8)?;
+    let index = index_of(&locked, id)?;
     let slot = locked.slots()[index];
     if let Some(retention) = retention {
         // SAFETY: reading the clock has no preconditions.
@@ -147,11 +144,7 @@ pub fn forget(id: i64, is_stopped: impl Fn(&WorkerRecord) -> bool) -> Forgotten 
     let Some(mut locked) = Locked::acquire(true) else {
         return Forgotten::Unknown;
     };
-    let Some(index) = locked
-        .slots()
-        .iter()
-        .position(|s| s.id == id && s.state != SlotState::Free as u8)
-    else {
+    let Some(index) = index_of(&locked, id) else {
         return Forgotten::Unknown;
     };
     let record = record_at(&locked, index);

@@ -100,6 +100,8 @@ pub struct Slot {
     /// stopped): no need to ask the postmaster again. Whoever sees it
     /// first (the dispatcher's sweep, a launcher taking the slot).
     pub(super) reaped: bool,
+    /// When `reaped` was learned (`TimestampTz`), 0 before. The dispatcher.
+    pub(super) freed_at: i64,
     /// The worker finds its handle itself when it starts: static workers,
     /// and workers brought back after a crash-reinitialisation (whose old
     /// handles are void). Postmaster.
@@ -260,6 +262,7 @@ pub(super) fn fill_slot(
     slot.terminate_requested = false;
     slot.has_handle = false;
     slot.reaped = false;
+    slot.freed_at = 0;
     slot.find_handle = false;
     slot.handle = PgHandle {
         slot: -1,
