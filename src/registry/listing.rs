@@ -4,8 +4,8 @@
 //! again, so that a listing of 10,000 workers neither copies the registry
 //! at once nor holds the lock while the caller builds its rows.
 
+use super::locked::Locked;
 use super::record::{record_with, WorkerRecord};
-use super::shmem::Locked;
 use super::slot::SlotState;
 use crate::spec::Kind;
 

@@ -10,6 +10,7 @@
 
 mod events;
 mod listing;
+mod locked;
 mod queue;
 mod record;
 mod reserve;
@@ -28,6 +29,7 @@ pub use events::{
     set_dispatcher_pid, ChangeWait,
 };
 pub use listing::{listing, Listing};
+use locked::Locked;
 pub use queue::{
     any_queued, give_up, requeue, return_to_queue, take_next_queued, Admission, NoRoom, PmFree,
     Refusal,
@@ -40,8 +42,8 @@ pub use results::{
     result_memory, stash as stash_result, Forgotten, NoSpace, RunResult, Stashed,
 };
 pub use shmem::init;
-use shmem::{drop_text, store_text, Locked};
-use slot::{put_str, Slot};
+use shmem::{drop_text, store_text};
+use slot::{put_str, Slot, MARK_SWEEP};
 pub use slot::{PgHandle, ResultState, SlotRef, SlotState, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
 use texts::TextRef;
 pub use texts::{load_config, remove_config, save_config};
@@ -93,8 +95,7 @@ pub fn list() -> Vec<WorkerRecord> {
 /// here, so that from the moment it counts as started it can be terminated.
 pub fn claim(at: SlotRef, id: i64, pid: i32, own_handle: Option<PgHandle>) -> Option<WorkerRecord> {
     let mut locked = Locked::acquire(true)?;
-    let slots = locked.slots_mut();
-    let entry = slots.get_mut(at.index as usize)?;
+    let mut entry = locked.slot_mut(at.index as usize)?;
     if entry.id != id
         || entry.generation != at.generation
         || entry.state == SlotState::Free as u8
@@ -115,6 +116,7 @@ pub fn claim(at: SlotRef, id: i64, pid: i32, own_handle: Option<PgHandle>) -> Op
     // SAFETY: reading the clock has no preconditions.
     entry.started_at = unsafe { pg_sys::GetCurrentTimestamp() };
     entry.stopped_at = 0;
+    drop(entry);
     let record = record_at(&locked, at.index as usize);
     drop(locked);
     broadcast();
@@ -128,8 +130,7 @@ pub fn record_exit(at: SlotRef, code: i32, error: Option<&str>) {
     let Some(mut locked) = Locked::acquire(true) else {
         return;
     };
-    let slots = locked.slots_mut();
-    let Some(entry) = slots.get_mut(at.index as usize) else {
+    let Some(mut entry) = locked.slot_mut(at.index as usize) else {
         return;
     };
     if entry.generation != at.generation || entry.state == SlotState::Free as u8 {
@@ -153,6 +154,7 @@ pub fn record_exit(at: SlotRef, code: i32, error: Option<&str>) {
     if let Some(error) = error {
         put_str(&mut entry.last_error, error);
     }
+    drop(entry);
     drop(locked);
     broadcast();
 }
@@ -163,11 +165,11 @@ pub(super) fn update_own(at: SlotRef, change: impl FnOnce(&mut Slot)) {
     let Some(mut locked) = Locked::acquire(true) else {
         return;
     };
-    if let Some(entry) = locked.slots_mut().get_mut(at.index as usize) {
+    if let Some(mut entry) = locked.slot_mut(at.index as usize) {
         if entry.generation == at.generation && entry.state != SlotState::Free as u8 {
-            change(entry);
+            change(&mut entry);
         }
-    }
+    };
 }
 
 /// Puts back the config of a worker brought back after a
@@ -257,7 +259,10 @@ pub fn sweep_reaped(now: i64, pm_stopped: impl Fn(PgHandle) -> bool) {
     let Some(mut locked) = Locked::acquire(true) else {
         return;
     };
-    for slot in locked.slots_mut() {
+    for index in locked.marked(MARK_SWEEP, None) {
+        let Some(mut slot) = locked.slot_mut(index) else {
+            continue;
+        };
         if slot.state == SlotState::Stopped as u8
             && slot.has_handle
             && !slot.reaped
@@ -332,13 +337,14 @@ pub fn request_terminate(id: i64) -> Option<WorkerRecord> {
     let mut locked = Locked::acquire(true)?;
     let index = index_of(&locked, id)?;
     let before = record_at(&locked, index);
-    let entry = &mut locked.slots_mut()[index];
+    let mut entry = locked.slot_mut(index)?;
     entry.terminate_requested = true;
     if entry.state == SlotState::NotYetStarted as u8 || entry.state == SlotState::Queued as u8 {
         entry.state = SlotState::Stopped as u8;
         // SAFETY: reading the clock has no preconditions.
         entry.stopped_at = unsafe { pg_sys::GetCurrentTimestamp() };
     }
+    drop(entry);
     drop(locked);
     broadcast();
     Some(before)

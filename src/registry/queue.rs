@@ -4,9 +4,9 @@
 //! launches count each other; and which queued worker the dispatcher
 //! registers next, first in, first out.
 
+use super::locked::Locked;
 use super::record::WorkerRecord;
-use super::shmem::Locked;
-use super::slot::{Slot, SlotRef, SlotState};
+use super::slot::{SlotRef, SlotState, MARK_IN_FLIGHT, MARK_STATE};
 use super::{broadcast, record_at, update_own};
 
 /// Counts the free postmaster slots; read under the registry lock, so
@@ -54,39 +54,36 @@ pub enum NoRoom {
     Postmaster,
 }
 
-fn registered(slot: &Slot) -> bool {
-    slot.state == SlotState::NotYetStarted as u8 || slot.state == SlotState::Started as u8
-}
-
-/// Being registered right now (taken, not yet handed to the postmaster):
-/// counted as a postmaster slot already used.
-fn in_flight(slot: &Slot) -> bool {
-    slot.state == SlotState::NotYetStarted as u8
-        && !slot.has_handle
-        && !slot.find_handle
-        && !slot.is_static
-}
-
-/// Whether one more worker of `role_oid` fits now.
+/// Whether one more worker of `role_oid` fits now. Registered workers
+/// (not yet started or started) count toward their role's quota; those
+/// being registered right now count as used postmaster slots.
 pub(super) fn room(
-    slots: &[Slot],
+    locked: &Locked,
     role_oid: u32,
     quota: Option<u32>,
     by_superuser: bool,
     pm_free: Option<u32>,
     reserved: u32,
 ) -> Result<(), NoRoom> {
+    let marks = locked.marks();
     if let Some(quota) = quota {
-        let of_role = slots
+        let slots = locked.slots();
+        let of_role = marks
             .iter()
-            .filter(|s| !s.is_static && s.role_oid == role_oid && registered(s))
+            .enumerate()
+            .filter(|(_, &m)| {
+                let state = m & MARK_STATE;
+                state == SlotState::NotYetStarted as u8 || state == SlotState::Started as u8
+            })
+            .filter(|&(i, _)| !slots[i].is_static && slots[i].role_oid == role_oid)
             .count() as u32;
         if of_role >= quota {
             return Err(NoRoom::Quota(quota));
         }
     }
     if let Some(free) = pm_free {
-        let free = free.saturating_sub(slots.iter().filter(|s| in_flight(s)).count() as u32);
+        let in_flight = marks.iter().filter(|&&m| m & MARK_IN_FLIGHT != 0).count() as u32;
+        let free = free.saturating_sub(in_flight);
         if free == 0 {
             return Err(NoRoom::Postmaster);
         }
@@ -98,11 +95,14 @@ pub(super) fn room(
 }
 
 /// How many workers are queued, and the place after the last one.
-pub(super) fn queue_census(slots: &[Slot]) -> (u32, u64) {
-    slots
-        .iter()
-        .filter(|s| s.state == SlotState::Queued as u8)
-        .fold((0, 1), |(n, next), s| (n + 1, next.max(s.queue_seq + 1)))
+pub(super) fn queue_census(locked: &Locked) -> (u32, u64) {
+    let slots = locked.slots();
+    locked
+        .marked(0, Some(SlotState::Queued))
+        .into_iter()
+        .fold((0, 1), |(n, next), i| {
+            (n + 1, next.max(slots[i].queue_seq + 1))
+        })
 }
 
 /// What a launch does with a slot it took.
@@ -129,17 +129,17 @@ pub enum Refusal {
 /// Decides, under the lock, whether a launch registers now or queues: a
 /// queueing launch goes behind the workers already queued (first in,
 /// first out) even when there would be room for it.
-pub(super) fn place(slots: &[Slot], role_oid: u32, adm: &Admission) -> Result<Placement, Refusal> {
+pub(super) fn place(locked: &Locked, role_oid: u32, adm: &Admission) -> Result<Placement, Refusal> {
     let pm_free = adm.pm_free.and_then(|count| count());
     let fits = room(
-        slots,
+        locked,
         role_oid,
         adm.quota,
         adm.by_superuser,
         pm_free,
         adm.reserved,
     );
-    let (queued, next) = queue_census(slots);
+    let (queued, next) = queue_census(locked);
     match (fits, adm.queue) {
         (Ok(()), None) => Ok(Placement::Register),
         (Ok(()), Some(_)) if queued == 0 => Ok(Placement::Register),
@@ -155,12 +155,12 @@ pub fn requeue(at: SlotRef, max: u32) -> bool {
     let Some(mut locked) = Locked::acquire(true) else {
         return false;
     };
-    let (queued, next) = queue_census(locked.slots());
+    let (queued, next) = queue_census(&locked);
     if queued >= max {
         return false;
     }
     let mut done = false;
-    if let Some(entry) = locked.slots_mut().get_mut(at.index as usize) {
+    if let Some(mut entry) = locked.slot_mut(at.index as usize) {
         if entry.generation == at.generation && entry.state == SlotState::NotYetStarted as u8 {
             entry.state = SlotState::Queued as u8;
             entry.queue_seq = next;
@@ -180,15 +180,20 @@ pub fn take_next_queued(pm_free: PmFree, reserved: u32) -> Option<WorkerRecord> 
     let mut locked = Locked::acquire(true)?;
     let pm_free = pm_free();
     let slots = locked.slots();
-    let mut queued: Vec<usize> = (0..slots.len())
-        .filter(|&i| slots[i].state == SlotState::Queued as u8)
-        .collect();
+    let mut queued = locked.marked(0, Some(SlotState::Queued));
     queued.sort_by_key(|&i| (slots[i].queue_seq, slots[i].id));
     let mut chosen = None;
     for index in queued {
         let s = &slots[index];
         let quota = (s.quota >= 0).then_some(s.quota as u32);
-        match room(slots, s.role_oid, quota, s.by_superuser, pm_free, reserved) {
+        match room(
+            &locked,
+            s.role_oid,
+            quota,
+            s.by_superuser,
+            pm_free,
+            reserved,
+        ) {
             Ok(()) => {
                 chosen = Some(index);
                 break;
@@ -199,9 +204,10 @@ pub fn take_next_queued(pm_free: PmFree, reserved: u32) -> Option<WorkerRecord> 
         }
     }
     let index = chosen?;
-    let entry = &mut locked.slots_mut()[index];
+    let mut entry = locked.slot_mut(index)?;
     entry.state = SlotState::NotYetStarted as u8;
     entry.has_handle = false;
+    drop(entry);
     let record = record_at(&locked, index);
     drop(locked);
     broadcast();
@@ -233,5 +239,5 @@ pub fn give_up(at: SlotRef) {
 
 /// Whether any worker is queued.
 pub fn any_queued() -> bool {
-    Locked::acquire(false).is_some_and(|l| queue_census(l.slots()).0 > 0)
+    Locked::acquire(false).is_some_and(|l| queue_census(&l).0 > 0)
 }

@@ -5,9 +5,10 @@
 
 use pgrx::pg_sys;
 
+use super::locked::Locked;
 use super::queue::{place, Admission, Placement, Refusal};
-use super::shmem::{self, drop_text, store_text, Locked};
-use super::slot::{fill_slot, put_str, PgHandle, Slot, SlotRef, SlotState};
+use super::shmem::{self, drop_text, store_text};
+use super::slot::{fill_slot, put_str, PgHandle, Slot, SlotRef, SlotState, MARK_STATE};
 use super::texts::{remove_config, TextRef};
 use super::update_own;
 use crate::codec;
@@ -78,7 +79,7 @@ pub fn reserve(
         drop_text(jsonb);
         return Err(Refusal::RegistryFull(capacity));
     };
-    let placement = match place(locked.slots(), grant.role_oid, adm) {
+    let placement = match place(&locked, grant.role_oid, adm) {
         Ok(placement) => placement,
         Err(refusal) => {
             drop(locked);
@@ -91,18 +92,16 @@ pub fn reserve(
     // A free slot, else the history entry that stopped longest ago among
     // those the postmaster has forgotten too (known from the flag in one
     // pass; asking the postmaster only if none is known yet).
+    let stopped = || locked.marked(0, Some(SlotState::Stopped)).into_iter();
     let oldest = |evictable: &dyn Fn(&Slot) -> bool| {
-        slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.state == SlotState::Stopped as u8 && !s.is_static)
-            .filter(|(_, s)| evictable(s))
-            .min_by_key(|(_, s)| (s.stopped_at, s.id))
-            .map(|(i, _)| i)
+        stopped()
+            .filter(|&i| !slots[i].is_static && evictable(&slots[i]))
+            .min_by_key(|&i| (slots[i].stopped_at, slots[i].id))
     };
-    let index = slots
+    let index = locked
+        .marks()
         .iter()
-        .position(|s| s.state == SlotState::Free as u8)
+        .position(|&m| m & MARK_STATE == SlotState::Free as u8)
         .or_else(|| oldest(&|s| s.reaped || !s.has_handle))
         .or_else(|| oldest(&|s| pm_stopped(s.handle)));
     let Some(index) = index else {
@@ -119,11 +118,13 @@ pub fn reserve(
         locked.free_text(old.error);
         locked.free_result(old.result);
     }
-    let entry = &mut locked.slots_mut()[index];
+    let Some(mut entry) = locked.slot_mut(index) else {
+        return Err(Refusal::RegistryFull(capacity));
+    };
     let generation = entry.generation.wrapping_add(1).max(1);
     // SAFETY: reading the clock has no preconditions.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    fill_slot(entry, id, generation, def, Some(launched_by), now);
+    fill_slot(&mut entry, id, generation, def, Some(launched_by), now);
     entry.config = config;
     entry.config_jsonb = jsonb;
     entry.role_oid = grant.role_oid;
@@ -135,6 +136,7 @@ pub fn reserve(
         entry.state = SlotState::Queued as u8;
         entry.queue_seq = seq;
     }
+    drop(entry);
     drop(locked);
     if old.state != SlotState::Free as u8 {
         remove_config(old.id);
@@ -165,12 +167,14 @@ fn release(r: &Reservation) {
             locked.free_text(entry.config_jsonb);
             locked.free_text(entry.error);
             locked.free_result(entry.result);
-            let entry = &mut locked.slots_mut()[r.at.index as usize];
-            entry.config = TextRef::NONE;
-            entry.config_jsonb = TextRef::NONE;
-            entry.error = TextRef::NONE;
-            entry.state = SlotState::Free as u8;
-            entry.id = 0;
+            if let Some(mut entry) = locked.slot_mut(r.at.index as usize) {
+                entry.config = TextRef::NONE;
+                entry.config_jsonb = TextRef::NONE;
+                entry.error = TextRef::NONE;
+                entry.result = TextRef::NONE;
+                entry.state = SlotState::Free as u8;
+                entry.id = 0;
+            }
         }
     }
     remove_config(r.id);

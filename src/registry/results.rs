@@ -12,8 +12,9 @@ use std::sync::atomic::Ordering;
 
 use pgrx::pg_sys;
 
-use super::shmem::{self, drop_text, store_text, Locked};
-use super::slot::{ResultState, SlotRef, SlotState};
+use super::locked::Locked;
+use super::shmem::{self, drop_text, store_text};
+use super::slot::{ResultState, SlotRef, SlotState, MARK_RESULT};
 use super::texts::TextRef;
 use super::{broadcast, index_of, record_at, WorkerRecord};
 use crate::codec::ErrorText;
@@ -73,7 +74,9 @@ pub fn publish(at: SlotRef, rows: Option<Stashed>) {
         return; // `rows`, dropped, gives its memory back
     }
     locked.free_result(entry.result);
-    let entry = &mut locked.slots_mut()[at.index as usize];
+    let Some(mut entry) = locked.slot_mut(at.index as usize) else {
+        return;
+    };
     // SAFETY: reading the clock has no preconditions.
     entry.result_at = unsafe { pg_sys::GetCurrentTimestamp() };
     match rows {
@@ -88,6 +91,7 @@ pub fn publish(at: SlotRef, rows: Option<Stashed>) {
             entry.result_state = ResultState::Failed as u8;
         }
     }
+    drop(entry);
     drop(locked);
     broadcast();
     // The dispatcher frees results by age: it learns when the next is due.
@@ -156,7 +160,9 @@ pub fn forget(id: i64, is_stopped: impl Fn(&WorkerRecord) -> bool) -> Forgotten 
     locked.free_text(slot.config_jsonb);
     locked.free_text(slot.error);
     locked.free_result(slot.result);
-    let entry = &mut locked.slots_mut()[index];
+    let Some(mut entry) = locked.slot_mut(index) else {
+        return Forgotten::Unknown;
+    };
     entry.config = TextRef::NONE;
     entry.config_jsonb = TextRef::NONE;
     entry.error = TextRef::NONE;
@@ -164,6 +170,7 @@ pub fn forget(id: i64, is_stopped: impl Fn(&WorkerRecord) -> bool) -> Forgotten 
     entry.result_state = ResultState::None as u8;
     entry.state = SlotState::Free as u8;
     entry.id = 0;
+    drop(entry);
     drop(locked);
     super::remove_config(id);
     broadcast();
@@ -175,7 +182,7 @@ pub fn forget(id: i64, is_stopped: impl Fn(&WorkerRecord) -> bool) -> Forgotten 
 pub fn expire(now: i64, retention: i64) -> Option<i64> {
     let mut locked = Locked::acquire(true)?;
     let mut next: Option<i64> = None;
-    for index in 0..locked.slots().len() {
+    for index in locked.marked(MARK_RESULT, None) {
         let slot = locked.slots()[index];
         if slot.state == SlotState::Free as u8 || slot.result_state == ResultState::None as u8 {
             continue;
@@ -186,10 +193,11 @@ pub fn expire(now: i64, retention: i64) -> Option<i64> {
             continue;
         }
         locked.free_result(slot.result);
-        let entry = &mut locked.slots_mut()[index];
-        entry.result = TextRef::NONE;
-        entry.result_rows = 0;
-        entry.result_state = ResultState::None as u8;
+        if let Some(mut entry) = locked.slot_mut(index) {
+            entry.result = TextRef::NONE;
+            entry.result_rows = 0;
+            entry.result_state = ResultState::None as u8;
+        }
     }
     next
 }

@@ -14,7 +14,8 @@ use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 
 use super::events::{self, Events};
-use super::slot::{fill_slot, recover_slot, Slot, SlotState};
+use super::locked::Locked;
+use super::slot::{fill_slot, mark_of, recover_slot, Slot, SlotState};
 use super::texts::{self, TextRef};
 use crate::workerdef::WorkerDef;
 
@@ -28,21 +29,21 @@ const ADDIN_SHMEM_INIT_LOCK: usize = 21;
 /// the registry lock; `cv` is the server's own condition variable, safe to
 /// use without the lock.
 #[repr(C)]
-struct Header {
-    capacity: u32,
-    next_id: i64,
+pub(super) struct Header {
+    pub(super) capacity: u32,
+    pub(super) next_id: i64,
     /// The condition variable and the dispatcher's pid.
     events: Events,
     /// Where the out-of-line text area starts, from the header.
-    texts_offset: usize,
+    pub(super) texts_offset: usize,
     /// The tranche of the text area's own lock.
-    texts_tranche: i32,
+    pub(super) texts_tranche: i32,
     /// Bytes of results stored in the text area (see `results.rs`).
-    result_bytes: AtomicU64,
+    pub(super) result_bytes: AtomicU64,
 }
 
-static HEADER: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
-static LOCK: AtomicPtr<pg_sys::LWLock> = AtomicPtr::new(std::ptr::null_mut());
+pub(super) static HEADER: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
+pub(super) static LOCK: AtomicPtr<pg_sys::LWLock> = AtomicPtr::new(std::ptr::null_mut());
 static CAPACITY: AtomicU32 = AtomicU32::new(0);
 static TEXT_LIMIT: AtomicUsize = AtomicUsize::new(0);
 static STATIC_DEFS: OnceCell<Vec<WorkerDef>> = OnceCell::new();
@@ -62,16 +63,22 @@ static mut PREV_SHMEM_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
 static mut PREV_SHMEM_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
 
 /// Bytes of shared memory the registry takes for `capacity` slots: the
-/// header, the slots, and the in-place start of the text area.
+/// header, the slots, their marks, and the in-place start of the text
+/// area.
 pub fn shmem_size(capacity: u32) -> usize {
     texts_offset(capacity) + texts::IN_PLACE_BYTES
 }
 
 fn texts_offset(capacity: u32) -> usize {
-    (slots_offset() + capacity as usize * std::mem::size_of::<Slot>()).div_ceil(64) * 64
+    (marks_offset(capacity) + capacity as usize).div_ceil(64) * 64
 }
 
-fn slots_offset() -> usize {
+/// Where the slots' marks start: right after the slots.
+pub(super) fn marks_offset(capacity: u32) -> usize {
+    slots_offset() + capacity as usize * std::mem::size_of::<Slot>()
+}
+
+pub(super) fn slots_offset() -> usize {
     let align = std::mem::align_of::<Slot>();
     std::mem::size_of::<Header>().div_ceil(align) * align
 }
@@ -180,6 +187,11 @@ unsafe extern "C-unwind" fn shmem_startup() {
                     (*header).next_id = statics.len() as i64 + 1;
                 }
             }
+            let marks =
+                std::slice::from_raw_parts_mut(base.add(marks_offset(capacity)), capacity as usize);
+            for (mark, slot) in marks.iter_mut().zip(slots.iter()) {
+                *mark = mark_of(slot);
+            }
         }
         if !pg_sys::IsUnderPostmaster {
             // Registered anew at each creation: the server forgets its exit
@@ -241,106 +253,6 @@ unsafe extern "C-unwind" fn save_registry(_code: i32, _arg: pg_sys::Datum) {
     }
 }
 
-/// Holds the registry lock; releases it when dropped, also while
-/// unwinding from an error.
-pub(super) struct Locked {
-    lock: *mut pg_sys::LWLock,
-    header: *mut Header,
-}
-
-impl Locked {
-    pub(super) fn acquire(exclusive: bool) -> Option<Locked> {
-        let header = HEADER.load(Ordering::Acquire);
-        let lock = LOCK.load(Ordering::Acquire);
-        if header.is_null() || lock.is_null() {
-            return None;
-        }
-        let mode = if exclusive {
-            pg_sys::LWLockMode::LW_EXCLUSIVE
-        } else {
-            pg_sys::LWLockMode::LW_SHARED
-        };
-        // SAFETY: `lock` points at our named tranche's LWLock, created by
-        // the postmaster before any backend or worker could run.
-        unsafe { pg_sys::LWLockAcquire(lock, mode) };
-        Some(Locked { lock, header })
-    }
-
-    pub(super) fn slots(&self) -> &[Slot] {
-        // SAFETY: the header is followed by `capacity` slots (see
-        // `shmem_size`), and we hold the lock that guards them.
-        unsafe {
-            let capacity = (*self.header).capacity as usize;
-            let base = (self.header as *mut u8).add(slots_offset()) as *const Slot;
-            std::slice::from_raw_parts(base, capacity)
-        }
-    }
-
-    /// The slots, to change (the lock must be held exclusively).
-    pub(super) fn slots_mut(&mut self) -> &mut [Slot] {
-        // SAFETY: as in `slots`; the caller took the lock exclusively.
-        unsafe {
-            let capacity = (*self.header).capacity as usize;
-            let base = (self.header as *mut u8).add(slots_offset()) as *mut Slot;
-            std::slice::from_raw_parts_mut(base, capacity)
-        }
-    }
-}
-
-impl Locked {
-    /// The id the next new worker gets; counts up.
-    pub(super) fn take_next_id(&mut self) -> i64 {
-        // SAFETY: we hold the registry lock exclusively; next_id is guarded
-        // by it.
-        unsafe {
-            let id = (*self.header).next_id;
-            (*self.header).next_id += 1;
-            id
-        }
-    }
-
-    fn texts(&self) -> (*mut u8, i32) {
-        // SAFETY: the header was initialised by the postmaster and these
-        // fields never change afterwards.
-        unsafe {
-            (
-                (self.header as *mut u8).add((*self.header).texts_offset),
-                (*self.header).texts_tranche,
-            )
-        }
-    }
-
-    /// A copy of an out-of-line text of a slot (texts are freed only under
-    /// the exclusive lock, so holding any mode keeps them valid).
-    pub(super) fn text(&self, r: TextRef) -> Vec<u8> {
-        let (place, tranche) = self.texts();
-        // SAFETY: `r` is linked from a slot and we hold the registry lock.
-        unsafe { texts::read(place, tranche, r) }
-    }
-
-    /// Frees a result unlinked from its slot (exclusive lock held) and
-    /// takes it off the results' total.
-    pub(super) fn free_result(&self, r: TextRef) {
-        if r.is_none() {
-            return;
-        }
-        self.free_text(r);
-        // SAFETY: the header lives as long as the lock is held.
-        unsafe {
-            (*self.header)
-                .result_bytes
-                .fetch_sub(r.len, Ordering::AcqRel)
-        };
-    }
-
-    /// Frees a text unlinked from its slot (exclusive lock held).
-    pub(super) fn free_text(&self, r: TextRef) {
-        let (place, tranche) = self.texts();
-        // SAFETY: the caller unlinked `r` under the exclusive lock.
-        unsafe { texts::free(place, tranche, r) };
-    }
-}
-
 /// The header's total of result bytes (see `results.rs`), while shared
 /// memory is attached.
 pub(super) fn result_total() -> Option<&'static AtomicU64> {
@@ -375,12 +287,5 @@ pub(super) fn drop_text(r: TextRef) {
     }
     if let Some(locked) = Locked::acquire(false) {
         locked.free_text(r);
-    }
-}
-
-impl Drop for Locked {
-    fn drop(&mut self) {
-        // SAFETY: we acquired this lock in `acquire` and have not released it.
-        unsafe { pg_sys::LWLockRelease(self.lock) };
     }
 }

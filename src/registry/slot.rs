@@ -163,6 +163,38 @@ pub struct Slot {
     pub(super) result_state: u8,
 }
 
+/// A slot's mark: one byte per slot, kept beside the slots (see
+/// `locked.rs`), so that scans for the few slots that matter (queued,
+/// being registered, to sweep, holding a result) read a byte each instead
+/// of a whole slot. The low bits are the state.
+pub(super) const MARK_STATE: u8 = 0b111;
+/// Stopped, with a postmaster handle not yet seen reaped.
+pub(super) const MARK_SWEEP: u8 = 1 << 3;
+/// Holds a result (or a failed run's mark).
+pub(super) const MARK_RESULT: u8 = 1 << 4;
+/// Taken and being registered with the postmaster (counts as a used
+/// postmaster slot).
+pub(super) const MARK_IN_FLIGHT: u8 = 1 << 5;
+
+/// The mark of `slot`.
+pub(super) fn mark_of(slot: &Slot) -> u8 {
+    let mut mark = slot.state & MARK_STATE;
+    if slot.state == SlotState::Stopped as u8 && slot.has_handle && !slot.reaped {
+        mark |= MARK_SWEEP;
+    }
+    if slot.result_state != ResultState::None as u8 {
+        mark |= MARK_RESULT;
+    }
+    if slot.state == SlotState::NotYetStarted as u8
+        && !slot.has_handle
+        && !slot.find_handle
+        && !slot.is_static
+    {
+        mark |= MARK_IN_FLIGHT;
+    }
+    mark
+}
+
 /// What the latest completed run of a `sql` worker left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

@@ -1,0 +1,185 @@
+//! Holding the registry lock: the slots and their marks (one byte per
+//! slot beside them, so that the scans that look for a few slots read a
+//! byte each), a slot changed through a guard that keeps its mark true,
+//! and the out-of-line texts. Only the registry module uses it.
+
+use std::sync::atomic::Ordering;
+
+use pgrx::pg_sys;
+
+use super::shmem::{marks_offset, slots_offset, Header, HEADER, LOCK};
+use super::slot::{mark_of, Slot, SlotState, MARK_STATE};
+use super::texts::{self, TextRef};
+
+/// Holds the registry lock; releases it when dropped, also while
+/// unwinding from an error.
+pub(super) struct Locked {
+    lock: *mut pg_sys::LWLock,
+    header: *mut Header,
+}
+
+impl Locked {
+    pub(super) fn acquire(exclusive: bool) -> Option<Locked> {
+        let header = HEADER.load(Ordering::Acquire);
+        let lock = LOCK.load(Ordering::Acquire);
+        if header.is_null() || lock.is_null() {
+            return None;
+        }
+        let mode = if exclusive {
+            pg_sys::LWLockMode::LW_EXCLUSIVE
+        } else {
+            pg_sys::LWLockMode::LW_SHARED
+        };
+        // SAFETY: `lock` points at our named tranche's LWLock, created by
+        // the postmaster before any backend or worker could run.
+        unsafe { pg_sys::LWLockAcquire(lock, mode) };
+        Some(Locked { lock, header })
+    }
+
+    pub(super) fn slots(&self) -> &[Slot] {
+        // SAFETY: the header is followed by `capacity` slots (see
+        // `shmem_size`), and we hold the lock that guards them.
+        unsafe {
+            let capacity = (*self.header).capacity as usize;
+            let base = (self.header as *mut u8).add(slots_offset()) as *const Slot;
+            std::slice::from_raw_parts(base, capacity)
+        }
+    }
+
+    /// One mark per slot (see [`mark_of`]), kept up to date by
+    /// [`SlotMut`].
+    pub(super) fn marks(&self) -> &[u8] {
+        // SAFETY: the slots are followed by `capacity` marks (see
+        // `shmem_size`), guarded by the same lock.
+        unsafe {
+            let capacity = (*self.header).capacity as usize;
+            let base = (self.header as *mut u8).add(marks_offset(capacity as u32));
+            std::slice::from_raw_parts(base, capacity)
+        }
+    }
+
+    /// The indices of the slots whose mark has any bit of `bits` (or,
+    /// with `state`, whose state is that).
+    pub(super) fn marked(&self, bits: u8, state: Option<SlotState>) -> Vec<usize> {
+        self.marks()
+            .iter()
+            .enumerate()
+            .filter(|(_, &m)| match state {
+                Some(state) => m & MARK_STATE == state as u8,
+                None => m & bits != 0,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Slot `index`, to change (the lock must be held exclusively); its
+    /// mark follows when the returned guard is dropped.
+    pub(super) fn slot_mut(&mut self, index: usize) -> Option<SlotMut<'_>> {
+        (index < self.slots().len()).then_some(SlotMut {
+            locked: self,
+            index,
+        })
+    }
+
+    fn set_mark(&mut self, index: usize, mark: u8) {
+        // SAFETY: as in `marks`; the caller holds the lock exclusively.
+        unsafe {
+            let capacity = (*self.header).capacity;
+            *(self.header as *mut u8).add(marks_offset(capacity) + index) = mark;
+        }
+    }
+}
+
+/// A slot being changed under the exclusive lock; dropping it updates the
+/// slot's mark.
+pub(super) struct SlotMut<'a> {
+    locked: &'a mut Locked,
+    index: usize,
+}
+
+impl std::ops::Deref for SlotMut<'_> {
+    type Target = Slot;
+
+    fn deref(&self) -> &Slot {
+        &self.locked.slots()[self.index]
+    }
+}
+
+impl std::ops::DerefMut for SlotMut<'_> {
+    fn deref_mut(&mut self) -> &mut Slot {
+        // SAFETY: as in `Locked::slots`; the lock is held exclusively and
+        // this guard is the only way to this slot for its life.
+        unsafe {
+            let base = (self.locked.header as *mut u8).add(slots_offset()) as *mut Slot;
+            &mut *base.add(self.index)
+        }
+    }
+}
+
+impl Drop for SlotMut<'_> {
+    fn drop(&mut self) {
+        let mark = mark_of(&self.locked.slots()[self.index]);
+        self.locked.set_mark(self.index, mark);
+    }
+}
+
+impl Locked {
+    /// The id the next new worker gets; counts up.
+    pub(super) fn take_next_id(&mut self) -> i64 {
+        // SAFETY: we hold the registry lock exclusively; next_id is guarded
+        // by it.
+        unsafe {
+            let id = (*self.header).next_id;
+            (*self.header).next_id += 1;
+            id
+        }
+    }
+
+    fn texts(&self) -> (*mut u8, i32) {
+        // SAFETY: the header was initialised by the postmaster and these
+        // fields never change afterwards.
+        unsafe {
+            (
+                (self.header as *mut u8).add((*self.header).texts_offset),
+                (*self.header).texts_tranche,
+            )
+        }
+    }
+
+    /// A copy of an out-of-line text of a slot (texts are freed only under
+    /// the exclusive lock, so holding any mode keeps them valid).
+    pub(super) fn text(&self, r: TextRef) -> Vec<u8> {
+        let (place, tranche) = self.texts();
+        // SAFETY: `r` is linked from a slot and we hold the registry lock.
+        unsafe { texts::read(place, tranche, r) }
+    }
+
+    /// Frees a result unlinked from its slot (exclusive lock held) and
+    /// takes it off the results' total.
+    pub(super) fn free_result(&self, r: TextRef) {
+        if r.is_none() {
+            return;
+        }
+        self.free_text(r);
+        // SAFETY: the header lives as long as the lock is held.
+        unsafe {
+            (*self.header)
+                .result_bytes
+                .fetch_sub(r.len, Ordering::AcqRel)
+        };
+    }
+
+    /// Frees a text unlinked from its slot (exclusive lock held).
+    pub(super) fn free_text(&self, r: TextRef) {
+        let (place, tranche) = self.texts();
+        // SAFETY: the caller unlinked `r` under the exclusive lock.
+        unsafe { texts::free(place, tranche, r) };
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: we acquired this lock in `acquire` and have not released it.
+        unsafe { pg_sys::LWLockRelease(self.lock) };
+    }
+}
