@@ -92,7 +92,9 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
         },
         None => None,
     };
-    let Some(mut record) = registry::claim(identity.at, id, pid, own_handle) else {
+    // SAFETY: set by the server when this process started.
+    let started = unsafe { pg_sys::MyStartTimestamp };
+    let Some(mut record) = registry::claim(identity.at, id, pid, own_handle, started) else {
         // Terminated while it waited for its (re)start, or its slot went to
         // a newer worker: leave with code 0, which unregisters it.
         log!("lightdb_bgw: worker {id} was terminated or replaced; leaving");

@@ -40,7 +40,12 @@ pub fn run(cluster: &Cluster, client: &mut Client, figures: &mut Vec<Figure>) {
     let handoffs: Vec<f64> = queued
         .windows(2)
         .skip(WARM_UP)
-        .map(|pair| handoff_ms(client, pair[0], pair[1]))
+        .map(|pair| handoff_ms(client, pair[0], pair[1], "stopped_at"))
+        .collect();
+    let from_free: Vec<f64> = queued
+        .windows(2)
+        .skip(WARM_UP)
+        .map(|pair| handoff_ms(client, pair[0], pair[1], "freed_at"))
         .collect();
 
     // Every slot back, for the sections after this one (and the floor).
@@ -52,16 +57,25 @@ pub fn run(cluster: &Cluster, client: &mut Client, figures: &mut Vec<Figure>) {
     let p50 = percentile(&handoffs, 0.5);
     let p95 = percentile(&handoffs, 0.95);
     figures.push(Figure {
-        name: "queue: previous worker's exit -> next queued worker running (ms)".into(),
+        name: "queue: postmaster slot freed -> next queued worker running (ms)".into(),
         unit: "ms",
-        p50,
-        p95,
+        p50: percentile(&from_free, 0.5),
+        p95: percentile(&from_free, 0.95),
         reference: "budget: 2 ms".into(),
         ref_p50: 2.0,
         higher_is_better: false,
     });
     figures.push(Figure {
-        name: "queue: exit -> next queued worker running, against a direct launch (ms)".into(),
+        name: "queue: previous worker's last act -> next queued worker running (ms)".into(),
+        unit: "ms",
+        p50,
+        p95,
+        reference: "budget: 2 ms (this also counts the exit and reaping of a process)".into(),
+        ref_p50: 2.0,
+        higher_is_better: false,
+    });
+    figures.push(Figure {
+        name: "queue: last act -> next queued worker running, against a direct launch (ms)".into(),
         unit: "ms",
         p50,
         p95,
@@ -111,14 +125,21 @@ fn enqueue(client: &mut Client) -> i64 {
     id
 }
 
-/// From the exit of worker `before` to the start of worker `after`, in ms,
-/// as the registry recorded them.
-fn handoff_ms(client: &mut Client, before: i64, after: i64) -> f64 {
+/// From the end of worker `before` to the start of worker `after`, in ms:
+/// its end is `stopped_at` (its last act, as it recorded it) or
+/// `freed_at` (when the dispatcher learned from the postmaster that its
+/// slot was free: `lightdb_bgw.bench_freed_at`, of the bench build).
+fn handoff_ms(client: &mut Client, before: i64, after: i64, end: &str) -> f64 {
+    let end = match end {
+        "freed_at" => "lightdb_bgw.bench_freed_at($1)",
+        _ => "(SELECT stopped_at FROM lightdb_bgw.workers WHERE id = $1)",
+    };
     let row = client
         .query_one(
-            "SELECT extract(epoch FROM \
-               (SELECT started_at FROM lightdb_bgw.workers WHERE id = $2) - \
-               (SELECT stopped_at FROM lightdb_bgw.workers WHERE id = $1))::float8 * 1000",
+            &format!(
+                "SELECT extract(epoch FROM \
+                   (SELECT started_at FROM lightdb_bgw.workers WHERE id = $2) - {end})::float8 * 1000"
+            ),
             &[&before, &after],
         )
         .unwrap_or_else(|e| panic!("handoff {before} -> {after}: {e:?}"));

@@ -93,7 +93,16 @@ pub fn list() -> Vec<WorkerRecord> {
 /// while it waited for its (re)start: it must then leave with code 0.
 /// A worker that finds its own handle (see `Slot::find_handle`) passes it
 /// here, so that from the moment it counts as started it can be terminated.
-pub fn claim(at: SlotRef, id: i64, pid: i32, own_handle: Option<PgHandle>) -> Option<WorkerRecord> {
+/// `started` is when its process started (the server's
+/// `MyStartTimestamp`, what `pg_stat_activity.backend_start` shows), 0 if
+/// unknown: `started_at` is that moment.
+pub fn claim(
+    at: SlotRef,
+    id: i64,
+    pid: i32,
+    own_handle: Option<PgHandle>,
+    started: i64,
+) -> Option<WorkerRecord> {
     let mut locked = Locked::acquire(true)?;
     let mut entry = locked.slot_mut(at.index as usize)?;
     if entry.id != id
@@ -114,7 +123,12 @@ pub fn claim(at: SlotRef, id: i64, pid: i32, own_handle: Option<PgHandle>) -> Op
         entry.has_handle = true;
     }
     // SAFETY: reading the clock has no preconditions.
-    entry.started_at = unsafe { pg_sys::GetCurrentTimestamp() };
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    entry.started_at = if started > 0 && started <= now {
+        started
+    } else {
+        now
+    };
     entry.stopped_at = 0;
     drop(entry);
     let record = record_at(&locked, at.index as usize);
