@@ -11,10 +11,11 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::srf;
 use crate::authz;
 use crate::config::KindConfig;
 use crate::control::{self, Status};
-use crate::error::{BgwError, OrReport};
+use crate::error::OrReport;
 use crate::jsonb_text::JsonbBytes;
 use crate::preload;
 use crate::registry::{self, ResultState, WorkerRecord};
@@ -63,8 +64,7 @@ AS 'MODULE_PATHNAME', 'worker_list_wrapper';
 /// convention (what `PG_FUNCTION_INFO_V1` declares in C).
 #[no_mangle]
 pub extern "C" fn pg_finfo_worker_list_wrapper() -> &'static pg_sys::Pg_finfo_record {
-    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
+    srf::V1
 }
 
 /// Backs the `workers` view.
@@ -80,7 +80,7 @@ pub unsafe extern "C-unwind" fn worker_list_wrapper(
     // SAFETY: the caller's contract; the tuplestore and its descriptor
     // live in the query's memory, as a materialize-mode function's must.
     unsafe {
-        let (store, desc) = materialize(fcinfo).or_report();
+        let (store, desc) = srf::materialize(fcinfo, srf::Shape::Row(COLUMNS)).or_report();
         let alive = control::postmaster_alive();
         let mut viewer = authz::Viewer::new();
         let empty_config = JsonbBytes::from_json("{}").0;
@@ -95,47 +95,6 @@ pub unsafe extern "C-unwind" fn worker_list_wrapper(
             }
         }
         pg_sys::Datum::from(0usize)
-    }
-}
-
-/// Sets the call up in materialize mode: a tuplestore for the rows and
-/// the row descriptor, in the query's memory.
-///
-/// # Safety
-/// `fcinfo` is the call's, from the server.
-unsafe fn materialize(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> Result<(*mut pg_sys::Tuplestorestate, pg_sys::TupleDesc), BgwError> {
-    // SAFETY: the caller's contract.
-    unsafe {
-        let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
-        if rsinfo.is_null()
-            || (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize as i32 == 0
-        {
-            return Err(BgwError::WrongState {
-                message: "worker_list() must be called in a FROM clause".into(),
-                hint: Some("SELECT * FROM lightdb_bgw.workers".into()),
-            });
-        }
-        let old = pg_sys::MemoryContextSwitchTo((*(*rsinfo).econtext).ecxt_per_query_memory);
-        let mut desc: pg_sys::TupleDesc = std::ptr::null_mut();
-        let kind = pg_sys::get_call_result_type(fcinfo, std::ptr::null_mut(), &mut desc);
-        if kind != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE || (*desc).natts as usize != COLUMNS {
-            pg_sys::MemoryContextSwitchTo(old);
-            return Err(BgwError::Internal(
-                "worker_list() is declared with another row type".into(),
-            ));
-        }
-        let desc = pg_sys::CreateTupleDescCopy(desc);
-        let random = (*rsinfo).allowedModes
-            & pg_sys::SetFunctionReturnMode::SFRM_Materialize_Random as i32
-            != 0;
-        let store = pg_sys::tuplestore_begin_heap(random, false, pg_sys::work_mem);
-        (*rsinfo).returnMode = pg_sys::SetFunctionReturnMode::SFRM_Materialize;
-        (*rsinfo).setResult = store;
-        (*rsinfo).setDesc = desc;
-        pg_sys::MemoryContextSwitchTo(old);
-        Ok((store, desc))
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod list;
 mod results;
+mod srf;
 
 use std::time::Duration;
 

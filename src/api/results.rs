@@ -2,12 +2,12 @@
 //! typed form, in SQL over this one), `forget`, `cancel` and
 //! `result_memory`.
 
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::required;
+use super::{required, srf};
 use crate::control;
 use crate::error::OrReport;
-use crate::jsonb_text::JsonbBytes;
 use crate::rows;
 
 /// Runs one SQL text (one or more statements) once in a new `sql` worker
@@ -33,21 +33,58 @@ fn run(
     .or_report()
 }
 
-/// Waits until the worker's run has ended, then returns the rows of its
-/// last statement that returned rows, one jsonb object a row; a failed
-/// run's error is raised again.
-#[pg_extern(volatile, parallel_restricted)]
-fn result(
-    id: Option<i64>,
-    timeout: default!(Option<Interval>, "NULL"),
-) -> SetOfIterator<'static, JsonbBytes> {
+extension_sql!(
+    r#"
+CREATE FUNCTION lightdb_bgw."result"(
+	"id" bigint,
+	"timeout" interval DEFAULT NULL
+) RETURNS SETOF jsonb
+VOLATILE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'result_wrapper';
+"#,
+    name = "result"
+);
+
+/// Tells the server `result_wrapper` uses the version-1 calling convention.
+#[no_mangle]
+pub extern "C" fn pg_finfo_result_wrapper() -> &'static pg_sys::Pg_finfo_record {
+    srf::V1
+}
+
+/// `result(id, timeout)`: waits until the worker's run has ended, then
+/// returns the rows of its last statement that returned rows, one jsonb
+/// object a row; a failed run's error is raised again. In materialize
+/// mode: the rows go from one aligned copy of the result straight into
+/// the tuplestore, each jsonb read where it lies.
+///
+/// # Safety
+/// Called by the server's function manager with a valid `fcinfo`.
+#[pg_guard]
+#[no_mangle]
+pub unsafe extern "C-unwind" fn result_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: the caller's contract: two arguments, bigint and interval.
+    let (id, timeout) = unsafe {
+        (
+            pgrx::pg_getarg::<i64>(fcinfo, 0),
+            pgrx::pg_getarg::<Interval>(fcinfo, 1),
+        )
+    };
     let id = required(id, "id").or_report();
     let timeout = super::timeout(timeout).or_report();
-    let framed = control::result(id, timeout).or_report();
-    let rows: Vec<JsonbBytes> = rows::unframe(&framed)
-        .map(|row| JsonbBytes(row.to_vec()))
-        .collect();
-    SetOfIterator::new(rows)
+    let block = control::result(id, timeout).or_report();
+    // SAFETY: the call's own fcinfo; each row is a whole jsonb varlena,
+    // 8-aligned in `block`, which lives until the tuplestore has copied it.
+    unsafe {
+        let shape = srf::Shape::Scalar(pg_sys::JSONBOID);
+        let (store, desc) = srf::materialize(fcinfo, shape).or_report();
+        let mut null = false;
+        for row in rows::unframe(block.bytes()) {
+            let mut datum = pg_sys::Datum::from(row.as_ptr());
+            pg_sys::tuplestore_putvalues(store, desc, &mut datum, &mut null);
+        }
+    }
+    pg_sys::Datum::from(0usize)
 }
 
 /// Drops a stopped worker's result and history entry; false if there was
@@ -82,5 +119,5 @@ COMMENT ON FUNCTION lightdb_bgw.result(bigint, anyelement, interval) IS
   'The rows of a run''s result typed as rowtype, as jsonb_populate_record makes them';
 "#,
     name = "typed_result",
-    requires = [result]
+    requires = ["result"]
 );

@@ -12,6 +12,7 @@ use crate::error::BgwError;
 use crate::gucs;
 use crate::preload;
 use crate::registry::{self, Forgotten, RunResult};
+use crate::rows::Block;
 use crate::spec::Kind;
 
 /// `run(...)`: what `launch('sql', config => {sql, timeout}, wait =>
@@ -45,7 +46,7 @@ pub fn run(
 /// `result(id, timeout)`: the framed rows of worker `id`'s latest
 /// completed run (see `rows.rs`), once there is one; its error, raised
 /// again with a CONTEXT line naming the worker, if the run failed.
-pub fn result(id: i64, timeout: Option<Duration>) -> Result<Vec<u8>, BgwError> {
+pub fn result(id: i64, timeout: Option<Duration>) -> Result<Block, BgwError> {
     let rec = lookup(id)?;
     check_may_control(&rec, "read the result of")?;
     if rec.def.kind != Kind::Sql {

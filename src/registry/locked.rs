@@ -154,6 +154,13 @@ impl Locked {
         unsafe { texts::read(place, tranche, r) }
     }
 
+    /// Runs `read` on an out-of-line text of a slot where it lies.
+    pub(super) fn with_text<R>(&self, r: TextRef, read: impl FnOnce(&[u8]) -> R) -> R {
+        let (place, tranche) = self.texts();
+        // SAFETY: as in `text`.
+        unsafe { texts::with(place, tranche, r, read) }
+    }
+
     /// Frees a result unlinked from its slot (exclusive lock held) and
     /// takes it off the results' total.
     pub(super) fn free_result(&self, r: TextRef) {

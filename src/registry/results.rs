@@ -18,6 +18,7 @@ use super::slot::{ResultState, SlotRef, SlotState, MARK_RESULT};
 use super::texts::TextRef;
 use super::{broadcast, index_of, record_at, WorkerRecord};
 use crate::codec::ErrorText;
+use crate::rows::Block;
 
 /// Rows stashed by a running worker, not yet published. Dropping it
 /// gives the memory back (the run failed after all).
@@ -101,8 +102,8 @@ pub fn publish(at: SlotRef, rows: Option<Stashed>) {
 /// A result as a reader gets it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunResult {
-    /// The framed rows.
-    Rows(Vec<u8>),
+    /// The framed rows, copied once into an aligned block.
+    Rows(Block),
     /// The run failed with this error.
     Failed(Option<ErrorText>),
 }
@@ -122,7 +123,9 @@ pub fn read(id: i64, retention: Option<i64>) -> Option<RunResult> {
     }
     match ResultState::from_u8(slot.result_state) {
         ResultState::None => None,
-        ResultState::Rows => Some(RunResult::Rows(locked.text(slot.result))),
+        ResultState::Rows => Some(RunResult::Rows(
+            locked.with_text(slot.result, Block::from_bytes),
+        )),
         ResultState::Failed => {
             let error = ErrorText::decode(&locked.text(slot.error)).ok();
             Some(RunResult::Failed(error))

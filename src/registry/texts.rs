@@ -139,6 +139,27 @@ pub unsafe fn read(place: *mut u8, tranche: i32, r: TextRef) -> Vec<u8> {
     }
 }
 
+/// Runs `read` on the text at `r` where it lies, without a copy.
+///
+/// # Safety
+/// As for [`read`].
+pub unsafe fn with<R>(
+    place: *mut u8,
+    tranche: i32,
+    r: TextRef,
+    read: impl FnOnce(&[u8]) -> R,
+) -> R {
+    if r.is_none() {
+        return read(&[]);
+    }
+    let area = area(place, tranche);
+    // SAFETY: the caller's contract.
+    unsafe {
+        let src = pg_sys::dsa_get_address(area, r.ptr) as *const u8;
+        read(std::slice::from_raw_parts(src, r.len as usize))
+    }
+}
+
 /// Gives the memory of `r` back to the area.
 ///
 /// # Safety
