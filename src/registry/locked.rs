@@ -190,3 +190,13 @@ impl Drop for Locked {
         unsafe { pg_sys::LWLockRelease(self.lock) };
     }
 }
+
+/// Frees a text that was never linked to a slot.
+pub(super) fn drop_text(r: TextRef) {
+    if r.is_none() {
+        return;
+    }
+    if let Some(locked) = Locked::acquire(false) {
+        locked.free_text(r);
+    }
+}

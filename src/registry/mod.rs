@@ -29,6 +29,7 @@ pub use events::{
     set_dispatcher_pid, ChangeWait,
 };
 pub use listing::{listing, Listing};
+use locked::drop_text;
 use locked::Locked;
 pub use queue::{
     any_queued, give_up, requeue, return_to_queue, take_next_queued, Admission, NoRoom, PmFree,
@@ -42,7 +43,7 @@ pub use results::{
     result_memory, stash as stash_result, Forgotten, NoSpace, RunResult, Stashed,
 };
 pub use shmem::init;
-use shmem::{drop_text, store_text};
+use shmem::store_text;
 use slot::{put_str, Slot, MARK_SWEEP};
 pub use slot::{PgHandle, ResultState, SlotRef, SlotState, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
 use texts::TextRef;

@@ -5,9 +5,10 @@
 
 use pgrx::pg_sys;
 
+use super::locked::drop_text;
 use super::locked::Locked;
 use super::queue::{place, Admission, Placement, Refusal};
-use super::shmem::{self, drop_text, store_text};
+use super::shmem::{self, store_text};
 use super::slot::{fill_slot, put_str, PgHandle, Slot, SlotRef, SlotState, MARK_STATE};
 use super::texts::{remove_config, TextRef};
 use super::update_own;

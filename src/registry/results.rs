@@ -12,8 +12,9 @@ use std::sync::atomic::Ordering;
 
 use pgrx::pg_sys;
 
+use super::locked::drop_text;
 use super::locked::Locked;
-use super::shmem::{self, drop_text, store_text};
+use super::shmem::{self, store_text};
 use super::slot::{ResultState, SlotRef, SlotState, MARK_RESULT};
 use super::texts::TextRef;
 use super::{broadcast, index_of, record_at, WorkerRecord};

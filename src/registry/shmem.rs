@@ -14,7 +14,6 @@ use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 
 use super::events::{self, Events};
-use super::locked::Locked;
 use super::slot::{fill_slot, mark_of, recover_slot, Slot, SlotState};
 use super::texts::{self, TextRef};
 use crate::workerdef::WorkerDef;
@@ -278,14 +277,4 @@ pub(super) fn store_text(text: &[u8]) -> Option<TextRef> {
         )
     };
     texts::store(place, tranche, text)
-}
-
-/// Frees a text that was never linked to a slot.
-pub(super) fn drop_text(r: TextRef) {
-    if r.is_none() {
-        return;
-    }
-    if let Some(locked) = Locked::acquire(false) {
-        locked.free_text(r);
-    }
 }
