@@ -81,7 +81,7 @@ pub unsafe extern "C-unwind" fn result_wrapper(fcinfo: pg_sys::FunctionCallInfo)
         let mut null = false;
         for row in rows::unframe(block.bytes()) {
             let mut datum = pg_sys::Datum::from(row.as_ptr());
-            pg_sys::tuplestore_putvalues(store, desc, &mut datum, &mut null);
+            pg_sys::tuplestore_putvalues(store, desc, &raw mut datum, &raw mut null);
         }
     }
     pg_sys::Datum::from(0usize)
