@@ -16,16 +16,6 @@ const LONG: Duration = Duration::from_secs(60);
 /// A sleep worker without a database that runs until terminated.
 const FOREVER: &str = "'sleep', database => NULL, wait => false";
 
-fn grant_all(admin: &mut Client, roles: &str) {
-    admin
-        .batch_execute(&format!(
-            "GRANT USAGE ON SCHEMA lightdb_bgw TO {roles};
-             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lightdb_bgw TO {roles};
-             GRANT SELECT ON lightdb_bgw.workers TO {roles};"
-        ))
-        .unwrap();
-}
-
 /// Launches workers that run until terminated until the launch fails;
 /// returns their ids and the error.
 fn fill(client: &mut Client) -> (Vec<i64>, postgres::Error) {

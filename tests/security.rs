@@ -15,16 +15,6 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn grant_all(admin: &mut Client, roles: &str) {
-    admin
-        .batch_execute(&format!(
-            "GRANT USAGE ON SCHEMA lightdb_bgw TO {roles};
-             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lightdb_bgw TO {roles};
-             GRANT SELECT ON lightdb_bgw.workers TO {roles};"
-        ))
-        .unwrap();
-}
-
 fn field<T: for<'a> postgres::types::FromSql<'a>>(client: &mut Client, column: &str, id: i64) -> T {
     client
         .query_one(

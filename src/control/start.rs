@@ -270,14 +270,16 @@ pub fn register(
         registry::poke_dispatcher();
         return Ok(id);
     }
-    match launch::launch_builtin(&def, &reservation, registry::notify_pid()) {
-        Ok(handle) => {
+    match (
+        launch::launch_builtin(&def, &reservation, registry::notify_pid()),
+        admission.queue,
+    ) {
+        (Ok(handle), _) => {
             registry::attach_handle(reservation.at, handle);
             Ok(reservation.keep())
         }
         // Another process took the last postmaster slot meanwhile.
-        Err(BgwError::NoPostmasterSlot) if admission.queue.is_some() => {
-            let max = admission.queue.unwrap_or_default();
+        (Err(BgwError::NoPostmasterSlot), Some(max)) => {
             if !registry::requeue(reservation.at, max) {
                 return Err(BgwError::QueueFull(max));
             }
@@ -285,7 +287,7 @@ pub fn register(
             registry::poke_dispatcher();
             Ok(id)
         }
-        Err(err) => Err(err),
+        (Err(err), _) => Err(err),
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use pgrx::pg_sys;
 
 use super::shmem::{marks_offset, slots_offset, Header, HEADER, LOCK};
-use super::slot::{mark_of, Slot, SlotState, MARK_STATE};
+use super::slot::{mark_of, ResultState, Slot, SlotState, MARK_STATE};
 use super::texts::{self, TextRef};
 
 /// Holds the registry lock; releases it when dropped, also while
@@ -174,6 +174,34 @@ impl Locked {
                 .result_bytes
                 .fetch_sub(r.len, Ordering::AcqRel)
         };
+    }
+
+    /// Frees every out-of-line text of a slot's copy `slot` (config, its
+    /// jsonb, the full error, the result): the slot is being emptied or
+    /// given to a new worker (exclusive lock held).
+    pub(super) fn free_texts_of(&self, slot: &Slot) {
+        self.free_text(slot.config);
+        self.free_text(slot.config_jsonb);
+        self.free_text(slot.error);
+        self.free_result(slot.result);
+    }
+
+    /// Empties slot `index`: its texts freed and unlinked, the slot free
+    /// for a new worker (exclusive lock held).
+    pub(super) fn empty_slot(&mut self, index: usize) {
+        let Some(slot) = self.slots().get(index).copied() else {
+            return;
+        };
+        self.free_texts_of(&slot);
+        if let Some(mut entry) = self.slot_mut(index) {
+            entry.config = TextRef::NONE;
+            entry.config_jsonb = TextRef::NONE;
+            entry.error = TextRef::NONE;
+            entry.result = TextRef::NONE;
+            entry.result_state = ResultState::None as u8;
+            entry.state = SlotState::Free as u8;
+            entry.id = 0;
+        }
     }
 
     /// Frees a text unlinked from its slot (exclusive lock held).

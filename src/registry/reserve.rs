@@ -10,7 +10,7 @@ use super::locked::Locked;
 use super::queue::{place, Admission, Placement, Refusal};
 use super::shmem::{self, store_text};
 use super::slot::{fill_slot, put_str, PgHandle, Slot, SlotRef, SlotState, MARK_STATE};
-use super::texts::{remove_config, TextRef};
+use super::texts::remove_config;
 use super::update_own;
 use crate::codec;
 use crate::workerdef::WorkerDef;
@@ -114,10 +114,7 @@ pub fn reserve(
     let id = locked.take_next_id();
     let old = locked.slots()[index];
     if old.state != SlotState::Free as u8 {
-        locked.free_text(old.config);
-        locked.free_text(old.config_jsonb);
-        locked.free_text(old.error);
-        locked.free_result(old.result);
+        locked.free_texts_of(&old);
     }
     let Some(mut entry) = locked.slot_mut(index) else {
         return Err(Refusal::RegistryFull(capacity));
@@ -164,18 +161,7 @@ fn release(r: &Reservation) {
     if let Some(mut locked) = Locked::acquire(true) {
         let entry = locked.slots()[r.at.index as usize];
         if entry.id == r.id && entry.generation == r.at.generation {
-            locked.free_text(entry.config);
-            locked.free_text(entry.config_jsonb);
-            locked.free_text(entry.error);
-            locked.free_result(entry.result);
-            if let Some(mut entry) = locked.slot_mut(r.at.index as usize) {
-                entry.config = TextRef::NONE;
-                entry.config_jsonb = TextRef::NONE;
-                entry.error = TextRef::NONE;
-                entry.result = TextRef::NONE;
-                entry.state = SlotState::Free as u8;
-                entry.id = 0;
-            }
+            locked.empty_slot(r.at.index as usize);
         }
     }
     remove_config(r.id);

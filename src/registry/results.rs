@@ -159,22 +159,7 @@ pub fn forget(id: i64, is_stopped: impl Fn(&WorkerRecord) -> bool) -> Forgotten 
     if record.is_static || !is_stopped(&record) {
         return Forgotten::Live(Box::new(record));
     }
-    let slot = locked.slots()[index];
-    locked.free_text(slot.config);
-    locked.free_text(slot.config_jsonb);
-    locked.free_text(slot.error);
-    locked.free_result(slot.result);
-    let Some(mut entry) = locked.slot_mut(index) else {
-        return Forgotten::Unknown;
-    };
-    entry.config = TextRef::NONE;
-    entry.config_jsonb = TextRef::NONE;
-    entry.error = TextRef::NONE;
-    entry.result = TextRef::NONE;
-    entry.result_state = ResultState::None as u8;
-    entry.state = SlotState::Free as u8;
-    entry.id = 0;
-    drop(entry);
+    locked.empty_slot(index);
     drop(locked);
     super::remove_config(id);
     broadcast();

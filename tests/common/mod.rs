@@ -454,6 +454,18 @@ pub fn eventually<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> 
     }
 }
 
+/// Lets `roles` (a comma-separated list) use the extension: USAGE on its
+/// schema, EXECUTE on its functions, SELECT on `workers`.
+pub fn grant_all(admin: &mut Client, roles: &str) {
+    admin
+        .batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA lightdb_bgw TO {roles};
+             GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA lightdb_bgw TO {roles};
+             GRANT SELECT ON lightdb_bgw.workers TO {roles};"
+        ))
+        .unwrap();
+}
+
 /// `lightdb_bgw.launch(<args>)`, the new id; panics with the server's
 /// error if it fails.
 pub fn launch(client: &mut Client, args: &str) -> i64 {
