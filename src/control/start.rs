@@ -255,15 +255,8 @@ pub fn register(
         def.name = format!("lightdb_bgw {} {}", def.kind, reservation.id);
         registry::rename(&reservation, &def.name);
     }
-    if def.restart_after.is_some() || admission.queue.is_some() {
-        // Restartable or queued: its config must outlive a
-        // crash-reinitialisation, which loses shared memory.
-        if let Err(err) = registry::save_config(reservation.id, &codec::encode(&def.config)) {
-            warning!(
-                "lightdb_bgw: cannot keep the config of worker {} on disk: {err}",
-                reservation.id
-            );
-        }
+    if def.restart_after.is_some() || reservation.queued {
+        keep_config_on_disk(reservation.id, &def);
     }
     if reservation.queued {
         let id = reservation.keep();
@@ -283,11 +276,23 @@ pub fn register(
             if !registry::requeue(reservation.at, max) {
                 return Err(BgwError::QueueFull(max));
             }
+            if def.restart_after.is_none() {
+                keep_config_on_disk(reservation.id, &def);
+            }
             let id = reservation.keep();
             registry::poke_dispatcher();
             Ok(id)
         }
         (Err(err), _) => Err(err),
+    }
+}
+
+/// Writes worker `id`'s config to disk, for a worker that must come back
+/// with it after a crash-reinitialisation (which loses shared memory):
+/// a restartable or a queued one.
+fn keep_config_on_disk(id: i64, def: &WorkerDef) {
+    if let Err(err) = registry::save_config(id, &codec::encode(&def.config)) {
+        warning!("lightdb_bgw: cannot keep the config of worker {id} on disk: {err}");
     }
 }
 

@@ -75,6 +75,7 @@ pub fn publish(at: SlotRef, rows: Option<Stashed>) {
     if entry.generation != at.generation || entry.state == SlotState::Free as u8 {
         return; // `rows`, dropped, gives its memory back
     }
+    let first = entry.result_state == ResultState::None as u8;
     locked.free_result(entry.result);
     let Some(mut entry) = locked.slot_mut(at.index as usize) else {
         return;
@@ -96,8 +97,13 @@ pub fn publish(at: SlotRef, rows: Option<Stashed>) {
     drop(entry);
     drop(locked);
     broadcast();
-    // The dispatcher frees results by age: it learns when the next is due.
-    super::poke_dispatcher();
+    // The dispatcher frees results by age, waking when the next is due. A
+    // result that replaces one expires after it, and the dispatcher looks
+    // again when the earlier one is due; only a slot's first result may be
+    // due before anything the dispatcher waits for.
+    if first {
+        super::poke_dispatcher();
+    }
 }
 
 /// A result as a reader gets it.
