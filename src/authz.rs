@@ -61,6 +61,12 @@ impl Viewer {
         }
     }
 
+    /// [`Viewer::may_see`] as already decided, without a catalog lookup:
+    /// false for a role not decided yet.
+    pub fn decided(&self, role_oid: u32) -> bool {
+        self.superuser || self.seen.iter().any(|&(role, may)| role == role_oid && may)
+    }
+
     /// Whether the caller may see the data of a worker of `role_oid`.
     pub fn may_see(&mut self, role_oid: u32) -> bool {
         if self.superuser {

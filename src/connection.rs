@@ -26,8 +26,8 @@ pub fn c_text(what: &str, value: &str) -> Result<CString, BgwError> {
     CString::new(value).map_err(|_| BgwError::invalid(format!("{what} must not contain NUL")))
 }
 
-/// Connects as recorded: the database (or none: shared catalogs only), the
-/// role, `BGWORKER_BYPASS_ALLOWCONN`. Then records the worker as ready, so
+/// Connects as recorded: the database, the role,
+/// `BGWORKER_BYPASS_ALLOWCONN`. Then records the worker as ready, so
 /// `launch(..., wait => true)` returns. A failure is a FATAL error that
 /// ends the process.
 pub fn connect(record: &WorkerRecord) {

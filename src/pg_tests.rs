@@ -316,4 +316,38 @@ mod tests {
             "no slot is left taken"
         );
     }
+
+    /// Listings cut short by an error (each caught in its subtransaction)
+    /// leave nothing in the session's listing memory: once no query holds
+    /// a listing, that memory is reset.
+    #[pg_test]
+    fn listings_cut_short_by_errors_leave_no_memory_behind() {
+        for _ in 0..3 {
+            Spi::run(
+                "SELECT lightdb_bgw.wait_for_shutdown(lightdb_bgw.launch('sleep', \
+                 config => '{\"duration\": \"1ms\"}', database => NULL))",
+            )
+            .expect("launch");
+        }
+        Spi::run(
+            "DO $$ BEGIN FOR i IN 1..20 LOOP BEGIN \
+               PERFORM * FROM lightdb_bgw.workers WHERE 1 / (id - id) = 0; \
+             EXCEPTION WHEN division_by_zero THEN NULL; END; END LOOP; END $$",
+        )
+        .expect("listings cut short");
+        let used = Spi::get_one::<i64>(
+            "SELECT used_bytes FROM pg_backend_memory_contexts \
+             WHERE name = 'lightdb_bgw listing'",
+        )
+        .expect("memory contexts")
+        .expect("the session's listing memory exists");
+        assert!(
+            used < 1024,
+            "{used} bytes of the listing memory still used after every listing ended"
+        );
+        let listed = Spi::get_one::<i64>("SELECT count(*) FROM lightdb_bgw.workers")
+            .expect("listing")
+            .unwrap_or(0);
+        assert!(listed >= 3, "the next listing shows the workers: {listed}");
+    }
 }

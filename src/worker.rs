@@ -79,6 +79,9 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     // Brought back after a crash-reinitialisation, which lost the
     // out-of-line config: read the copy kept on disk at launch, before the
     // worker counts as started, so nobody sees it running without one.
+    let ready = found
+        .as_ref()
+        .is_some_and(|r| !kinds::needs_connection(&r.def));
     let restored = match found.filter(|r| r.config_missing) {
         Some(_) => match registry::restore_config(identity.at, id, crate::control::config_jsonb) {
             Some(config) => Some(config),
@@ -94,7 +97,7 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     };
     // SAFETY: set by the server when this process started.
     let started = unsafe { pg_sys::MyStartTimestamp };
-    let Some(mut record) = registry::claim(identity.at, id, pid, own_handle, started) else {
+    let Some(mut record) = registry::claim(identity.at, id, pid, own_handle, started, ready) else {
         // Terminated while it waited for its (re)start, or its slot went to
         // a newer worker: leave with code 0, which unregisters it.
         log!("lightdb_bgw: worker {id} was terminated or replaced; leaving");

@@ -3,6 +3,7 @@
 //! and stopping workers here; the `workers` listing in `list.rs`;
 //! background SQL with results in `results.rs`.
 
+mod kept;
 mod list;
 mod results;
 mod srf;

@@ -77,7 +77,7 @@ pub unsafe extern "C-unwind" fn result_wrapper(fcinfo: pg_sys::FunctionCallInfo)
     // 8-aligned in `block`, which lives until the tuplestore has copied it.
     unsafe {
         let shape = srf::Shape::Scalar(pg_sys::JSONBOID);
-        let (store, desc) = srf::materialize(fcinfo, shape).or_report();
+        let (store, desc) = srf::materialize(fcinfo, shape, srf::Store::Query).or_report();
         let mut null = false;
         for row in rows::unframe(block.bytes()) {
             let mut datum = pg_sys::Datum::from(row.as_ptr());

@@ -6,6 +6,7 @@
 
 use pgrx::pg_sys;
 
+use super::kept;
 use crate::error::BgwError;
 
 /// What `PG_FUNCTION_INFO_V1` declares in C: the version-1 calling
@@ -21,14 +22,25 @@ pub enum Shape {
     Scalar(pg_sys::Oid),
 }
 
+/// Where the rows are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// In the query's memory.
+    Query,
+    /// In the session's listing memory (see `kept.rs`).
+    Kept,
+}
+
 /// Sets the call up in materialize mode: a tuplestore for the rows and
-/// the row descriptor, in the query's memory.
+/// the row descriptor, in the query's memory (the rows where `store`
+/// says).
 ///
 /// # Safety
 /// `fcinfo` is the call's, from the server.
 pub unsafe fn materialize(
     fcinfo: pg_sys::FunctionCallInfo,
     shape: Shape,
+    store: Store,
 ) -> Result<(*mut pg_sys::Tuplestorestate, pg_sys::TupleDesc), BgwError> {
     // SAFETY: the caller's contract.
     unsafe {
@@ -66,6 +78,11 @@ pub unsafe fn materialize(
         let random = (*rsinfo).allowedModes
             & pg_sys::SetFunctionReturnMode::SFRM_Materialize_Random as i32
             != 0;
+        if store == Store::Kept {
+            pg_sys::MemoryContextSwitchTo(kept::listing_memory(
+                (*(*rsinfo).econtext).ecxt_per_query_memory,
+            ));
+        }
         let store = pg_sys::tuplestore_begin_heap(random, false, pg_sys::work_mem);
         (*rsinfo).returnMode = pg_sys::SetFunctionReturnMode::SFRM_Materialize;
         (*rsinfo).setResult = store;

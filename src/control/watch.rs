@@ -11,8 +11,9 @@ use crate::authz::check_may_control;
 use crate::error::BgwError;
 use crate::launch::{self, PmStatus};
 use crate::preload;
-use crate::registry::{self, ChangeWait, PgHandle, ResultState, SlotState, WorkerRecord};
-use crate::spec::Kind;
+use crate::registry::{
+    self, ChangeWait, Lifecycle, PgHandle, ResultState, SlotState, WorkerRecord,
+};
 
 /// A worker's status, as the SQL functions report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,12 +65,12 @@ pub fn postmaster_alive() -> bool {
 /// The status of `rec`, and whether it may change without an event on the
 /// registry (so a waiter should look again soon).
 pub fn status_of(rec: &WorkerRecord) -> (Status, bool) {
-    status_given(rec, postmaster_alive())
+    status_given(&rec.lifecycle(), postmaster_alive())
 }
 
 /// [`status_of`], the postmaster's liveness already known (a listing asks
 /// once for all its rows).
-pub fn status_given(rec: &WorkerRecord, postmaster_alive: bool) -> (Status, bool) {
+pub fn status_given(rec: &Lifecycle, postmaster_alive: bool) -> (Status, bool) {
     if !postmaster_alive {
         return (Status::PostmasterDied, false);
     }
@@ -77,7 +78,7 @@ pub fn status_given(rec: &WorkerRecord, postmaster_alive: bool) -> (Status, bool
         return (Status::Stopped, false);
     }
     let pm = rec.handle.map(launch::handle_status);
-    if rec.def.kind == Kind::Raw {
+    if rec.raw {
         // Not our code: only the postmaster knows.
         return match pm {
             Some(PmStatus::Started(pid)) => (Status::Started(pid), true),
@@ -99,11 +100,13 @@ pub fn status_given(rec: &WorkerRecord, postmaster_alive: bool) -> (Status, bool
         (SlotState::Started, _) => (Status::Started(rec.pid), false),
         // Never started, and never will: forgotten by the postmaster.
         (SlotState::NotYetStarted, Some(PmStatus::Stopped))
-            if rec.def.restart_after.is_none() || rec.terminate_requested =>
+            if !rec.restartable || rec.terminate_requested =>
         {
             (Status::Stopped, false)
         }
-        (SlotState::NotYetStarted, Some(PmStatus::Started(_))) => (Status::NotYetStarted, true),
+        // Started by the postmaster, not yet running its code: started,
+        // as PostgreSQL's own handle says (WaitForBackgroundWorkerStartup).
+        (SlotState::NotYetStarted, Some(PmStatus::Started(pid))) => (Status::Started(pid), true),
         (SlotState::NotYetStarted, _) => (Status::NotYetStarted, false),
     }
 }
@@ -147,22 +150,20 @@ pub fn wait_unchecked(
     let began = Instant::now();
     let waiter = ChangeWait::prepare();
     loop {
-        let Some(rec) = registry::find(id) else {
+        let Some(now) = registry::progress(id) else {
             // Its slot went to a newer worker: it had stopped.
             return Ok(Some(Status::Stopped));
         };
-        let (status, unsettled) = status_of(&rec);
+        let (status, unsettled) = status_given(&now.lifecycle, postmaster_alive());
         let gone = matches!(status, Status::Stopped | Status::PostmasterDied);
         let reached = match target {
             Target::Startup => !matches!(status, Status::NotYetStarted | Status::Queued),
             // Connected, gone, or failed and waiting for a restart.
             Target::Ready => {
-                rec.connected
-                    || gone
-                    || (status == Status::NotYetStarted && rec.last_exit.is_some())
+                now.connected || gone || (status == Status::NotYetStarted && now.exited)
             }
             Target::Shutdown => gone,
-            Target::Result => gone || rec.result_state != ResultState::None,
+            Target::Result => gone || now.result_state != ResultState::None,
         };
         if reached {
             return Ok(Some(status));

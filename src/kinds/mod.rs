@@ -10,19 +10,28 @@ use pgrx::prelude::*;
 use crate::config::KindConfig;
 use crate::connection;
 use crate::registry::WorkerRecord;
+use crate::workerdef::WorkerDef;
 
-/// Connects the worker as it was authorised (the supervisor needs no
-/// connection: it only registers workers), then runs its kind, with the
-/// typed config the registry kept, until the worker exits.
+/// Whether a worker of `def` connects (to its database, as its role)
+/// before it runs: not without a database, and not a supervisor, which
+/// only registers workers. One that does not is ready as it starts.
+pub fn needs_connection(def: &WorkerDef) -> bool {
+    def.database.is_some()
+        && !matches!(
+            def.config,
+            KindConfig::Supervisor { .. } | KindConfig::Raw { .. }
+        )
+}
+
+/// Connects the worker as it was authorised, when it needs to (see
+/// [`needs_connection`]), then runs its kind, with the typed config the
+/// registry kept, until the worker exits.
 pub fn run(record: &WorkerRecord) {
     let config = record.def.config.clone();
-    if matches!(
-        config,
-        KindConfig::Supervisor { .. } | KindConfig::Raw { .. }
-    ) {
-        connection::mark_ready(record);
-    } else {
+    if needs_connection(&record.def) {
         connection::connect(record);
+    } else if !record.connected {
+        connection::mark_ready(record);
     }
     match config {
         KindConfig::Counter {

@@ -1,14 +1,16 @@
-//! Holding the registry lock: the slots and their marks (one byte per
-//! slot beside them, so that the scans that look for a few slots read a
-//! byte each), a slot changed through a guard that keeps its mark true,
-//! and the out-of-line texts. Only the registry module uses it.
+//! Holding the registry lock: the slots; beside them, in arrays of their
+//! own, each slot's mark (one byte, so that the scans that look for a few
+//! slots read a byte each), id (finding a worker by id reads 8 bytes a
+//! slot) and reuse key (choosing the history entry to reuse, too); a slot
+//! changed through a guard that keeps those true; the out-of-line texts.
+//! Only the registry module uses it.
 
 use std::sync::atomic::Ordering;
 
 use pgrx::pg_sys;
 
-use super::shmem::{marks_offset, slots_offset, Header, HEADER, LOCK};
-use super::slot::{mark_of, ResultState, Slot, SlotState, MARK_STATE};
+use super::shmem::{ids_offset, marks_offset, reuse_offset, slots_offset, Header, HEADER, LOCK};
+use super::slot::{id_of, mark_of, reuse_key, ResultState, Slot, SlotState, MARK_STATE};
 use super::texts::{self, TextRef};
 
 /// Holds the registry lock; releases it when dropped, also while
@@ -58,6 +60,29 @@ impl Locked {
         }
     }
 
+    /// The id of the worker in each slot, 0 for a free one (see
+    /// [`id_of`]), kept up to date by [`SlotMut`].
+    pub(super) fn ids(&self) -> &[i64] {
+        // SAFETY: the marks are followed by `capacity` ids, 8-aligned (see
+        // `shmem_size`), guarded by the same lock.
+        unsafe {
+            let capacity = (*self.header).capacity as usize;
+            let base = (self.header as *mut u8).add(ids_offset(capacity as u32)) as *const i64;
+            std::slice::from_raw_parts(base, capacity)
+        }
+    }
+
+    /// Each slot's [`reuse_key`], kept up to date by [`SlotMut`].
+    pub(super) fn reuse_keys(&self) -> &[i64] {
+        // SAFETY: the ids are followed by `capacity` reuse keys (see
+        // `shmem_size`), guarded by the same lock.
+        unsafe {
+            let capacity = (*self.header).capacity as usize;
+            let base = (self.header as *mut u8).add(reuse_offset(capacity as u32)) as *const i64;
+            std::slice::from_raw_parts(base, capacity)
+        }
+    }
+
     /// The indices of the slots whose mark has any bit of `bits` (or,
     /// with `state`, whose state is that).
     pub(super) fn marked(&self, bits: u8, state: Option<SlotState>) -> Vec<usize> {
@@ -81,11 +106,16 @@ impl Locked {
         })
     }
 
-    fn set_mark(&mut self, index: usize, mark: u8) {
-        // SAFETY: as in `marks`; the caller holds the lock exclusively.
+    /// Keeps what is kept beside slot `index` true to `slot`.
+    fn set_beside(&mut self, index: usize, slot: &Slot) {
+        let base = self.header as *mut u8;
+        // SAFETY: as in `marks`, `ids` and `reuse_keys`; the caller holds
+        // the lock exclusively.
         unsafe {
             let capacity = (*self.header).capacity;
-            *(self.header as *mut u8).add(marks_offset(capacity) + index) = mark;
+            *base.add(marks_offset(capacity) + index) = mark_of(slot);
+            *(base.add(ids_offset(capacity)) as *mut i64).add(index) = id_of(slot);
+            *(base.add(reuse_offset(capacity)) as *mut i64).add(index) = reuse_key(slot);
         }
     }
 }
@@ -118,8 +148,8 @@ impl std::ops::DerefMut for SlotMut<'_> {
 
 impl Drop for SlotMut<'_> {
     fn drop(&mut self) {
-        let mark = mark_of(&self.locked.slots()[self.index]);
-        self.locked.set_mark(self.index, mark);
+        let slot = self.locked.slots()[self.index];
+        self.locked.set_beside(self.index, &slot);
     }
 }
 
@@ -152,6 +182,18 @@ impl Locked {
         let (place, tranche) = self.texts();
         // SAFETY: `r` is linked from a slot and we hold the registry lock.
         unsafe { texts::read(place, tranche, r) }
+    }
+
+    /// An out-of-line text of a slot where it lies, for as long as the
+    /// lock is held.
+    pub(super) fn text_in_place(&self, r: TextRef) -> &[u8] {
+        let (place, tranche) = self.texts();
+        // SAFETY: as in `text`; the borrow ends before the lock is released.
+        unsafe {
+            texts::with(place, tranche, r, |t| {
+                std::slice::from_raw_parts(t.as_ptr(), t.len())
+            })
+        }
     }
 
     /// Runs `read` on an out-of-line text of a slot where it lies.

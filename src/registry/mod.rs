@@ -28,7 +28,7 @@ pub use events::{
     broadcast as wake_waiters, clear_dispatcher_pid, dispatcher_pid, poke_dispatcher,
     set_dispatcher_pid, ChangeWait,
 };
-pub use listing::{listing, Listing};
+pub use listing::{listing, Listed, Listing};
 use locked::drop_text;
 use locked::Locked;
 pub use queue::{
@@ -36,7 +36,7 @@ pub use queue::{
     Refusal,
 };
 use record::record_of;
-pub use record::WorkerRecord;
+pub use record::{Lifecycle, WorkerRecord};
 pub use reserve::{attach_handle, rename, reserve, Grant, Reservation};
 pub use results::{
     expire as expire_results, forget, publish as publish_result, read as read_result,
@@ -76,15 +76,18 @@ fn record_at(locked: &Locked, index: usize) -> WorkerRecord {
     )
 }
 
-/// Every worker the registry holds, by id, at once (see `listing.rs` for
-/// the listing in batches).
+/// Every worker the registry holds, by id, copied at once (see
+/// `listing.rs` for the `workers` view's listing, in batches).
 pub fn list() -> Vec<WorkerRecord> {
-    let mut listing = listing();
-    let mut all = Vec::new();
-    let mut batch = Vec::new();
-    while listing.next_batch(&mut batch) {
-        all.append(&mut batch);
-    }
+    let Some(locked) = Locked::acquire(false) else {
+        return Vec::new();
+    };
+    let mut all: Vec<WorkerRecord> = (0..locked.slots().len())
+        .filter(|&i| locked.slots()[i].state != slot::SlotState::Free as u8)
+        .map(|i| record_at(&locked, i))
+        .collect();
+    drop(locked);
+    all.sort_unstable_by_key(|r| r.id);
     all
 }
 
@@ -96,13 +99,15 @@ pub fn list() -> Vec<WorkerRecord> {
 /// here, so that from the moment it counts as started it can be terminated.
 /// `started` is when its process started (the server's
 /// `MyStartTimestamp`, what `pg_stat_activity.backend_start` shows), 0 if
-/// unknown: `started_at` is that moment.
+/// unknown: `started_at` is that moment. A worker that needs no
+/// connection is `ready` as it claims its slot (see `mark_connected`).
 pub fn claim(
     at: SlotRef,
     id: i64,
     pid: i32,
     own_handle: Option<PgHandle>,
     started: i64,
+    ready: bool,
 ) -> Option<WorkerRecord> {
     let mut locked = Locked::acquire(true)?;
     let mut entry = locked.slot_mut(at.index as usize)?;
@@ -118,7 +123,7 @@ pub fn claim(
     }
     entry.state = SlotState::Started as u8;
     entry.pid = pid;
-    entry.connected = false;
+    entry.connected = ready;
     if let Some(handle) = own_handle {
         entry.handle = handle;
         entry.has_handle = true;
@@ -315,34 +320,68 @@ pub fn find_at(at: SlotRef, id: i64) -> Option<WorkerRecord> {
         .then(|| record_at(&locked, at.index as usize))
 }
 
-/// Where this process last found a worker, by id: a scan of every slot
-/// touches every page of a large registry (in a new process, a page
-/// fault each), so repeated lookups of the same workers (waits, status)
-/// try the slot found before and scan only if it holds another worker now.
-static FOUND: std::sync::Mutex<[(i64, u32); 16]> = std::sync::Mutex::new([(0, 0); 16]);
+std::thread_local! {
+    /// Where this process last found some workers, by id: repeated
+    /// lookups of the same workers (a launch and its waits, status) try
+    /// that slot first.
+    static FOUND: std::cell::Cell<[(i64, u32); 16]> = const { std::cell::Cell::new([(0, 0); 16]) };
+}
 
-/// The slot of worker `id`, under the lock held.
+/// Remembers that worker `id` is in slot `index` (see `FOUND`).
+pub(super) fn remember_slot(id: i64, index: usize) {
+    let mut found = FOUND.get();
+    found[id as usize % found.len()] = (id, index as u32);
+    FOUND.set(found);
+}
+
+/// The slot of worker `id`, under the lock held: the slot this process
+/// found it in before, else found in the ids kept beside the slots (8
+/// bytes a slot, not a slot each).
 fn index_of(locked: &Locked, id: i64) -> Option<usize> {
+    if id == 0 {
+        return None;
+    }
     let slots = locked.slots();
     let holds = |i: usize| {
         slots
             .get(i)
             .is_some_and(|s| s.id == id && s.state != SlotState::Free as u8)
     };
-    let hint = FOUND.lock().ok().and_then(|f| {
-        f.iter()
-            .find(|(known, _)| *known == id)
-            .map(|&(_, i)| i as usize)
-    });
-    if let Some(index) = hint.filter(|&i| holds(i)) {
-        return Some(index);
+    let found = FOUND.get();
+    let (known, hint) = found[id as usize % found.len()];
+    if known == id && holds(hint as usize) {
+        return Some(hint as usize);
     }
-    let index = (0..slots.len()).find(|&i| holds(i))?;
-    if let Ok(mut found) = FOUND.lock() {
-        let at = (id as usize) % found.len();
-        found[at] = (id, index as u32);
+    let index = locked.ids().iter().position(|&known| known == id)?;
+    if !holds(index) {
+        return None;
     }
+    remember_slot(id, index);
     Some(index)
+}
+
+/// What a wait looks at of a worker: what its status is made of, and how
+/// far it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub lifecycle: Lifecycle,
+    /// Connected as its role (or needing no connection) in this run.
+    pub connected: bool,
+    /// Has exited at least once.
+    pub exited: bool,
+    pub result_state: ResultState,
+}
+
+/// The [`Progress`] of worker `id`: one slot read, no copy of its texts.
+pub fn progress(id: i64) -> Option<Progress> {
+    let locked = Locked::acquire(false)?;
+    let slot = &locked.slots()[index_of(&locked, id)?];
+    Some(Progress {
+        lifecycle: record::lifecycle_of(slot),
+        connected: slot.connected,
+        exited: slot.last_exit >= 0,
+        result_state: ResultState::from_u8(slot.result_state),
+    })
 }
 
 /// Marks the worker `id` for termination. A worker that is not running now

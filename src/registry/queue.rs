@@ -164,6 +164,7 @@ pub fn requeue(at: SlotRef, max: u32) -> bool {
         if entry.generation == at.generation && entry.state == SlotState::NotYetStarted as u8 {
             entry.state = SlotState::Queued as u8;
             entry.queue_seq = next;
+            entry.config_file = true;
             done = true;
         }
     }

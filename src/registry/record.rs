@@ -27,17 +27,14 @@ pub struct WorkerRecord {
     pub last_error: Option<String>,
     /// The last error in full, when kept.
     pub error: Option<ErrorText>,
-    /// The config as jsonb bytes (listings only; empty otherwise and for
-    /// static workers, whose config is always `{}`).
-    pub config_jsonb: Vec<u8>,
     pub bypass_allowconn: bool,
     pub by_superuser: bool,
     pub terminate_requested: bool,
     pub handle: Option<PgHandle>,
-    /// 1 for the next queued worker to start, while queued (listings only).
-    pub queue_position: Option<u32>,
     pub queue_seq: u64,
     pub find_handle: bool,
+    /// A copy of the config was written to disk for it.
+    pub config_file: bool,
     /// Stopped, and forgotten by the postmaster too.
     pub reaped: bool,
     pub role_oid: u32,
@@ -55,30 +52,63 @@ pub struct WorkerRecord {
     pub config_missing: bool,
 }
 
-pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) -> WorkerRecord {
-    record_with(index, slot, Some(config), error, Vec::new())
+/// What a worker's status is made of: what it recorded in its slot and
+/// how to ask the postmaster about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub state: SlotState,
+    pub reaped: bool,
+    pub handle: Option<PgHandle>,
+    /// A raw worker runs no code of ours: only the postmaster knows.
+    pub raw: bool,
+    pub is_static: bool,
+    pub pid: i32,
+    pub restartable: bool,
+    pub terminate_requested: bool,
 }
 
-/// [`record_of`] for a listing: with the config's jsonb bytes, and with
-/// `config` `None` when the typed config was not read (`def.config` then
-/// holds the kind's defaults; whether a config exists is still known).
-pub(super) fn record_with(
-    index: usize,
-    slot: &Slot,
-    config: Option<&[u8]>,
-    error: &[u8],
-    config_jsonb: Vec<u8>,
-) -> WorkerRecord {
+impl WorkerRecord {
+    /// What this worker's status is made of.
+    pub fn lifecycle(&self) -> Lifecycle {
+        Lifecycle {
+            state: self.state,
+            reaped: self.reaped,
+            handle: self.handle,
+            raw: self.def.kind == Kind::Raw,
+            is_static: self.is_static,
+            pid: self.pid,
+            restartable: self.def.restart_after.is_some(),
+            terminate_requested: self.terminate_requested,
+        }
+    }
+}
+
+/// What the status of the worker in `slot` is made of.
+pub(super) fn lifecycle_of(slot: &Slot) -> Lifecycle {
+    Lifecycle {
+        state: SlotState::from_u8(slot.state),
+        reaped: slot.reaped,
+        handle: slot.has_handle.then_some(slot.handle),
+        raw: slot.kind == Kind::Raw as u8,
+        is_static: slot.is_static,
+        pid: slot.pid,
+        restartable: slot.restart_secs >= 0,
+        terminate_requested: slot.terminate_requested,
+    }
+}
+
+/// The record of `slot` (at `index`), with its config and error texts.
+pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) -> WorkerRecord {
     let error = (!error.is_empty())
         .then(|| ErrorText::decode(error).ok())
         .flatten();
     let kind = Kind::from_u8(slot.kind).unwrap_or(Kind::Raw);
     // A static worker's config is always the defaults, kept in no text; a
     // config lost in a crash-reinitialisation reads as missing.
-    let decoded = match config {
-        _ if slot.is_static && slot.config.is_none() => Some(KindConfig::defaults(kind)),
-        Some(config) => codec::decode(config).ok(),
-        None => (!slot.config.is_none()).then(|| KindConfig::defaults(kind)),
+    let decoded = match slot.config.is_none() {
+        true if slot.is_static => Some(KindConfig::defaults(kind)),
+        true => None,
+        false => codec::decode(config).ok(),
     };
     let state = SlotState::from_u8(slot.state);
     WorkerRecord {
@@ -114,11 +144,11 @@ pub(super) fn record_with(
         error,
         bypass_allowconn: slot.bypass_allowconn,
         by_superuser: slot.by_superuser,
-        queue_position: None,
         queue_seq: slot.queue_seq,
         terminate_requested: slot.terminate_requested,
         handle: slot.has_handle.then_some(slot.handle),
         find_handle: slot.find_handle,
+        config_file: slot.config_file,
         reaped: slot.reaped,
         role_oid: slot.role_oid,
         database_oid: slot.database_oid,
@@ -131,6 +161,5 @@ pub(super) fn record_with(
         result_bytes: slot.result.len,
         result_at: slot.result_at,
         config_missing: decoded.is_none(),
-        config_jsonb,
     }
 }

@@ -9,9 +9,9 @@ use super::locked::drop_text;
 use super::locked::Locked;
 use super::queue::{place, Admission, Placement, Refusal};
 use super::shmem::{self, store_text};
-use super::slot::{fill_slot, put_str, PgHandle, Slot, SlotRef, SlotState, MARK_STATE};
+use super::slot::{fill_slot, put_str, PgHandle, SlotRef, SlotState, MARK_STATE, MARK_SWEEP};
 use super::texts::remove_config;
-use super::update_own;
+use super::{remember_slot, update_own};
 use crate::codec;
 use crate::workerdef::WorkerDef;
 
@@ -89,22 +89,16 @@ pub fn reserve(
             return Err(refusal);
         }
     };
-    let slots = locked.slots();
     // A free slot, else the history entry that stopped longest ago among
-    // those the postmaster has forgotten too (known from the flag in one
-    // pass; asking the postmaster only if none is known yet).
-    let stopped = || locked.marked(0, Some(SlotState::Stopped)).into_iter();
-    let oldest = |evictable: &dyn Fn(&Slot) -> bool| {
-        stopped()
-            .filter(|&i| !slots[i].is_static && evictable(&slots[i]))
-            .min_by_key(|&i| (slots[i].stopped_at, slots[i].id))
-    };
+    // those the postmaster has forgotten too: known from the marks, stop
+    // times and ids kept beside the slots, without reading a slot; the
+    // postmaster is asked only if none is known yet.
     let index = locked
         .marks()
         .iter()
         .position(|&m| m & MARK_STATE == SlotState::Free as u8)
-        .or_else(|| oldest(&|s| s.reaped || !s.has_handle))
-        .or_else(|| oldest(&|s| pm_stopped(s.handle)));
+        .or_else(|| reusable(&locked))
+        .or_else(|| oldest_unswept(&locked, pm_stopped));
     let Some(index) = index else {
         drop(locked);
         drop_text(config);
@@ -134,11 +128,15 @@ pub fn reserve(
         entry.state = SlotState::Queued as u8;
         entry.queue_seq = seq;
     }
+    // A worker that must come back with its config after a
+    // crash-reinitialisation gets a copy on disk (see `start.rs`).
+    entry.config_file = def.restart_after.is_some() || matches!(placement, Placement::Queue(_));
     drop(entry);
     drop(locked);
-    if old.state != SlotState::Free as u8 {
+    if old.state != SlotState::Free as u8 && old.config_file {
         remove_config(old.id);
     }
+    remember_slot(id, index);
     Ok(Reservation {
         at: SlotRef {
             index: index as u32,
@@ -148,6 +146,31 @@ pub fn reserve(
         queued: matches!(placement, Placement::Queue(_)),
         kept: false,
     })
+}
+
+/// The history entry to reuse: the stopped dynamic worker, forgotten by
+/// the postmaster too, that stopped longest ago; read from the reuse keys
+/// kept beside the slots (8 bytes a slot, one pass, no slot read).
+fn reusable(locked: &Locked) -> Option<usize> {
+    let mut best = (i64::MAX, 0usize);
+    for (index, &key) in locked.reuse_keys().iter().enumerate() {
+        if key < best.0 {
+            best = (key, index);
+        }
+    }
+    (best.0 != i64::MAX).then_some(best.1)
+}
+
+/// Failing [`reusable`]: the stopped dynamic worker that stopped longest
+/// ago among those whose reaping nobody has seen yet, asking the
+/// postmaster (`pm_stopped`) whether it forgot it.
+fn oldest_unswept(locked: &Locked, pm_stopped: impl Fn(PgHandle) -> bool) -> Option<usize> {
+    let slots = locked.slots();
+    locked
+        .marked(MARK_SWEEP, None)
+        .into_iter()
+        .filter(|&i| !slots[i].is_static && pm_stopped(slots[i].handle))
+        .min_by_key(|&i| (slots[i].stopped_at, slots[i].id))
 }
 
 /// Names a reserved worker after its id is known.

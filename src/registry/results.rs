@@ -167,7 +167,9 @@ pub fn forget(id: i64, is_stopped: impl Fn(&WorkerRecord) -> bool) -> Forgotten 
     }
     locked.empty_slot(index);
     drop(locked);
-    super::remove_config(id);
+    if record.config_file {
+        super::remove_config(id);
+    }
     broadcast();
     Forgotten::Dropped
 }

@@ -14,7 +14,7 @@ use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 
 use super::events::{self, Events};
-use super::slot::{fill_slot, mark_of, recover_slot, Slot, SlotState};
+use super::slot::{fill_slot, id_of, mark_of, recover_slot, reuse_key, Slot, SlotState};
 use super::texts::{self, TextRef};
 use crate::workerdef::WorkerDef;
 
@@ -62,14 +62,24 @@ static mut PREV_SHMEM_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
 static mut PREV_SHMEM_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
 
 /// Bytes of shared memory the registry takes for `capacity` slots: the
-/// header, the slots, their marks, and the in-place start of the text
-/// area.
+/// header, the slots, their marks, ids and reuse keys, and the in-place
+/// start of the text area.
 pub fn shmem_size(capacity: u32) -> usize {
     texts_offset(capacity) + texts::IN_PLACE_BYTES
 }
 
 fn texts_offset(capacity: u32) -> usize {
-    (marks_offset(capacity) + capacity as usize).div_ceil(64) * 64
+    (reuse_offset(capacity) + capacity as usize * 8).div_ceil(64) * 64
+}
+
+/// Where the slots' reuse keys start: after the ids.
+pub(super) fn reuse_offset(capacity: u32) -> usize {
+    ids_offset(capacity) + capacity as usize * 8
+}
+
+/// Where the slots' ids start: after the marks, 8-aligned.
+pub(super) fn ids_offset(capacity: u32) -> usize {
+    (marks_offset(capacity) + capacity as usize).div_ceil(8) * 8
 }
 
 /// Where the slots' marks start: right after the slots.
@@ -190,6 +200,20 @@ unsafe extern "C-unwind" fn shmem_startup() {
                 std::slice::from_raw_parts_mut(base.add(marks_offset(capacity)), capacity as usize);
             for (mark, slot) in marks.iter_mut().zip(slots.iter()) {
                 *mark = mark_of(slot);
+            }
+            let ids = std::slice::from_raw_parts_mut(
+                base.add(ids_offset(capacity)) as *mut i64,
+                capacity as usize,
+            );
+            for (id, slot) in ids.iter_mut().zip(slots.iter()) {
+                *id = id_of(slot);
+            }
+            let keys = std::slice::from_raw_parts_mut(
+                base.add(reuse_offset(capacity)) as *mut i64,
+                capacity as usize,
+            );
+            for (key, slot) in keys.iter_mut().zip(slots.iter()) {
+                *key = reuse_key(slot);
             }
         }
         if !pg_sys::IsUnderPostmaster {

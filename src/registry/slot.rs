@@ -106,6 +106,10 @@ pub struct Slot {
     /// and workers brought back after a crash-reinitialisation (whose old
     /// handles are void). Postmaster.
     pub(super) find_handle: bool,
+    /// A copy of the config was written to disk for this worker (see
+    /// `texts::save_config`), to remove when the slot is reused.
+    /// Launcher, requeue.
+    pub(super) config_file: bool,
     pub(super) handle: PgHandle,
     /// The role's quota (`lightdb_bgw.max_workers_per_role`) as it was at
     /// launch, -1 for none: how many of the role's workers may be
@@ -193,6 +197,31 @@ pub(super) fn mark_of(slot: &Slot) -> u8 {
         mark |= MARK_IN_FLIGHT;
     }
     mark
+}
+
+/// The id of the worker in `slot` as the ids beside the slots keep it
+/// (see `locked.rs`): 0 for a free slot.
+pub(super) fn id_of(slot: &Slot) -> i64 {
+    if slot.state == SlotState::Free as u8 {
+        0
+    } else {
+        slot.id
+    }
+}
+
+/// The order in which history entries are given to new workers, as kept
+/// beside the slots (see `locked.rs`): for a stopped dynamic worker the
+/// postmaster is known to have forgotten, when it stopped (the earliest
+/// goes first); `i64::MAX` for every other slot.
+pub(super) fn reuse_key(slot: &Slot) -> i64 {
+    let reusable = slot.state == SlotState::Stopped as u8
+        && !slot.is_static
+        && (slot.reaped || !slot.has_handle);
+    if reusable {
+        slot.stopped_at
+    } else {
+        i64::MAX
+    }
 }
 
 /// What the latest completed run of a `sql` worker left.
@@ -296,6 +325,7 @@ pub(super) fn fill_slot(
     slot.reaped = false;
     slot.freed_at = 0;
     slot.find_handle = false;
+    slot.config_file = false;
     slot.handle = PgHandle {
         slot: -1,
         generation: 0,
@@ -338,8 +368,20 @@ pub(super) fn put_str(buf: &mut [u8], value: &str) {
 }
 
 pub(super) fn get_str(buf: &[u8]) -> String {
+    str_of(buf).into_owned()
+}
+
+/// A NUL-terminated inline string where it lies (copied only when it is
+/// not valid UTF-8).
+pub(super) fn str_of(buf: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes_of(buf))
+}
+
+/// The bytes of a NUL-terminated inline string, as they were written
+/// (from text of the server's encoding).
+pub(super) fn bytes_of(buf: &[u8]) -> &[u8] {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    &buf[..end]
 }
 
 pub(super) fn non_empty(s: String) -> Option<String> {
