@@ -94,49 +94,57 @@ pub fn pm_free() -> Option<u32> {
 }
 
 /// The `name=value` entries `ALTER ROLE role [IN DATABASE database] SET`
-/// stored for `(database_oid, role_oid)`.
-fn role_settings(database_oid: u32, role_oid: u32) -> Vec<String> {
-    // SAFETY: a catalog scan in a backend inside a transaction, the
-    // relation opened and closed here; the array is copied out before
-    // the scan ends.
+/// stored for `role_oid` and each of `databases` (0: every database), in
+/// that order: one opening of the catalog, one index probe each.
+fn role_settings(databases: &[u32], role_oid: u32) -> Vec<Vec<String>> {
+    // SAFETY: catalog scans in a backend inside a transaction, the
+    // relation opened and closed here; each array is copied out before
+    // its scan ends.
     unsafe {
         let rel = pg_sys::table_open(
             pg_sys::Oid::from(DB_ROLE_SETTING),
             pg_sys::AccessShareLock as pg_sys::LOCKMODE,
         );
-        let mut keys: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
-        for (key, (attno, value)) in keys
-            .iter_mut()
-            .zip([(ANUM_SETDATABASE, database_oid), (ANUM_SETROLE, role_oid)])
-        {
-            pg_sys::ScanKeyInit(
-                key,
-                attno,
-                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-                pg_sys::Oid::from(pg_sys::F_OIDEQ),
-                pg_sys::Datum::from(value),
-            );
-        }
-        let scan = pg_sys::systable_beginscan(
-            rel,
-            pg_sys::Oid::from(DB_ROLE_SETTING_INDEX),
-            true,
-            std::ptr::null_mut(),
-            2,
-            keys.as_mut_ptr(),
-        );
-        let tuple = pg_sys::systable_getnext(scan);
-        let mut out = Vec::new();
-        if !tuple.is_null() {
-            let mut is_null = false;
-            let datum = pg_sys::heap_getattr(tuple, ANUM_SETCONFIG, (*rel).rd_att, &mut is_null);
-            if let Some(entries) = Vec::<Option<String>>::from_datum(datum, is_null) {
-                out = entries.into_iter().flatten().collect();
-            }
-        }
-        pg_sys::systable_endscan(scan);
+        let found = databases
+            .iter()
+            .map(|&database_oid| {
+                let mut keys: [pg_sys::ScanKeyData; 2] = std::mem::zeroed();
+                for (key, (attno, value)) in keys
+                    .iter_mut()
+                    .zip([(ANUM_SETDATABASE, database_oid), (ANUM_SETROLE, role_oid)])
+                {
+                    pg_sys::ScanKeyInit(
+                        key,
+                        attno,
+                        pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                        pg_sys::Oid::from(pg_sys::F_OIDEQ),
+                        pg_sys::Datum::from(value),
+                    );
+                }
+                let scan = pg_sys::systable_beginscan(
+                    rel,
+                    pg_sys::Oid::from(DB_ROLE_SETTING_INDEX),
+                    true,
+                    std::ptr::null_mut(),
+                    2,
+                    keys.as_mut_ptr(),
+                );
+                let tuple = pg_sys::systable_getnext(scan);
+                let mut out = Vec::new();
+                if !tuple.is_null() {
+                    let mut is_null = false;
+                    let datum =
+                        pg_sys::heap_getattr(tuple, ANUM_SETCONFIG, (*rel).rd_att, &mut is_null);
+                    if let Some(entries) = Vec::<Option<String>>::from_datum(datum, is_null) {
+                        out = entries.into_iter().flatten().collect();
+                    }
+                }
+                pg_sys::systable_endscan(scan);
+                out
+            })
+            .collect();
         pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        out
+        found
     }
 }
 
@@ -158,9 +166,9 @@ pub fn role_quota(role_oid: u32, database_oid: u32) -> Option<u32> {
     } else {
         &[0]
     };
-    let own = databases.iter().find_map(|&db| {
-        setting_in(&role_settings(db, role_oid), name).and_then(|v| v.trim().parse().ok())
-    });
+    let own = role_settings(databases, role_oid)
+        .iter()
+        .find_map(|entries| setting_in(entries, name).and_then(|v| v.trim().parse().ok()));
     let limit: i64 = own.unwrap_or_else(|| gucs::max_workers_per_role().map_or(-1, i64::from));
     (limit >= 0).then(|| limit.min(u32::MAX as i64) as u32)
 }

@@ -71,42 +71,37 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     // brought back after a crash-reinitialisation has a void one: they find
     // their postmaster slot themselves, so that terminate() goes through
     // the postmaster as for every other worker.
-    let found = registry::find_at(identity.at, id);
-    let own_handle = found
-        .as_ref()
-        .filter(|r| r.find_handle)
-        .and_then(|_| launch::find_own_handle(pid));
+    let Some(facts) = registry::start_facts(identity.at, id) else {
+        log!("lightdb_bgw: worker {id} was replaced; leaving");
+        return;
+    };
+    let own_handle = facts
+        .find_handle
+        .then(|| launch::find_own_handle(pid))
+        .flatten();
     // Brought back after a crash-reinitialisation, which lost the
     // out-of-line config: read the copy kept on disk at launch, before the
     // worker counts as started, so nobody sees it running without one.
-    let ready = found
-        .as_ref()
-        .is_some_and(|r| !kinds::needs_connection(&r.def));
-    let restored = match found.filter(|r| r.config_missing) {
-        Some(_) => match registry::restore_config(identity.at, id, crate::control::config_jsonb) {
-            Some(config) => Some(config),
-            None => {
-                runtime::record_note(Some(
-                    "its config was lost in a crash-reinitialisation; the worker stops for good",
-                ));
-                registry::request_terminate(id);
-                process::exit(0);
-            }
-        },
-        None => None,
-    };
+    if facts.config_missing
+        && registry::restore_config(identity.at, id, crate::control::config_jsonb).is_none()
+    {
+        runtime::record_note(Some(
+            "its config was lost in a crash-reinitialisation; the worker stops for good",
+        ));
+        registry::request_terminate(id);
+        process::exit(0);
+    }
+    let ready = !kinds::needs_connection(facts.kind, facts.has_database);
     // SAFETY: set by the server when this process started.
     let started = unsafe { pg_sys::MyStartTimestamp };
-    let Some(mut record) = registry::claim(identity.at, id, pid, own_handle, started, ready) else {
+    let claimed = registry::claim(identity.at, id, pid, own_handle, started, ready);
+    // Read in full only once claimed: whoever waits for it is awake.
+    let Some(record) = registry::find_at(identity.at, id).filter(|_| claimed) else {
         // Terminated while it waited for its (re)start, or its slot went to
         // a newer worker: leave with code 0, which unregisters it.
         log!("lightdb_bgw: worker {id} was terminated or replaced; leaving");
         return;
     };
-    if let Some(config) = restored {
-        record.def.config = config;
-        record.config_missing = false;
-    }
     kinds::run(&record);
 }
 

@@ -21,17 +21,32 @@ pub fn connect(cluster: &Cluster) -> Client {
         .expect("connect")
 }
 
-pub fn launch_sleep_latency(cluster: &Cluster, database: bool, n: usize) -> Vec<f64> {
+/// What a launch waits for in [`launch_sleep_latency`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// `launch(..., wait => false)` then `wait_for_startup`, in one
+    /// statement: the postmaster has started the process (the event the
+    /// floor's WaitForBackgroundWorkerStartup waits for).
+    Started,
+    /// `launch(..., wait => true)`: the worker runs and is connected as
+    /// its role.
+    Ready,
+}
+
+pub fn launch_sleep_latency(cluster: &Cluster, database: bool, until: Until, n: usize) -> Vec<f64> {
     let mut client = connect(cluster);
-    let sql = if database {
-        "SELECT lightdb_bgw.launch('sleep')"
-    } else {
-        "SELECT lightdb_bgw.launch('sleep', database => NULL)"
+    let db = if database { "" } else { ", database => NULL" };
+    let sql = match until {
+        Until::Ready => format!("SELECT lightdb_bgw.launch('sleep'{db})"),
+        Until::Started => format!(
+            "SELECT id FROM (SELECT lightdb_bgw.launch('sleep'{db}, wait => false) AS id) l \
+             WHERE lightdb_bgw.wait_for_startup(id) <> 'not_yet_started'"
+        ),
     };
     let mut out = Vec::new();
     for i in 0..n + 5 {
         let began = Instant::now();
-        let id: i64 = client.query_one(sql, &[]).unwrap().get(0);
+        let id: i64 = client.query_one(&sql, &[]).unwrap().get(0);
         let took = began.elapsed();
         client
             .query_one("SELECT lightdb_bgw.terminate($1)", &[&id])
@@ -68,22 +83,39 @@ pub fn floor_launch_latency(cluster: &Cluster, database: bool, n: usize) -> Vec<
     out
 }
 
-/// One whole lifecycle in one statement: launch (waiting until it runs),
-/// terminate, wait for the shutdown.
+/// Whose lifecycle [`full_lifecycle_op`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cycle {
+    /// The floor: register, wait for startup, terminate, wait for shutdown.
+    Floor,
+    /// The same four steps: launch(wait => false), wait_for_startup,
+    /// terminate, wait_for_shutdown.
+    Started,
+    /// launch (waiting until it is connected), terminate, wait_for_shutdown.
+    Ready,
+}
+
+/// One whole lifecycle in one statement.
 pub fn full_lifecycle_op(
     database: bool,
-    floor: bool,
+    cycle: Cycle,
 ) -> impl Fn(&Cluster, &mut Option<Client>) + Clone + Send + Sync {
     move |cluster, client| {
         let c = client.get_or_insert_with(|| connect(cluster));
-        let sql = match (floor, database) {
-            (true, db) => {
-                format!("SELECT lightdb_bgw.floor_stop(lightdb_bgw.floor_launch({db}))::text")
+        let db = if database { "" } else { ", database => NULL" };
+        let sql = match cycle {
+            Cycle::Floor => {
+                format!("SELECT lightdb_bgw.floor_stop(lightdb_bgw.floor_launch({database}))::text")
             }
-            (false, db) => format!(
-                "WITH l AS MATERIALIZED (SELECT lightdb_bgw.launch('sleep'{}) AS id) \
-                 SELECT lightdb_bgw.wait_for_shutdown(id) FROM l WHERE lightdb_bgw.terminate(id)",
-                if db { "" } else { ", database => NULL" }
+            Cycle::Ready => format!(
+                "WITH l AS MATERIALIZED (SELECT lightdb_bgw.launch('sleep'{db}) AS id) \
+                 SELECT lightdb_bgw.wait_for_shutdown(id) FROM l WHERE lightdb_bgw.terminate(id)"
+            ),
+            Cycle::Started => format!(
+                "WITH l AS MATERIALIZED (SELECT lightdb_bgw.launch('sleep'{db}, wait => false) \
+                 AS id), s AS MATERIALIZED (SELECT id FROM l \
+                 WHERE lightdb_bgw.wait_for_startup(id) <> 'not_yet_started') \
+                 SELECT lightdb_bgw.wait_for_shutdown(id) FROM s WHERE lightdb_bgw.terminate(id)"
             ),
         };
         let done: String = c.query_one(&sql, &[]).expect("lifecycle").get(0);

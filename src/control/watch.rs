@@ -104,9 +104,10 @@ pub fn status_given(rec: &Lifecycle, postmaster_alive: bool) -> (Status, bool) {
         {
             (Status::Stopped, false)
         }
-        // Started by the postmaster, not yet running its code: started,
-        // as PostgreSQL's own handle says (WaitForBackgroundWorkerStartup).
-        (SlotState::NotYetStarted, Some(PmStatus::Started(pid))) => (Status::Started(pid), true),
+        // Started by the postmaster but not running its code yet (not a
+        // backend that pg_stat_activity shows or pg_terminate_backend
+        // reaches): it counts as started once it claims its slot.
+        (SlotState::NotYetStarted, Some(PmStatus::Started(_))) => (Status::NotYetStarted, true),
         (SlotState::NotYetStarted, _) => (Status::NotYetStarted, false),
     }
 }

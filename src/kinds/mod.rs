@@ -10,17 +10,13 @@ use pgrx::prelude::*;
 use crate::config::KindConfig;
 use crate::connection;
 use crate::registry::WorkerRecord;
-use crate::workerdef::WorkerDef;
+use crate::spec::Kind;
 
 /// Whether a worker of `def` connects (to its database, as its role)
 /// before it runs: not without a database, and not a supervisor, which
 /// only registers workers. One that does not is ready as it starts.
-pub fn needs_connection(def: &WorkerDef) -> bool {
-    def.database.is_some()
-        && !matches!(
-            def.config,
-            KindConfig::Supervisor { .. } | KindConfig::Raw { .. }
-        )
+pub fn needs_connection(kind: Kind, has_database: bool) -> bool {
+    has_database && !matches!(kind, Kind::Supervisor | Kind::Raw)
 }
 
 /// Connects the worker as it was authorised, when it needs to (see
@@ -28,7 +24,7 @@ pub fn needs_connection(def: &WorkerDef) -> bool {
 /// registry kept, until the worker exits.
 pub fn run(record: &WorkerRecord) {
     let config = record.def.config.clone();
-    if needs_connection(&record.def) {
+    if needs_connection(record.def.kind, record.def.database.is_some()) {
         connection::connect(record);
     } else if !record.connected {
         connection::mark_ready(record);

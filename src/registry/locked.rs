@@ -9,8 +9,11 @@ use std::sync::atomic::Ordering;
 
 use pgrx::pg_sys;
 
+use super::reuse::Candidates;
 use super::shmem::{ids_offset, marks_offset, reuse_offset, slots_offset, Header, HEADER, LOCK};
-use super::slot::{id_of, mark_of, reuse_key, ResultState, Slot, SlotState, MARK_STATE};
+use super::slot::{
+    id_of, mark_of, reuse_key, MarkCounts, ResultState, Slot, SlotState, MARK_STATE,
+};
 use super::texts::{self, TextRef};
 
 /// Holds the registry lock; releases it when dropped, also while
@@ -106,16 +109,46 @@ impl Locked {
         })
     }
 
+    /// The list of the smallest reuse keys (see `reuse.rs`).
+    pub(super) fn candidates(&self) -> Candidates {
+        // SAFETY: guarded by the lock we hold.
+        unsafe { (*self.header).candidates }
+    }
+
+    /// Replaces that list (the lock held exclusively).
+    pub(super) fn set_candidates(&mut self, list: Candidates) {
+        // SAFETY: guarded by the lock we hold exclusively.
+        unsafe { (*self.header).candidates = list };
+    }
+
+    /// How many slots are free, queued and being registered.
+    pub(super) fn counts(&self) -> MarkCounts {
+        // SAFETY: the header's counts are guarded by the lock we hold.
+        unsafe { (*self.header).counts }
+    }
+
     /// Keeps what is kept beside slot `index` true to `slot`.
     fn set_beside(&mut self, index: usize, slot: &Slot) {
         let base = self.header as *mut u8;
+        let mark = mark_of(slot);
         // SAFETY: as in `marks`, `ids` and `reuse_keys`; the caller holds
         // the lock exclusively.
         unsafe {
             let capacity = (*self.header).capacity;
-            *base.add(marks_offset(capacity) + index) = mark_of(slot);
+            let old = std::mem::replace(&mut *base.add(marks_offset(capacity) + index), mark);
+            if old != mark {
+                (*self.header).counts.count(old, -1);
+                (*self.header).counts.count(mark, 1);
+            }
             *(base.add(ids_offset(capacity)) as *mut i64).add(index) = id_of(slot);
-            *(base.add(reuse_offset(capacity)) as *mut i64).add(index) = reuse_key(slot);
+            let key = reuse_key(slot);
+            let old = std::mem::replace(
+                &mut *(base.add(reuse_offset(capacity)) as *mut i64).add(index),
+                key,
+            );
+            if old != key {
+                (*self.header).candidates.changed(index, key);
+            }
         }
     }
 }

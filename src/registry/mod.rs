@@ -1,6 +1,7 @@
 //! The registry: one slot per worker the extension knows, static and
 //! dynamic, live or recently stopped, in shared memory. This file holds
-//! the operations (claim, record, find, list, terminate); taking a slot is
+//! the operations (claim, record, list, terminate); finding a worker is
+//! `lookup.rs`, taking a slot
 //! `reserve.rs`, reading it all for a listing `listing.rs`, room and the
 //! launch queue `queue.rs`, results of `sql`
 //! runs `results.rs`, the memory itself
@@ -11,10 +12,12 @@
 mod events;
 mod listing;
 mod locked;
+mod lookup;
 mod queue;
 mod record;
 mod reserve;
 mod results;
+mod reuse;
 mod shmem;
 mod slot;
 mod texts;
@@ -31,6 +34,9 @@ pub use events::{
 pub use listing::{listing, Listed, Listing};
 use locked::drop_text;
 use locked::Locked;
+use lookup::index_of;
+use lookup::remember_slot;
+pub use lookup::{find, find_at, progress, start_facts, Progress, StartFacts};
 pub use queue::{
     any_queued, give_up, requeue, return_to_queue, take_next_queued, Admission, NoRoom, PmFree,
     Refusal,
@@ -101,6 +107,7 @@ pub fn list() -> Vec<WorkerRecord> {
 /// `MyStartTimestamp`, what `pg_stat_activity.backend_start` shows), 0 if
 /// unknown: `started_at` is that moment. A worker that needs no
 /// connection is `ready` as it claims its slot (see `mark_connected`).
+/// False when it must leave.
 pub fn claim(
     at: SlotRef,
     id: i64,
@@ -108,15 +115,19 @@ pub fn claim(
     own_handle: Option<PgHandle>,
     started: i64,
     ready: bool,
-) -> Option<WorkerRecord> {
-    let mut locked = Locked::acquire(true)?;
-    let mut entry = locked.slot_mut(at.index as usize)?;
+) -> bool {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return false;
+    };
+    let Some(mut entry) = locked.slot_mut(at.index as usize) else {
+        return false;
+    };
     if entry.id != id
         || entry.generation != at.generation
         || entry.state == SlotState::Free as u8
         || entry.terminate_requested
     {
-        return None;
+        return false;
     }
     if entry.started_at != 0 {
         entry.restarts += 1;
@@ -137,10 +148,9 @@ pub fn claim(
     };
     entry.stopped_at = 0;
     drop(entry);
-    let record = record_at(&locked, at.index as usize);
     drop(locked);
     broadcast();
-    Some(record)
+    true
 }
 
 /// Run by a worker as it exits with `code`. A worker that will be
@@ -302,86 +312,6 @@ pub fn freed_at(id: i64) -> Option<i64> {
     let index = index_of(&locked, id)?;
     let at = locked.slots()[index].freed_at;
     (at != 0).then_some(at)
-}
-
-/// The worker with `id`, if the registry still holds it.
-pub fn find(id: i64) -> Option<WorkerRecord> {
-    let locked = Locked::acquire(false)?;
-    let index = index_of(&locked, id)?;
-    Some(record_at(&locked, index))
-}
-
-/// The worker `id` where the caller knows its slot (a worker looking at
-/// itself): one slot read, whatever the registry's size.
-pub fn find_at(at: SlotRef, id: i64) -> Option<WorkerRecord> {
-    let locked = Locked::acquire(false)?;
-    let slot = locked.slots().get(at.index as usize)?;
-    (slot.id == id && slot.generation == at.generation && slot.state != SlotState::Free as u8)
-        .then(|| record_at(&locked, at.index as usize))
-}
-
-std::thread_local! {
-    /// Where this process last found some workers, by id: repeated
-    /// lookups of the same workers (a launch and its waits, status) try
-    /// that slot first.
-    static FOUND: std::cell::Cell<[(i64, u32); 16]> = const { std::cell::Cell::new([(0, 0); 16]) };
-}
-
-/// Remembers that worker `id` is in slot `index` (see `FOUND`).
-pub(super) fn remember_slot(id: i64, index: usize) {
-    let mut found = FOUND.get();
-    found[id as usize % found.len()] = (id, index as u32);
-    FOUND.set(found);
-}
-
-/// The slot of worker `id`, under the lock held: the slot this process
-/// found it in before, else found in the ids kept beside the slots (8
-/// bytes a slot, not a slot each).
-fn index_of(locked: &Locked, id: i64) -> Option<usize> {
-    if id == 0 {
-        return None;
-    }
-    let slots = locked.slots();
-    let holds = |i: usize| {
-        slots
-            .get(i)
-            .is_some_and(|s| s.id == id && s.state != SlotState::Free as u8)
-    };
-    let found = FOUND.get();
-    let (known, hint) = found[id as usize % found.len()];
-    if known == id && holds(hint as usize) {
-        return Some(hint as usize);
-    }
-    let index = locked.ids().iter().position(|&known| known == id)?;
-    if !holds(index) {
-        return None;
-    }
-    remember_slot(id, index);
-    Some(index)
-}
-
-/// What a wait looks at of a worker: what its status is made of, and how
-/// far it got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    pub lifecycle: Lifecycle,
-    /// Connected as its role (or needing no connection) in this run.
-    pub connected: bool,
-    /// Has exited at least once.
-    pub exited: bool,
-    pub result_state: ResultState,
-}
-
-/// The [`Progress`] of worker `id`: one slot read, no copy of its texts.
-pub fn progress(id: i64) -> Option<Progress> {
-    let locked = Locked::acquire(false)?;
-    let slot = &locked.slots()[index_of(&locked, id)?];
-    Some(Progress {
-        lifecycle: record::lifecycle_of(slot),
-        connected: slot.connected,
-        exited: slot.last_exit >= 0,
-        result_state: ResultState::from_u8(slot.result_state),
-    })
 }
 
 /// Marks the worker `id` for termination. A worker that is not running now

@@ -6,7 +6,7 @@
 
 use super::locked::Locked;
 use super::record::WorkerRecord;
-use super::slot::{SlotRef, SlotState, MARK_IN_FLIGHT, MARK_STATE};
+use super::slot::{SlotRef, SlotState, MARK_STATE};
 use super::{broadcast, record_at, update_own};
 
 /// Counts the free postmaster slots; read under the registry lock, so
@@ -82,7 +82,7 @@ pub(super) fn room(
         }
     }
     if let Some(free) = pm_free {
-        let in_flight = marks.iter().filter(|&&m| m & MARK_IN_FLIGHT != 0).count() as u32;
+        let in_flight = locked.counts().in_flight;
         let free = free.saturating_sub(in_flight);
         if free == 0 {
             return Err(NoRoom::Postmaster);
@@ -96,6 +96,9 @@ pub(super) fn room(
 
 /// How many workers are queued, and the place after the last one.
 pub(super) fn queue_census(locked: &Locked) -> (u32, u64) {
+    if locked.counts().queued == 0 {
+        return (0, 1);
+    }
     let slots = locked.slots();
     locked
         .marked(0, Some(SlotState::Queued))

@@ -8,6 +8,7 @@ use pgrx::pg_sys;
 use super::locked::drop_text;
 use super::locked::Locked;
 use super::queue::{place, Admission, Placement, Refusal};
+use super::reuse::take_reusable;
 use super::shmem::{self, store_text};
 use super::slot::{fill_slot, put_str, PgHandle, SlotRef, SlotState, MARK_STATE, MARK_SWEEP};
 use super::texts::remove_config;
@@ -93,11 +94,16 @@ pub fn reserve(
     // those the postmaster has forgotten too: known from the marks, stop
     // times and ids kept beside the slots, without reading a slot; the
     // postmaster is asked only if none is known yet.
-    let index = locked
-        .marks()
-        .iter()
-        .position(|&m| m & MARK_STATE == SlotState::Free as u8)
-        .or_else(|| reusable(&locked))
+    let free = (locked.counts().free > 0)
+        .then(|| {
+            locked
+                .marks()
+                .iter()
+                .position(|&m| m & MARK_STATE == SlotState::Free as u8)
+        })
+        .flatten();
+    let index = free
+        .or_else(|| take_reusable(&mut locked))
         .or_else(|| oldest_unswept(&locked, pm_stopped));
     let Some(index) = index else {
         drop(locked);
@@ -148,20 +154,7 @@ pub fn reserve(
     })
 }
 
-/// The history entry to reuse: the stopped dynamic worker, forgotten by
-/// the postmaster too, that stopped longest ago; read from the reuse keys
-/// kept beside the slots (8 bytes a slot, one pass, no slot read).
-fn reusable(locked: &Locked) -> Option<usize> {
-    let mut best = (i64::MAX, 0usize);
-    for (index, &key) in locked.reuse_keys().iter().enumerate() {
-        if key < best.0 {
-            best = (key, index);
-        }
-    }
-    (best.0 != i64::MAX).then_some(best.1)
-}
-
-/// Failing [`reusable`]: the stopped dynamic worker that stopped longest
+/// Failing [`take_reusable`]: the stopped dynamic worker that stopped longest
 /// ago among those whose reaping nobody has seen yet, asking the
 /// postmaster (`pm_stopped`) whether it forgot it.
 fn oldest_unswept(locked: &Locked, pm_stopped: impl Fn(PgHandle) -> bool) -> Option<usize> {

@@ -14,7 +14,10 @@ use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 
 use super::events::{self, Events};
-use super::slot::{fill_slot, id_of, mark_of, recover_slot, reuse_key, Slot, SlotState};
+use super::reuse::Candidates;
+use super::slot::{
+    fill_slot, id_of, mark_of, recover_slot, reuse_key, MarkCounts, Slot, SlotState,
+};
 use super::texts::{self, TextRef};
 use crate::workerdef::WorkerDef;
 
@@ -39,6 +42,10 @@ pub(super) struct Header {
     pub(super) texts_tranche: i32,
     /// Bytes of results stored in the text area (see `results.rs`).
     pub(super) result_bytes: AtomicU64,
+    /// The slots free, queued and being registered, by their marks.
+    pub(super) counts: MarkCounts,
+    /// The history entries to reuse first (see `reuse.rs`).
+    pub(super) candidates: Candidates,
 }
 
 pub(super) static HEADER: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
@@ -198,9 +205,13 @@ unsafe extern "C-unwind" fn shmem_startup() {
             }
             let marks =
                 std::slice::from_raw_parts_mut(base.add(marks_offset(capacity)), capacity as usize);
+            let mut counts = MarkCounts::default();
             for (mark, slot) in marks.iter_mut().zip(slots.iter()) {
                 *mark = mark_of(slot);
+                counts.count(*mark, 1);
             }
+            (*header).counts = counts;
+            (*header).candidates = Candidates::default();
             let ids = std::slice::from_raw_parts_mut(
                 base.add(ids_offset(capacity)) as *mut i64,
                 capacity as usize,

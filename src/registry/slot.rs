@@ -180,6 +180,34 @@ pub(super) const MARK_RESULT: u8 = 1 << 4;
 /// postmaster slot).
 pub(super) const MARK_IN_FLIGHT: u8 = 1 << 5;
 
+/// How many slots' marks say free, queued and being registered, kept in
+/// the registry's header beside the marks so that a launch need not count
+/// them.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct MarkCounts {
+    pub(super) free: u32,
+    pub(super) queued: u32,
+    pub(super) in_flight: u32,
+}
+
+impl MarkCounts {
+    /// Counts a slot with `mark` in (or, with `-1`, out).
+    pub(super) fn count(&mut self, mark: u8, sign: i32) {
+        let state = mark & MARK_STATE;
+        let bump = |n: &mut u32| *n = n.wrapping_add_signed(sign);
+        if state == SlotState::Free as u8 {
+            bump(&mut self.free);
+        }
+        if state == SlotState::Queued as u8 {
+            bump(&mut self.queued);
+        }
+        if mark & MARK_IN_FLIGHT != 0 {
+            bump(&mut self.in_flight);
+        }
+    }
+}
+
 /// The mark of `slot`.
 pub(super) fn mark_of(slot: &Slot) -> u8 {
     let mut mark = slot.state & MARK_STATE;
