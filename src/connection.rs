@@ -52,11 +52,6 @@ pub fn connect(record: &WorkerRecord) {
         }
         CONNECTING.store(false, Ordering::Relaxed);
     }
-    mark_ready(record);
-}
-
-/// Records a worker that needs no connection as ready.
-pub fn mark_ready(record: &WorkerRecord) {
     registry::mark_connected(record.at);
 }
 

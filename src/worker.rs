@@ -96,7 +96,10 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     let started = unsafe { pg_sys::MyStartTimestamp };
     let claimed = registry::claim(identity.at, id, pid, own_handle, started, ready);
     // Read in full only once claimed: whoever waits for it is awake.
-    let Some(record) = registry::find_at(identity.at, id).filter(|_| claimed) else {
+    let Some(record) = claimed
+        .then(|| registry::find_at(identity.at, id))
+        .flatten()
+    else {
         // Terminated while it waited for its (re)start, or its slot went to
         // a newer worker: leave with code 0, which unregisters it.
         log!("lightdb_bgw: worker {id} was terminated or replaced; leaving");

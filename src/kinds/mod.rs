@@ -12,7 +12,7 @@ use crate::connection;
 use crate::registry::WorkerRecord;
 use crate::spec::Kind;
 
-/// Whether a worker of `def` connects (to its database, as its role)
+/// Whether a worker of `kind` connects (to its database, as its role)
 /// before it runs: not without a database, and not a supervisor, which
 /// only registers workers. One that does not is ready as it starts.
 pub fn needs_connection(kind: Kind, has_database: bool) -> bool {
@@ -24,10 +24,10 @@ pub fn needs_connection(kind: Kind, has_database: bool) -> bool {
 /// registry kept, until the worker exits.
 pub fn run(record: &WorkerRecord) {
     let config = record.def.config.clone();
+    // One that needs no connection was recorded ready as it claimed its
+    // slot (see `worker.rs`).
     if needs_connection(record.def.kind, record.def.database.is_some()) {
         connection::connect(record);
-    } else if !record.connected {
-        connection::mark_ready(record);
     }
     match config {
         KindConfig::Counter {

@@ -8,9 +8,10 @@
 
 use std::borrow::Cow;
 
+use super::beside::MARK_STATE;
 use super::locked::Locked;
-use super::record::{lifecycle_of, Lifecycle};
-use super::slot::{bytes_of, ResultState, Slot, SlotState, MARK_STATE};
+use super::record::{last_error_of, lifecycle_of, Lifecycle};
+use super::slot::{bytes_of, ResultState, Slot, SlotState};
 use crate::codec::{self, ErrorText};
 use crate::config::KindConfig;
 use crate::spec::{Kind, StartTime};
@@ -157,7 +158,7 @@ impl Listing {
             if slot.id != entry.id || slot.state == SlotState::Free as u8 {
                 continue;
             }
-            let kind = Kind::from_u8(slot.kind).unwrap_or(Kind::Raw);
+            let kind = slot.kind();
             let mut config_missing = slot.config.is_none() && !slot.is_static;
             // The typed config is read only where the listing needs it (a
             // raw worker's type); the view shows the jsonb made at launch.
@@ -176,11 +177,10 @@ impl Listing {
                 }
             });
             let error = locked.text_in_place(slot.error);
-            let last_error = match error.is_empty() {
-                false => ErrorText::decode(error).ok().map(|e| Cow::Owned(e.short())),
-                true => None,
-            }
-            .or_else(|| non_empty(bytes_of(&slot.last_error)).map(String::from_utf8_lossy));
+            let full = (!error.is_empty())
+                .then(|| ErrorText::decode(error).ok())
+                .flatten();
+            let last_error = last_error_of(slot, full.as_ref());
             let listed = Listed {
                 id: slot.id,
                 kind,
@@ -188,15 +188,14 @@ impl Listing {
                 database: non_empty(bytes_of(&slot.database)),
                 role: non_empty(bytes_of(&slot.role)),
                 role_oid: slot.role_oid,
-                start_time: StartTime::from_u8(slot.start_time)
-                    .unwrap_or(StartTime::RecoveryFinished),
-                restart_after: (slot.restart_secs >= 0).then_some(slot.restart_secs as u32),
+                start_time: slot.start_time(),
+                restart_after: slot.restart_after(),
                 launched_by: non_empty(bytes_of(&slot.launched_by)),
                 launched_at: slot.launched_at,
-                started_at: (slot.started_at != 0).then_some(slot.started_at),
-                stopped_at: (slot.stopped_at != 0).then_some(slot.stopped_at),
+                started_at: slot.started_at(),
+                stopped_at: slot.stopped_at(),
                 restarts: slot.restarts,
-                last_exit: (slot.last_exit >= 0).then_some(slot.last_exit),
+                last_exit: slot.last_exit(),
                 is_static: slot.is_static,
                 lifecycle: lifecycle_of(slot),
                 last_error,

@@ -9,11 +9,10 @@ use std::sync::atomic::Ordering;
 
 use pgrx::pg_sys;
 
+use super::beside::{id_of, mark_of, reuse_key, MarkCounts, MARK_STATE};
 use super::reuse::Candidates;
 use super::shmem::{ids_offset, marks_offset, reuse_offset, slots_offset, Header, HEADER, LOCK};
-use super::slot::{
-    id_of, mark_of, reuse_key, MarkCounts, ResultState, Slot, SlotState, MARK_STATE,
-};
+use super::slot::{ResultState, Slot, SlotState};
 use super::texts::{self, TextRef};
 
 /// Holds the registry lock; releases it when dropped, also while

@@ -36,7 +36,7 @@ pub fn start_facts(at: SlotRef, id: i64) -> Option<StartFacts> {
     let slot = locked.slots().get(at.index as usize)?;
     let mine = slot.id == id && slot.generation == at.generation;
     (mine && slot.state != SlotState::Free as u8).then(|| StartFacts {
-        kind: Kind::from_u8(slot.kind).unwrap_or(Kind::Raw),
+        kind: slot.kind(),
         has_database: slot.database[0] != 0,
         find_handle: slot.find_handle,
         config_missing: slot.config.is_none() && !slot.is_static,

@@ -5,10 +5,12 @@
 //! `reserve.rs`, reading it all for a listing `listing.rs`, room and the
 //! launch queue `queue.rs`, results of `sql`
 //! runs `results.rs`, the memory itself
-//! `shmem.rs`, one slot's layout `slot.rs`, and texts kept out of line
+//! `shmem.rs`, one slot's layout `slot.rs` (what is kept beside it
+//! `beside.rs`), the choice of history entry to reuse `reuse.rs`, and texts kept out of line
 //! `texts.rs`. Waiters sleep on the registry's condition
 //! variable, which every change of state broadcasts.
 
+mod beside;
 mod events;
 mod listing;
 mod locked;
@@ -24,6 +26,7 @@ mod texts;
 
 use pgrx::pg_sys;
 
+use beside::MARK_SWEEP;
 use events::broadcast;
 #[cfg(feature = "bench")]
 pub use events::{bench_stamp, set_bench_stamp};
@@ -50,7 +53,7 @@ pub use results::{
 };
 pub use shmem::init;
 use shmem::store_text;
-use slot::{put_str, Slot, MARK_SWEEP};
+use slot::{put_str, Slot};
 pub use slot::{PgHandle, ResultState, SlotRef, SlotState, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
 use texts::TextRef;
 pub use texts::{load_config, remove_config, save_config};
@@ -98,7 +101,7 @@ pub fn list() -> Vec<WorkerRecord> {
 }
 
 /// Run by a worker as it starts: checks that the slot still belongs to
-/// `(id, generation)` and marks it started. `None` when the slot was given
+/// `(id, generation)` and marks it started. False when the slot was given
 /// to another worker (a stale registration) or the worker was terminated
 /// while it waited for its (re)start: it must then leave with code 0.
 /// A worker that finds its own handle (see `Slot::find_handle`) passes it
@@ -107,7 +110,6 @@ pub fn list() -> Vec<WorkerRecord> {
 /// `MyStartTimestamp`, what `pg_stat_activity.backend_start` shows), 0 if
 /// unknown: `started_at` is that moment. A worker that needs no
 /// connection is `ready` as it claims its slot (see `mark_connected`).
-/// False when it must leave.
 pub fn claim(
     at: SlotRef,
     id: i64,

@@ -4,9 +4,10 @@
 //! launches count each other; and which queued worker the dispatcher
 //! registers next, first in, first out.
 
+use super::beside::MARK_STATE;
 use super::locked::Locked;
 use super::record::WorkerRecord;
-use super::slot::{SlotRef, SlotState, MARK_STATE};
+use super::slot::{SlotRef, SlotState};
 use super::{broadcast, record_at, update_own};
 
 /// Counts the free postmaster slots; read under the registry lock, so

@@ -1,10 +1,12 @@
 //! The owned copy of one slot that readers get ([`WorkerRecord`]), made
 //! under the registry lock from the slot and its out-of-line texts.
 
-use super::slot::{get_str, non_empty, PgHandle, ResultState, Slot, SlotRef, SlotState};
+use std::borrow::Cow;
+
+use super::slot::{bytes_of, get_str, non_empty, PgHandle, ResultState, Slot, SlotRef, SlotState};
 use crate::codec::{self, ErrorText};
 use crate::config::KindConfig;
-use crate::spec::{Kind, StartTime};
+use crate::spec::Kind;
 use crate::workerdef::WorkerDef;
 
 /// An owned copy of one slot, for readers.
@@ -97,12 +99,21 @@ pub(super) fn lifecycle_of(slot: &Slot) -> Lifecycle {
     }
 }
 
+/// `SQLSTATE: message` of the last error of the worker in `slot`: from
+/// its `full` error while kept out of line, else the inline start of it.
+pub(super) fn last_error_of<'a>(slot: &'a Slot, full: Option<&ErrorText>) -> Option<Cow<'a, str>> {
+    full.map(|e| Cow::Owned(e.short())).or_else(|| {
+        let inline = bytes_of(&slot.last_error);
+        (!inline.is_empty()).then(|| String::from_utf8_lossy(inline))
+    })
+}
+
 /// The record of `slot` (at `index`), with its config and error texts.
 pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) -> WorkerRecord {
     let error = (!error.is_empty())
         .then(|| ErrorText::decode(error).ok())
         .flatten();
-    let kind = Kind::from_u8(slot.kind).unwrap_or(Kind::Raw);
+    let kind = slot.kind();
     // A static worker's config is always the defaults, kept in no text; a
     // config lost in a crash-reinitialisation reads as missing.
     let decoded = match slot.config.is_none() {
@@ -124,23 +135,20 @@ pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) 
             name: get_str(&slot.name),
             database: non_empty(get_str(&slot.database)),
             role: non_empty(get_str(&slot.role)),
-            start_time: StartTime::from_u8(slot.start_time).unwrap_or(StartTime::RecoveryFinished),
-            restart_after: (slot.restart_secs >= 0).then_some(slot.restart_secs as u32),
+            start_time: slot.start_time(),
+            restart_after: slot.restart_after(),
             config: decoded
                 .clone()
                 .unwrap_or_else(|| KindConfig::defaults(kind)),
         },
         pid: slot.pid,
         restarts: slot.restarts,
-        last_exit: (slot.last_exit >= 0).then_some(slot.last_exit),
+        last_exit: slot.last_exit(),
         launched_by: non_empty(get_str(&slot.launched_by)),
         launched_at: slot.launched_at,
-        started_at: (slot.started_at != 0).then_some(slot.started_at),
-        stopped_at: (slot.stopped_at != 0).then_some(slot.stopped_at),
-        last_error: error
-            .as_ref()
-            .map(ErrorText::short)
-            .or_else(|| non_empty(get_str(&slot.last_error))),
+        started_at: slot.started_at(),
+        stopped_at: slot.stopped_at(),
+        last_error: last_error_of(slot, error.as_ref()).map(Cow::into_owned),
         error,
         bypass_allowconn: slot.bypass_allowconn,
         by_superuser: slot.by_superuser,

@@ -5,12 +5,12 @@
 
 use pgrx::pg_sys;
 
+use super::beside::{MARK_STATE, MARK_SWEEP};
 use super::locked::drop_text;
 use super::locked::Locked;
 use super::queue::{place, Admission, Placement, Refusal};
-use super::reuse::take_reusable;
 use super::shmem::{self, store_text};
-use super::slot::{fill_slot, put_str, PgHandle, SlotRef, SlotState, MARK_STATE, MARK_SWEEP};
+use super::slot::{fill_slot, put_str, PgHandle, SlotRef, SlotState};
 use super::texts::remove_config;
 use super::{remember_slot, update_own};
 use crate::codec;
@@ -152,6 +152,16 @@ pub fn reserve(
         queued: matches!(placement, Placement::Queue(_)),
         kept: false,
     })
+}
+
+/// The slot a new worker takes from the history (see `reuse.rs`), or
+/// `None` when no history entry may be reused now; the caller fills the
+/// slot at once, under the same exclusive lock.
+fn take_reusable(locked: &mut Locked) -> Option<usize> {
+    let mut list = locked.candidates();
+    let taken = list.take(locked.reuse_keys());
+    locked.set_candidates(list);
+    taken
 }
 
 /// Failing [`take_reusable`]: the stopped dynamic worker that stopped longest

@@ -12,10 +12,11 @@ use std::sync::atomic::Ordering;
 
 use pgrx::pg_sys;
 
+use super::beside::MARK_RESULT;
 use super::locked::drop_text;
 use super::locked::Locked;
 use super::shmem::{self, store_text};
-use super::slot::{ResultState, SlotRef, SlotState, MARK_RESULT};
+use super::slot::{ResultState, SlotRef, SlotState};
 use super::texts::TextRef;
 use super::{broadcast, index_of, record_at, WorkerRecord};
 use crate::codec::ErrorText;

@@ -8,8 +8,6 @@
 //! every `CANDIDATES` launches at most), and slots whose key changes are
 //! added to it while they belong there.
 
-use super::locked::Locked;
-
 /// How many of the smallest keys the list holds.
 pub(super) const CANDIDATES: usize = 64;
 
@@ -87,20 +85,10 @@ impl Candidates {
     }
 }
 
-/// The slot a new worker takes from the history, or `None` when no
-/// history entry may be reused now; the caller fills the slot at once
-/// (under the same exclusive lock).
-pub(super) fn take_reusable(locked: &mut Locked) -> Option<usize> {
-    let mut list = locked.candidates();
-    let taken = list.take(locked.reuse_keys());
-    locked.set_candidates(list);
-    taken
-}
-
 impl Candidates {
     /// Takes the slot with the smallest reuse key out of the list, given
     /// every slot's key now; `None` when no slot may be reused.
-    fn take(&mut self, keys: &[i64]) -> Option<usize> {
+    pub(super) fn take(&mut self, keys: &[i64]) -> Option<usize> {
         for attempt in 0..2 {
             while self.len > 0 {
                 let (key, index) = self.entries[0];

@@ -13,11 +13,10 @@ use std::sync::Mutex;
 use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 
+use super::beside::{id_of, mark_of, reuse_key, MarkCounts};
 use super::events::{self, Events};
 use super::reuse::Candidates;
-use super::slot::{
-    fill_slot, id_of, mark_of, recover_slot, reuse_key, MarkCounts, Slot, SlotState,
-};
+use super::slot::{fill_slot, recover_slot, Slot, SlotState};
 use super::texts::{self, TextRef};
 use crate::workerdef::WorkerDef;
 

@@ -1,12 +1,14 @@
 //! One registry slot: its fixed-size layout in shared memory (numbers,
 //! states, times, OIDs, short names; texts live out of line, see
 //! `texts.rs`), and what a slot becomes when it is filled and after a
-//! crash-reinitialisation. Readers get a copy of it, `record.rs`.
+//! crash-reinitialisation, and the typed values its numbers stand for.
+//! Readers get a copy of it, `record.rs`; what is kept beside it,
+//! `beside.rs`.
 
 use pgrx::pg_sys;
 
 use super::texts::TextRef;
-use crate::spec::Kind;
+use crate::spec::{Kind, StartTime};
 use crate::workerdef::WorkerDef;
 
 /// Bytes kept for a worker's name (the server's `BGW_MAXLEN`).
@@ -167,88 +169,31 @@ pub struct Slot {
     pub(super) result_state: u8,
 }
 
-/// A slot's mark: one byte per slot, kept beside the slots (see
-/// `locked.rs`), so that scans for the few slots that matter (queued,
-/// being registered, to sweep, holding a result) read a byte each instead
-/// of a whole slot. The low bits are the state.
-pub(super) const MARK_STATE: u8 = 0b111;
-/// Stopped, with a postmaster handle not yet seen reaped.
-pub(super) const MARK_SWEEP: u8 = 1 << 3;
-/// Holds a result (or a failed run's mark).
-pub(super) const MARK_RESULT: u8 = 1 << 4;
-/// Taken and being registered with the postmaster (counts as a used
-/// postmaster slot).
-pub(super) const MARK_IN_FLIGHT: u8 = 1 << 5;
-
-/// How many slots' marks say free, queued and being registered, kept in
-/// the registry's header beside the marks so that a launch need not count
-/// them.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct MarkCounts {
-    pub(super) free: u32,
-    pub(super) queued: u32,
-    pub(super) in_flight: u32,
-}
-
-impl MarkCounts {
-    /// Counts a slot with `mark` in (or, with `-1`, out).
-    pub(super) fn count(&mut self, mark: u8, sign: i32) {
-        let state = mark & MARK_STATE;
-        let bump = |n: &mut u32| *n = n.wrapping_add_signed(sign);
-        if state == SlotState::Free as u8 {
-            bump(&mut self.free);
-        }
-        if state == SlotState::Queued as u8 {
-            bump(&mut self.queued);
-        }
-        if mark & MARK_IN_FLIGHT != 0 {
-            bump(&mut self.in_flight);
-        }
+/// The typed values a slot's numbers stand for (`-1` and `0` mean none),
+/// for every reader of a slot.
+impl Slot {
+    pub(super) fn kind(&self) -> Kind {
+        Kind::from_u8(self.kind).unwrap_or(Kind::Raw)
     }
-}
 
-/// The mark of `slot`.
-pub(super) fn mark_of(slot: &Slot) -> u8 {
-    let mut mark = slot.state & MARK_STATE;
-    if slot.state == SlotState::Stopped as u8 && slot.has_handle && !slot.reaped {
-        mark |= MARK_SWEEP;
+    pub(super) fn start_time(&self) -> StartTime {
+        StartTime::from_u8(self.start_time).unwrap_or(StartTime::RecoveryFinished)
     }
-    if slot.result_state != ResultState::None as u8 {
-        mark |= MARK_RESULT;
-    }
-    if slot.state == SlotState::NotYetStarted as u8
-        && !slot.has_handle
-        && !slot.find_handle
-        && !slot.is_static
-    {
-        mark |= MARK_IN_FLIGHT;
-    }
-    mark
-}
 
-/// The id of the worker in `slot` as the ids beside the slots keep it
-/// (see `locked.rs`): 0 for a free slot.
-pub(super) fn id_of(slot: &Slot) -> i64 {
-    if slot.state == SlotState::Free as u8 {
-        0
-    } else {
-        slot.id
+    pub(super) fn restart_after(&self) -> Option<u32> {
+        (self.restart_secs >= 0).then_some(self.restart_secs as u32)
     }
-}
 
-/// The order in which history entries are given to new workers, as kept
-/// beside the slots (see `locked.rs`): for a stopped dynamic worker the
-/// postmaster is known to have forgotten, when it stopped (the earliest
-/// goes first); `i64::MAX` for every other slot.
-pub(super) fn reuse_key(slot: &Slot) -> i64 {
-    let reusable = slot.state == SlotState::Stopped as u8
-        && !slot.is_static
-        && (slot.reaped || !slot.has_handle);
-    if reusable {
-        slot.stopped_at
-    } else {
-        i64::MAX
+    pub(super) fn last_exit(&self) -> Option<i32> {
+        (self.last_exit >= 0).then_some(self.last_exit)
+    }
+
+    pub(super) fn started_at(&self) -> Option<i64> {
+        (self.started_at != 0).then_some(self.started_at)
+    }
+
+    pub(super) fn stopped_at(&self) -> Option<i64> {
+        (self.stopped_at != 0).then_some(self.stopped_at)
     }
 }
 
