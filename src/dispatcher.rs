@@ -14,6 +14,10 @@
 //! it (other extensions' workers, parallel query) are seen within a
 //! second, the backstop of its sleep while anything is queued.
 //!
+//! It keeps the spare processes of `lightdb_bgw.spare_workers` (see
+//! `spare.rs`): after each signal it starts those missing, which a launch
+//! that took one pokes it for.
+//!
 //! And it frees the results of `sql` runs once they are older than
 //! `lightdb_bgw.result_retention`, waking when the next one is due.
 //!
@@ -34,6 +38,7 @@ use crate::launch::{self, RawWorker, LIBRARY};
 use crate::process;
 use crate::registry;
 use crate::runtime;
+use crate::spare;
 use crate::spec::StartTime;
 
 /// `bgw_name` and `bgw_type` of the dispatcher.
@@ -71,14 +76,19 @@ pub extern "C-unwind" fn lightdb_bgw_dispatcher_main(_arg: pg_sys::Datum) {
         registry::set_dispatcher_pid(pg_sys::MyProcPid);
         pg_sys::on_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
     }
+    // SAFETY: MyProcPid is set for every server process.
+    let me = unsafe { pg_sys::MyProcPid };
     loop {
         // SAFETY: reading the clock has no preconditions.
         let woke = unsafe { pg_sys::GetCurrentTimestamp() };
         // A slot the postmaster freed goes to the next queued worker
         // first; then what it reaped is marked once for everybody.
         start_queued();
-        registry::sweep_reaped(woke, control::pm_stopped);
-        registry::wake_waiters();
+        for index in registry::sweep_reaped(woke, control::pm_stopped) {
+            registry::wake_slot_waiters(index);
+        }
+        registry::broadcast_unsettled();
+        spare::tend(me);
         let backstop = registry::any_queued().then_some(Duration::from_secs(1));
         let expiry = expire_results();
         runtime::nap(match (backstop, expiry) {

@@ -30,6 +30,7 @@ pub mod process;
 pub mod registry;
 pub mod rows;
 pub mod runtime;
+pub mod spare;
 pub mod spec;
 pub mod worker;
 pub mod workerdef;

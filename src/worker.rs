@@ -1,8 +1,10 @@
-//! A worker process's entry: signals, finding its registry slot (and its
-//! postmaster handle), getting its config back after a crash, running its
+//! A worker process's entry (and a spare's, which waits until a launch
+//! hands it a slot; see `spare.rs`): signals, finding its registry slot
+//! (and its postmaster handle), getting its config back after a crash, running its
 //! kind, remembering its last error and recording its exit. This is the one
 //! place that knows the kinds; the kinds use `runtime.rs`, which knows none.
 
+use std::cell::Cell;
 use std::ffi::CStr;
 use std::sync::Mutex;
 
@@ -16,6 +18,11 @@ use crate::launch;
 use crate::process;
 use crate::registry::{self, SlotRef};
 use crate::runtime::{self, Identity};
+
+thread_local! {
+    /// The entry of the spare table this process holds while it is a spare.
+    static SPARE_ENTRY: Cell<Option<usize>> = const { Cell::new(None) };
+}
 
 /// The last ERROR or FATAL this process reported, for `workers.last_error`.
 static LAST_REPORTED_ERROR: Mutex<Option<ErrorText>> = Mutex::new(None);
@@ -39,13 +46,20 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
         log!("lightdb_bgw: worker started without a lightdb_bgw handle; leaving");
         return;
     };
-    let identity = Identity {
-        at: SlotRef {
-            index: arg.value() as u32,
-            generation,
-        },
-        id,
+    let at = SlotRef {
+        index: arg.value() as u32,
+        generation,
     };
+    // SAFETY: set by the server when this process started.
+    let started = unsafe { pg_sys::MyStartTimestamp };
+    become_worker(at, id, None, started);
+}
+
+/// Runs worker `id` of registry slot `at` in this process: from a fresh
+/// process (`lightdb_bgw_main`), or from a spare handed that slot, which
+/// knows its postmaster `handle` and starts now (`started`: 0).
+pub fn become_worker(at: SlotRef, id: i64, handle: Option<registry::PgHandle>, started: i64) {
+    let identity = Identity { at, id };
     runtime::set_identity(identity);
 
     // SAFETY: an on_shmem_exit callback runs after every before_shmem_exit
@@ -75,10 +89,12 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
         log!("lightdb_bgw: worker {id} was replaced; leaving");
         return;
     };
-    let own_handle = facts
-        .find_handle
-        .then(|| launch::find_own_handle(pid))
-        .flatten();
+    let own_handle = handle.or_else(|| {
+        facts
+            .find_handle
+            .then(|| launch::find_own_handle(pid))
+            .flatten()
+    });
     // Brought back after a crash-reinitialisation, which lost the
     // out-of-line config: read the copy kept on disk at launch, before the
     // worker counts as started, so nobody sees it running without one.
@@ -92,8 +108,6 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
         process::exit(0);
     }
     let ready = !kinds::needs_connection(facts.kind, facts.has_database);
-    // SAFETY: set by the server when this process started.
-    let started = unsafe { pg_sys::MyStartTimestamp };
     let claimed = registry::claim(identity.at, id, pid, own_handle, started, ready);
     // Read in full only once claimed: whoever waits for it is awake.
     let Some(record) = claimed
@@ -105,7 +119,51 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
         log!("lightdb_bgw: worker {id} was terminated or replaced; leaving");
         return;
     };
+    if handle.is_some() {
+        // A spare's process title named the spare: it names the worker now,
+        // as a process started for it would.
+        if let Ok(title) = std::ffi::CString::new(record.def.name.as_str()) {
+            // SAFETY: the server copies the title into its own buffer.
+            unsafe { pg_sys::init_ps_display(title.as_ptr()) };
+        }
+    }
     kinds::run(&record);
+}
+
+/// Entry point of a spare: waits, idle, until a launch hands it a slot,
+/// then runs that worker. SIGTERM (a spare let go, or a shutdown) ends it
+/// through the server's own handler while it waits.
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn lightdb_bgw_spare_main(arg: pg_sys::Datum) {
+    process::install_worker_signal_handlers();
+    let index = arg.value();
+    // SAFETY: MyProcPid is set for every server process.
+    let pid = unsafe { pg_sys::MyProcPid };
+    if !registry::spare_running(index, pid) {
+        log!("lightdb_bgw: spare {index} is not expected; leaving");
+        return;
+    }
+    SPARE_ENTRY.with(|e| e.set(Some(index)));
+    // SAFETY: registered once, while shared memory is attached; it runs
+    // at every exit of this process, also FATAL ones.
+    unsafe { pg_sys::on_shmem_exit(Some(on_spare_exit), pg_sys::Datum::from(0usize)) };
+    let assignment = loop {
+        if let Some(assignment) = registry::spare_assignment(index) {
+            break assignment;
+        }
+        runtime::nap(None);
+    };
+    SPARE_ENTRY.with(|e| e.set(None));
+    become_worker(assignment.at, assignment.id, Some(assignment.handle), 0);
+}
+
+/// A spare leaving without a worker to run empties its entry.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_spare_exit(_code: i32, _arg: pg_sys::Datum) {
+    if let Some(index) = SPARE_ENTRY.with(Cell::get) {
+        registry::spare_leaving(index);
+    }
 }
 
 /// Before the process lets go of shared memory: records the error it is

@@ -19,25 +19,9 @@ fn one<T: for<'a> postgres::types::FromSql<'a>>(client: &mut Client, sql: &str, 
 
 /// Pids of every lightdb_bgw worker process of the cluster, from /proc.
 fn worker_pids(postmaster: i32) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let ppid: i32 = stat
-            .rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        let worker = cmdline.contains("lightdb_bgw") && !cmdline.contains("dispatcher");
-        if ppid == postmaster && worker && process_alive(pid) {
-            pids.push(pid);
-        }
-    }
-    pids
+    child_pids(postmaster, |title| {
+        title.contains("lightdb_bgw") && !title.contains("dispatcher")
+    })
 }
 
 fn crash_and_recover(victim: impl FnOnce(&mut Cluster, &mut Client)) {

@@ -139,7 +139,7 @@ pub fn connect_latency(cluster: &Cluster, n: usize) -> Vec<f64> {
 
 /// Runs `op` in `sessions` threads for `window`; returns operations per
 /// second and the per-operation latencies in ms.
-fn throughput<F>(cluster: &Cluster, sessions: usize, window: Duration, op: F) -> (f64, Vec<f64>)
+pub fn throughput<F>(cluster: &Cluster, sessions: usize, window: Duration, op: F) -> (f64, Vec<f64>)
 where
     F: Fn(&Cluster, &mut Option<Client>) + Send + Sync + 'static + Clone,
 {

@@ -1,6 +1,6 @@
 //! Launching workers: a request validated at the SQL boundary, a registry
-//! slot reserved (given back on every error path), the worker registered
-//! with the postmaster, and, with `wait`, returned once it is connected.
+//! slot reserved (given back on every error path), the worker handed to an
+//! idle spare process or registered with the postmaster, and, with `wait`, returned once it is connected.
 //! Also used by the supervisor kind from inside a worker.
 
 use std::str::FromStr;
@@ -20,6 +20,7 @@ use crate::jsonb_text::JsonbBytes;
 use crate::launch::{self, RawWorker};
 use crate::preload;
 use crate::registry::{self, Admission, Grant, NoRoom, Refusal};
+use crate::spare;
 use crate::spec::{self, Kind, StartTime};
 use crate::workerdef::WorkerDef;
 
@@ -171,7 +172,11 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
     launch::check_registrable(launch::builtin_flags(&def), start_time)
         .map_err(BgwError::invalid)?;
     let authorised = authz::authorise(req.database.as_deref(), &role, req.bypass_allowconn)?;
-    let admission = capacity::admission(authorised.role_oid, authorised.database_oid, req.queue);
+    let mut admission =
+        capacity::admission(authorised.role_oid, authorised.database_oid, req.queue);
+    // An idle spare's slot is room: the worker takes the spare, or the
+    // spare makes room for it.
+    admission.pm_free = Some(spare::pm_free_or_spare);
     let id = register(def, &me, authorised, req.bypass_allowconn, &admission)?;
     if req.wait {
         wait_until_ready(id, start_time)?;
@@ -263,10 +268,21 @@ pub fn register(
         registry::poke_dispatcher();
         return Ok(id);
     }
-    match (
-        launch::launch_builtin(&def, &reservation, registry::notify_pid()),
-        admission.queue,
-    ) {
+    if spare::fits(&def) {
+        if let Some(handle) = registry::take_spare(reservation.at, reservation.id) {
+            registry::attach_handle(reservation.at, handle);
+            // The dispatcher starts the spare that replaces it.
+            registry::poke_dispatcher();
+            return Ok(reservation.keep());
+        }
+    }
+    let register = || launch::launch_builtin(&def, &reservation, registry::notify_pid());
+    let mut registered = register();
+    // The last free slots are held by idle spares: one makes room.
+    if matches!(registered, Err(BgwError::NoPostmasterSlot)) {
+        registered = spare::make_room(register).unwrap_or(registered);
+    }
+    match (registered, admission.queue) {
         (Ok(handle), _) => {
             registry::attach_handle(reservation.at, handle);
             Ok(reservation.keep())
@@ -339,7 +355,12 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
         pm_stopped,
     )
     .map_err(|refusal| reserve_error(refusal, &def))?;
-    let handle = launch::register_dynamic(worker)?;
+    let mut registered = launch::register_dynamic(worker);
+    // The last free slots are held by idle spares: one makes room.
+    if matches!(registered, Err(BgwError::NoPostmasterSlot)) {
+        registered = spare::make_room(|| launch::register_dynamic(worker)).unwrap_or(registered);
+    }
+    let handle = registered?;
     registry::attach_handle(reservation.at, handle);
     let id = reservation.keep();
     if wait_for_start {

@@ -149,13 +149,34 @@ pub fn wait_unchecked(
     timeout: Option<Duration>,
 ) -> Result<Option<Status>, BgwError> {
     let began = Instant::now();
-    let waiter = ChangeWait::prepare();
+    // Prepared before the look, so no change between the look and the
+    // sleep is missed: on the worker's own slot, or for a raw worker on
+    // the general events (see `registry::ChangeWait`).
+    let mut waiter: Option<(bool, ChangeWait)> = None;
     loop {
         let Some(now) = registry::progress(id) else {
             // Its slot went to a newer worker: it had stopped.
             return Ok(Some(Status::Stopped));
         };
         let (status, unsettled) = status_given(&now.lifecycle, postmaster_alive());
+        // The dispatcher wakes a worker's own waiters when the postmaster
+        // reaps it or lets it go before it ran; a raw worker's every change
+        // is the postmaster's alone.
+        let general = unsettled && now.lifecycle.raw;
+        if waiter.as_ref().is_none_or(|(g, _)| *g != general) {
+            drop(waiter.take());
+            let prepared = if general {
+                ChangeWait::prepare()
+            } else {
+                ChangeWait::for_slot(now.index)
+            };
+            let Some(prepared) = prepared else {
+                return Err(BgwError::NotPreloaded);
+            };
+            waiter = Some((general, prepared));
+            // Look again, now that no change can be missed.
+            continue;
+        }
         let gone = matches!(status, Status::Stopped | Status::PostmasterDied);
         let reached = match target {
             Target::Startup => !matches!(status, Status::NotYetStarted | Status::Queued),
@@ -176,21 +197,20 @@ pub fn wait_unchecked(
             },
             None => Duration::from_secs(3600),
         };
-        // Every change is an event on the registry's condition variable:
-        // a worker broadcasts when it starts, connects and records its
-        // exit, terminate when it marks a worker, and the dispatcher when
-        // the postmaster starts or reaps one. Nobody polls; the timeout is
-        // only a backstop. While no dispatcher runs (a moment after a
-        // crash), the postmaster's reaping is announced to nobody: then a
-        // worker in between is looked at again every 10 ms.
+        // Every change is an event: a worker broadcasts when it starts,
+        // connects and records its exit, terminate when it marks a worker,
+        // and the dispatcher when the postmaster starts or reaps one.
+        // Nobody polls; the timeout is only a backstop. While no dispatcher
+        // runs (a moment after a crash), the postmaster's reaping is
+        // announced to nobody: then a worker in between is looked at again
+        // every 10 ms.
         let backstop = if unsettled && registry::dispatcher_pid() == 0 {
             Duration::from_millis(10)
         } else {
             Duration::from_secs(1)
         };
-        match &waiter {
-            Some(w) => w.sleep(left.min(backstop)),
-            None => return Err(BgwError::NotPreloaded),
+        if let Some((_, w)) = &waiter {
+            w.sleep(left.min(backstop));
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Settings of capacity (the launch queue's bound, the per-role quota,
-//! the superuser reserve) and of results (their size limits and how long
+//! the superuser reserve, the spare processes) and of results (their size limits and how long
 //! they are kept). All can change at reload or per role; none needs the
 //! library preloaded to exist.
 
@@ -9,6 +9,7 @@ pub static MAX_QUEUED: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// -1: no limit.
 pub static MAX_WORKERS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(-1);
 pub static SUPERUSER_RESERVED_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
+pub static SPARE_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 /// kB.
 pub static MAX_RESULT_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(32 * 1024);
@@ -55,6 +56,16 @@ fn define_capacity() {
         &SUPERUSER_RESERVED_WORKERS,
         0,
         262_143,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"lightdb_bgw.spare_workers",
+        c"How many worker processes the dispatcher keeps started and idle, for launches to take without waiting for a new process.",
+        c"Each holds one max_worker_processes slot while idle; none is kept while launches are queued.",
+        &SPARE_WORKERS,
+        0,
+        crate::registry::MAX_SPARES as i32,
         GucContext::Sighup,
         GucFlags::default(),
     );
@@ -116,6 +127,10 @@ pub fn max_queued() -> u32 {
 pub fn max_workers_per_role() -> Option<u32> {
     let limit = MAX_WORKERS_PER_ROLE.get();
     (limit >= 0).then_some(limit as u32)
+}
+
+pub fn spare_workers() -> u32 {
+    SPARE_WORKERS.get().max(0) as u32
 }
 
 pub fn superuser_reserved_workers() -> u32 {

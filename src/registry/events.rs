@@ -1,20 +1,36 @@
-//! Events on the registry: its condition variable, broadcast at every
-//! change of state so that waiters in any session wake without polling,
-//! and the pid of the dispatcher, the process the postmaster notifies when
-//! a worker starts or is reaped (it broadcasts in turn).
+//! Events on the registry: condition variables broadcast at every change
+//! of state so that waiters in any session wake without polling, and the
+//! pid of the dispatcher, the process the postmaster notifies when a
+//! worker starts or is reaped (it broadcasts in turn).
+//!
+//! A change of one slot wakes the waiters of that slot (one of
+//! [`SLOT_CVS`] variables, by slot index) and those of the general
+//! variable; sessions waiting on other workers sleep on. The general
+//! variable is for waits on many workers (a supervisor's children) and
+//! for a worker whose next change only the postmaster sees (started but
+//! not yet running our code, exited but not yet reaped): the dispatcher
+//! broadcasts it after the postmaster's notifications, and only while
+//! such a wait is under way (`unsettled_waiters`).
 
 use std::cell::UnsafeCell;
 #[cfg(feature = "bench")]
 use std::sync::atomic::AtomicI64;
-use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering};
 
 use pgrx::pg_sys;
+
+/// How many condition variables the slots share, by index.
+pub const SLOT_CVS: usize = 64;
 
 /// Lives in the registry's header, in shared memory.
 #[repr(C)]
 pub(super) struct Events {
-    /// The server's own condition variable: safe to use without a lock.
+    /// The server's own condition variables: safe to use without a lock.
     cv: UnsafeCell<pg_sys::ConditionVariable>,
+    slot_cvs: [UnsafeCell<pg_sys::ConditionVariable>; SLOT_CVS],
+    /// Waits on the general variable for a change only the postmaster
+    /// sees, under way now.
+    unsettled_waiters: AtomicU32,
     /// The dispatcher's pid, 0 while it does not run. The dispatcher.
     dispatcher_pid: AtomicI32,
     /// A time stamp the benchmark's floor worker leaves.
@@ -32,7 +48,12 @@ impl Events {
     pub(super) fn init(&self) {
         // SAFETY: called once on fresh shared memory, before any process
         // could use it.
-        unsafe { pg_sys::ConditionVariableInit(self.cv.get()) };
+        unsafe {
+            pg_sys::ConditionVariableInit(self.cv.get());
+            for cv in &self.slot_cvs {
+                pg_sys::ConditionVariableInit(cv.get());
+            }
+        }
     }
 }
 
@@ -99,30 +120,72 @@ pub fn set_bench_stamp(stamp: i64) {
     }
 }
 
-/// Wakes every session waiting on the registry's condition variable.
+/// Wakes every session waiting on the registry.
 pub fn broadcast() {
     if let Some(e) = events() {
-        // SAFETY: the condition variable was initialised with the registry
-        // and lives as long as shared memory.
-        unsafe { pg_sys::ConditionVariableBroadcast(e.cv.get()) };
+        // SAFETY: the condition variables were initialised with the
+        // registry and live as long as shared memory.
+        unsafe {
+            pg_sys::ConditionVariableBroadcast(e.cv.get());
+            for cv in &e.slot_cvs {
+                pg_sys::ConditionVariableBroadcast(cv.get());
+            }
+        }
     }
 }
 
-/// A wait on the registry's condition variable. Create it *before*
+/// Wakes the sessions waiting on slot `index` and the general waiters.
+pub fn broadcast_slot(index: usize) {
+    if let Some(e) = events() {
+        // SAFETY: as in `broadcast`.
+        unsafe {
+            pg_sys::ConditionVariableBroadcast(e.slot_cvs[index % SLOT_CVS].get());
+            pg_sys::ConditionVariableBroadcast(e.cv.get());
+        }
+    }
+}
+
+/// The dispatcher, after the postmaster's notifications: wakes the
+/// general waiters, if a wait for a change only the postmaster sees is
+/// under way (a supervisor's wait counts as one).
+pub fn broadcast_unsettled() {
+    if let Some(e) = events() {
+        if e.unsettled_waiters.load(Ordering::Acquire) > 0 {
+            // SAFETY: as in `broadcast`.
+            unsafe { pg_sys::ConditionVariableBroadcast(e.cv.get()) };
+        }
+    }
+}
+
+/// A wait on the registry's condition variables. Create it *before*
 /// checking the condition, so no change between the check and the sleep is
 /// missed; dropping it ends the wait.
 pub struct ChangeWait {
     cv: *mut pg_sys::ConditionVariable,
+    /// Counted in `unsettled_waiters` while it lives.
+    counted: Option<&'static AtomicU32>,
 }
 
 impl ChangeWait {
+    /// A wait for a change of any slot, or one the postmaster sees.
     pub fn prepare() -> Option<ChangeWait> {
-        let cv = events()?.cv.get();
+        let e = events()?;
+        e.unsettled_waiters.fetch_add(1, Ordering::AcqRel);
+        Some(Self::on(e.cv.get(), Some(&e.unsettled_waiters)))
+    }
+
+    /// A wait for a change of slot `index` recorded in the registry.
+    pub fn for_slot(index: usize) -> Option<ChangeWait> {
+        let e = events()?;
+        Some(Self::on(e.slot_cvs[index % SLOT_CVS].get(), None))
+    }
+
+    fn on(cv: *mut pg_sys::ConditionVariable, counted: Option<&'static AtomicU32>) -> ChangeWait {
         // SAFETY: the condition variable lives in shared memory for the
         // life of the server; one prepared sleep per process at a time,
         // which the server enforces by cancelling any other.
         unsafe { pg_sys::ConditionVariablePrepareToSleep(cv) };
-        Some(ChangeWait { cv })
+        ChangeWait { cv, counted }
     }
 
     /// Sleeps until the registry changes or `timeout` passes. Serves
@@ -139,6 +202,9 @@ impl ChangeWait {
 
 impl Drop for ChangeWait {
     fn drop(&mut self) {
+        if let Some(count) = self.counted {
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
         // SAFETY: cancelling a prepared sleep has no other precondition.
         unsafe { pg_sys::ConditionVariableCancelSleep() };
     }

@@ -102,13 +102,17 @@ pub struct Progress {
     /// Has exited at least once.
     pub exited: bool,
     pub result_state: ResultState,
+    /// Its slot, whose events a waiter sleeps on.
+    pub index: usize,
 }
 
 /// The [`Progress`] of worker `id`: one slot read, no copy of its texts.
 pub fn progress(id: i64) -> Option<Progress> {
     let locked = Locked::acquire(false)?;
-    let slot = &locked.slots()[index_of(&locked, id)?];
+    let index = index_of(&locked, id)?;
+    let slot = &locked.slots()[index];
     Some(Progress {
+        index,
         lifecycle: lifecycle_of(slot),
         connected: slot.connected,
         exited: slot.last_exit >= 0,

@@ -1,14 +1,14 @@
 //! The registry: one slot per worker the extension knows, static and
 //! dynamic, live or recently stopped, in shared memory. This file holds
 //! the operations (claim, record, list, terminate); finding a worker is
-//! `lookup.rs`, taking a slot
-//! `reserve.rs`, reading it all for a listing `listing.rs`, room and the
-//! launch queue `queue.rs`, results of `sql`
-//! runs `results.rs`, the memory itself
-//! `shmem.rs`, one slot's layout `slot.rs` (what is kept beside it
-//! `beside.rs`), the choice of history entry to reuse `reuse.rs`, and texts kept out of line
-//! `texts.rs`. Waiters sleep on the registry's condition
-//! variable, which every change of state broadcasts.
+//! `lookup.rs`, taking a slot `reserve.rs`, reading it all for a listing
+//! `listing.rs`, room and the launch queue `queue.rs`, results of `sql`
+//! runs `results.rs`, the memory itself `shmem.rs`, one slot's layout
+//! `slot.rs` (what is kept beside it `beside.rs`), the choice of history
+//! entry to reuse `reuse.rs`, texts kept out of line `texts.rs`, and the
+//! spare processes waiting for a launch `spares.rs`. Waiters sleep on the
+//! registry's condition variables, which every change of state
+//! broadcasts (`events.rs`).
 
 mod beside;
 mod events;
@@ -22,17 +22,18 @@ mod results;
 mod reuse;
 mod shmem;
 mod slot;
+mod spares;
 mod texts;
 
 use pgrx::pg_sys;
 
 use beside::MARK_SWEEP;
-use events::broadcast;
 #[cfg(feature = "bench")]
 pub use events::{bench_stamp, set_bench_stamp};
+use events::{broadcast, broadcast_slot};
 pub use events::{
-    broadcast as wake_waiters, clear_dispatcher_pid, dispatcher_pid, poke_dispatcher,
-    set_dispatcher_pid, ChangeWait,
+    broadcast_slot as wake_slot_waiters, broadcast_unsettled, clear_dispatcher_pid, dispatcher_pid,
+    poke_dispatcher, set_dispatcher_pid, ChangeWait,
 };
 pub use listing::{listing, Listed, Listing};
 use locked::drop_text;
@@ -55,6 +56,11 @@ pub use shmem::init;
 use shmem::store_text;
 use slot::{put_str, Slot};
 pub use slot::{PgHandle, ResultState, SlotRef, SlotState, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
+pub use spares::{
+    abandon_spare, begin_spare, idle_spares, retire_spare, room_wanted, spare_assignment,
+    spare_census, spare_leaving, spare_registered, spare_running, take_spare, Assignment,
+    RoomWanted, MAX_SPARES,
+};
 use texts::TextRef;
 pub use texts::{load_config, remove_config, save_config};
 
@@ -151,7 +157,7 @@ pub fn claim(
     entry.stopped_at = 0;
     drop(entry);
     drop(locked);
-    broadcast();
+    broadcast_slot(at.index as usize);
     true
 }
 
@@ -188,7 +194,7 @@ pub fn record_exit(at: SlotRef, code: i32, error: Option<&str>) {
     }
     drop(entry);
     drop(locked);
-    broadcast();
+    broadcast_slot(at.index as usize);
 }
 
 /// Changes the slot `at` names under the registry lock; does nothing if
@@ -269,7 +275,7 @@ pub fn record_note(at: SlotRef, note: Option<&str>) {
 /// connection): `launch(..., wait => true)` returns from then on.
 pub fn mark_connected(at: SlotRef) {
     update_own(at, |entry| entry.connected = true);
-    broadcast();
+    broadcast_slot(at.index as usize);
 }
 
 /// Marks the worker so that it stops for good when it exits now: used when
@@ -286,10 +292,13 @@ pub fn stop_for_good(at: SlotRef) -> Option<PgHandle> {
 /// Marks the stopped workers the postmaster has forgotten too, so that
 /// nobody asks it about them again (run by the dispatcher after each of
 /// the postmaster's notifications, which came at `now`: that is when
-/// their postmaster slots were freed, at the latest).
-pub fn sweep_reaped(now: i64, pm_stopped: impl Fn(PgHandle) -> bool) {
+/// their postmaster slots were freed, at the latest). Returns their slots,
+/// and those of workers the postmaster let go of before they ran: the
+/// changes whose waiters only the dispatcher can wake.
+pub fn sweep_reaped(now: i64, pm_stopped: impl Fn(PgHandle) -> bool) -> Vec<usize> {
+    let mut found = Vec::new();
     let Some(mut locked) = Locked::acquire(true) else {
-        return;
+        return found;
     };
     for index in locked.marked(MARK_SWEEP, None) {
         let Some(mut slot) = locked.slot_mut(index) else {
@@ -302,8 +311,18 @@ pub fn sweep_reaped(now: i64, pm_stopped: impl Fn(PgHandle) -> bool) {
         {
             slot.reaped = true;
             slot.freed_at = now;
+            found.push(index);
         }
     }
+    // A worker registered but gone before it ran its code (the fork failed,
+    // it died in the server's set-up): a change only the postmaster saw.
+    for index in locked.marked(0, Some(SlotState::NotYetStarted)) {
+        let slot = &locked.slots()[index];
+        if slot.has_handle && pm_stopped(slot.handle) {
+            found.push(index);
+        }
+    }
+    found
 }
 
 /// When the dispatcher learned that the postmaster had freed worker
@@ -325,14 +344,20 @@ pub fn request_terminate(id: i64) -> Option<WorkerRecord> {
     let before = record_at(&locked, index);
     let mut entry = locked.slot_mut(index)?;
     entry.terminate_requested = true;
-    if entry.state == SlotState::NotYetStarted as u8 || entry.state == SlotState::Queued as u8 {
+    let was_queued = entry.state == SlotState::Queued as u8;
+    if entry.state == SlotState::NotYetStarted as u8 || was_queued {
         entry.state = SlotState::Stopped as u8;
         // SAFETY: reading the clock has no preconditions.
         entry.stopped_at = unsafe { pg_sys::GetCurrentTimestamp() };
     }
     drop(entry);
     drop(locked);
-    broadcast();
+    if was_queued {
+        // The queue positions of the others change too.
+        broadcast();
+    } else {
+        broadcast_slot(index);
+    }
     Some(before)
 }
 

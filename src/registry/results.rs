@@ -18,7 +18,7 @@ use super::locked::Locked;
 use super::shmem::{self, store_text};
 use super::slot::{ResultState, SlotRef, SlotState};
 use super::texts::TextRef;
-use super::{broadcast, index_of, record_at, WorkerRecord};
+use super::{broadcast_slot, index_of, record_at, WorkerRecord};
 use crate::codec::ErrorText;
 use crate::rows::Block;
 
@@ -97,7 +97,7 @@ pub fn publish(at: SlotRef, rows: Option<Stashed>) {
     }
     drop(entry);
     drop(locked);
-    broadcast();
+    broadcast_slot(at.index as usize);
     // The dispatcher frees results by age, waking when the next is due. A
     // result that replaces one expires after it, and the dispatcher looks
     // again when the earlier one is due; only a slot's first result may be
@@ -171,7 +171,7 @@ pub fn forget(id: i64, is_stopped: impl Fn(&WorkerRecord) -> bool) -> Forgotten 
     if record.config_file {
         super::remove_config(id);
     }
-    broadcast();
+    broadcast_slot(index);
     Forgotten::Dropped
 }
 

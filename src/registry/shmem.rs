@@ -17,6 +17,7 @@ use super::beside::{id_of, mark_of, reuse_key, MarkCounts};
 use super::events::{self, Events};
 use super::reuse::Candidates;
 use super::slot::{fill_slot, recover_slot, Slot, SlotState};
+use super::spares::{self, Spares};
 use super::texts::{self, TextRef};
 use crate::workerdef::WorkerDef;
 
@@ -45,6 +46,8 @@ pub(super) struct Header {
     pub(super) counts: MarkCounts,
     /// The history entries to reuse first (see `reuse.rs`).
     pub(super) candidates: Candidates,
+    /// Spare processes waiting for a launch (see `spares.rs`).
+    pub(super) spares: Spares,
 }
 
 pub(super) static HEADER: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
@@ -235,6 +238,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         LOCK.store(&mut (*tranche).lock, Ordering::Release);
         HEADER.store(header, Ordering::Release);
         events::attach(&raw mut (*header).events);
+        spares::attach(&raw mut (*header).spares);
         pg_sys::LWLockRelease(init_lock);
     }
 }
@@ -264,6 +268,7 @@ unsafe extern "C-unwind" fn save_registry(_code: i32, _arg: pg_sys::Datum) {
     };
     HEADER.store(std::ptr::null_mut(), Ordering::Release);
     events::attach(std::ptr::null_mut());
+    spares::attach(std::ptr::null_mut());
     // SAFETY: a plain flag of the server, set when the postmaster itself
     // exits (a shutdown), not when it only reinitialises after a crash.
     if unsafe { pg_sys::proc_exit_inprogress } {

@@ -508,6 +508,29 @@ pub fn db_error(err: &postgres::Error) -> &postgres::error::DbError {
         .unwrap_or_else(|| panic!("not a server error: {err}"))
 }
 
+/// Pids of the live children of `postmaster` whose command line (their
+/// process title) `wanted` accepts, from /proc.
+pub fn child_pids(postmaster: i32, wanted: impl Fn(&str) -> bool) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let ppid: i32 = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        if ppid == postmaster && wanted(&cmdline) && process_alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 /// Whether process `pid` still exists (and is not a zombie of ours).
 pub fn process_alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {

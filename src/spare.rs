@@ -1,0 +1,121 @@
+//! Spare worker processes (`lightdb_bgw.spare_workers`): the dispatcher
+//! keeps that many background workers started and idle, and a launch that
+//! may use one hands it its registry slot instead of registering a new
+//! process, so the worker runs without waiting for the postmaster to fork
+//! and set up a process. This file owns the dispatcher's tending of the
+//! spares, and which launches may take one. The hand-over itself is `registry/spares.rs`,
+//! the spare process's entry `worker.rs`.
+//!
+//! A spare holds one `max_worker_processes` slot while it waits. The
+//! dispatcher starts spares only while more slots are free than
+//! `lightdb_bgw.superuser_reserved_workers`, keeps none while launches are
+//! queued (their slots go to the queue), and a launch that cannot use a
+//! spare but finds no free slot lets one go and takes its slot.
+
+use std::time::Duration;
+
+use pgrx::pg_sys;
+
+use crate::capacity;
+use crate::gucs;
+use crate::launch::{self, PmStatus, RawWorker, LIBRARY};
+use crate::registry::{self, PgHandle};
+use crate::spec::{self, StartTime};
+use crate::workerdef::WorkerDef;
+
+/// `bgw_name` of a spare; its `bgw_type` is the workers' own, since the
+/// process becomes one and `pg_stat_activity` shows the type it started
+/// with.
+const NAME: &str = "lightdb_bgw spare";
+
+/// Whether a launch of `def` may take a spare: the spare is registered
+/// without a restart rule and started once the server is consistent, so
+/// a worker with a restart rule, or one that must wait for the end of
+/// recovery while the server is still in recovery, gets its own process.
+pub fn fits(def: &WorkerDef) -> bool {
+    def.restart_after.is_none()
+        // SAFETY: a plain read of the server's recovery state.
+        && !(def.start_time == StartTime::RecoveryFinished && unsafe { pg_sys::RecoveryInProgress() })
+}
+
+/// Free postmaster slots, counting the idle spares a launch may take.
+pub fn pm_free_or_spare() -> Option<u32> {
+    capacity::pm_free().map(|free| free + registry::idle_spares())
+}
+
+/// Lets one idle spare go so that its postmaster slot frees, waits (on
+/// the registry's events, which the dispatcher broadcasts when the
+/// postmaster reaps it) until it has, then runs `register` in that slot;
+/// the dispatcher starts no spare meanwhile. `None` when no spare was
+/// idle.
+pub fn make_room<T>(register: impl FnOnce() -> T) -> Option<T> {
+    let _wanted = registry::RoomWanted::announce();
+    let handle = registry::retire_spare()?;
+    launch::terminate_handle(handle);
+    for _ in 0..200 {
+        let Some(wait) = registry::ChangeWait::prepare() else {
+            break;
+        };
+        if launch::handle_status(handle) == PmStatus::Stopped {
+            break;
+        }
+        wait.sleep(Duration::from_millis(10));
+    }
+    Some(register())
+}
+
+/// The dispatcher, at each wake-up: registers spares up to the setting
+/// while the postmaster has room beyond the superuser reserve (none while
+/// launches are queued), and lets go of those beyond it.
+pub fn tend(notify_pid: i32) {
+    let want = if registry::any_queued() {
+        0
+    } else {
+        gucs::spare_workers()
+    };
+    let mut live =
+        registry::spare_census(|handle| launch::handle_status(handle) == PmStatus::Stopped);
+    while live > want {
+        let Some(handle) = registry::retire_spare() else {
+            break;
+        };
+        launch::terminate_handle(handle);
+        live -= 1;
+    }
+    let reserved = gucs::superuser_reserved_workers();
+    while live < want
+        && !registry::room_wanted()
+        && capacity::pm_free().is_some_and(|free| free > reserved)
+    {
+        let Some(index) = registry::begin_spare() else {
+            break;
+        };
+        match register(index, notify_pid) {
+            Some(handle) => registry::spare_registered(index, handle),
+            None => {
+                registry::abandon_spare(index);
+                break;
+            }
+        }
+        live += 1;
+    }
+}
+
+/// Registers the spare of table entry `index` with the postmaster.
+fn register(index: usize, notify_pid: i32) -> Option<PgHandle> {
+    let raw = RawWorker {
+        library: LIBRARY.to_string(),
+        function: "lightdb_bgw_spare_main".to_string(),
+        name: NAME.to_string(),
+        worker_type: spec::WORKER_TYPE.to_string(),
+        main_arg: index as i64,
+        extra: Vec::new(),
+        flags: (pg_sys::BGWORKER_SHMEM_ACCESS | pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION)
+            as i32,
+        start_time: StartTime::ConsistentState,
+        restart_after: None,
+        notify_pid,
+    };
+    let worker = launch::build_raw(&raw).ok()?;
+    launch::register_dynamic(worker).ok()
+}
