@@ -20,6 +20,15 @@ use crate::registry::{self, WorkerRecord};
 /// True while this process is inside the server's connection routine.
 static CONNECTING: AtomicBool = AtomicBool::new(false);
 
+/// A spare running a worker: once connected, it asks the dispatcher for
+/// the spare that replaces it.
+static REPLACE_WHEN_CONNECTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks for the dispatcher to be woken once this worker is connected.
+pub fn replace_when_connected() {
+    REPLACE_WHEN_CONNECTED.store(true, Ordering::Relaxed);
+}
+
 /// A C string for the server, refusing a NUL byte (SQLSTATE 22023) rather
 /// than passing on a text cut short.
 pub fn c_text(what: &str, value: &str) -> Result<CString, BgwError> {
@@ -53,6 +62,9 @@ pub fn connect(record: &WorkerRecord) {
         CONNECTING.store(false, Ordering::Relaxed);
     }
     registry::mark_connected(record.at);
+    if REPLACE_WHEN_CONNECTED.swap(false, Ordering::Relaxed) {
+        registry::poke_dispatcher();
+    }
 }
 
 fn connect_by_name(record: &WorkerRecord, flags: u32) {

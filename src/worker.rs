@@ -126,6 +126,14 @@ pub fn become_worker(at: SlotRef, id: i64, handle: Option<registry::PgHandle>, s
             // SAFETY: the server copies the title into its own buffer.
             unsafe { pg_sys::init_ps_display(title.as_ptr()) };
         }
+        // The dispatcher starts the spare that replaces this one once this
+        // worker runs (connected, if it connects): not earlier, when the
+        // new process would compete with this one for the processor.
+        if ready {
+            registry::poke_dispatcher();
+        } else {
+            connection::replace_when_connected();
+        }
     }
     kinds::run(&record);
 }

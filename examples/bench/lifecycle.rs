@@ -14,10 +14,9 @@ pub const SPARES: u32 = 2;
 /// has exactly `n` idle spares (child processes titled so).
 pub fn set_spares(cluster: &Cluster, n: u32) {
     let mut c = connect(cluster);
-    c.batch_execute(&format!(
-        "ALTER SYSTEM SET lightdb_bgw.spare_workers = {n}; SELECT pg_reload_conf()"
-    ))
-    .expect("set spare_workers");
+    c.batch_execute(&format!("ALTER SYSTEM SET lightdb_bgw.spare_workers = {n}"))
+        .expect("set spare_workers");
+    c.batch_execute("SELECT pg_reload_conf()").expect("reload");
     let pm = cluster.postmaster_pid();
     eventually("the spares", Duration::from_secs(30), || {
         let now = child_pids(pm, |title| title.contains("lightdb_bgw spare")).len();

@@ -270,9 +270,10 @@ pub fn register(
     }
     if spare::fits(&def) {
         if let Some(handle) = registry::take_spare(reservation.at, reservation.id) {
+            // The spare asks the dispatcher for its replacement once it
+            // runs (and is connected): a process started meanwhile would
+            // compete with it for the processor.
             registry::attach_handle(reservation.at, handle);
-            // The dispatcher starts the spare that replaces it.
-            registry::poke_dispatcher();
             return Ok(reservation.keep());
         }
     }
