@@ -3,8 +3,9 @@
 //! client, and `run` + `result` per second from two sessions, each against
 //! pg_background's launch + result measured in the same run (when the
 //! server has no pg_background: the round trip against our own launch ->
-//! exit lifecycle, the others with no reference); and the shared memory a
-//! kept result takes per row, against the same row as jsonb text.
+//! exit lifecycle, the others with no reference); the round trip and the
+//! throughput again with spare processes taking the runs; and the shared
+//! memory a kept result takes per row, against the same row as jsonb text.
 //!
 //! Every run it starts is forgotten before it returns, and it waits until
 //! no pg_background worker is left.
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{eventually, Client, Cluster};
+use crate::lifecycle::{set_spares, SPARES};
 use crate::ops::{forget_runs, pg_background_op, repeated, run_result_op, PGBG_SELECT_1};
 use crate::report::{ms, percentile, Figure};
 
@@ -36,9 +38,15 @@ const OUR_RESULT: &str = "SELECT * FROM lightdb_bgw.result($1)";
 /// Runs the section's four parts and cleans up after them.
 pub fn run(cluster: &Cluster, client: &mut Client, figures: &mut Vec<Figure>) {
     let pgbg = pg_background(client);
-    round_trip(client, pgbg.as_deref(), figures);
+    round_trip(client, pgbg.as_deref(), figures, "");
     bulk(client, pgbg.as_deref(), figures);
-    throughput(cluster, client, pgbg.as_deref(), figures);
+    throughput(cluster, client, pgbg.as_deref(), figures, "");
+    // The same two figures with spare processes taking the runs.
+    set_spares(cluster, SPARES);
+    let with_spares = format!(", {SPARES} spares");
+    round_trip(client, pgbg.as_deref(), figures, &with_spares);
+    throughput(cluster, client, pgbg.as_deref(), figures, &with_spares);
+    set_spares(cluster, 0);
     memory_per_row(client, figures);
     if pgbg.is_some() {
         let gone = || (pg_background_workers(client) == 0).then_some(());
@@ -87,7 +95,7 @@ fn pg_background(client: &mut Client) -> Option<String> {
 
 /// (a) `run` then `result` of `SELECT 1`, two statements from one session,
 /// against pg_background's launch + result, sample by sample.
-fn round_trip(client: &mut Client, pgbg: Option<&str>, figures: &mut Vec<Figure>) {
+fn round_trip(client: &mut Client, pgbg: Option<&str>, figures: &mut Vec<Figure>, label: &str) {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for i in 0..WARM_UP + ROUND_TRIPS {
@@ -125,7 +133,7 @@ fn round_trip(client: &mut Client, pgbg: Option<&str>, figures: &mut Vec<Figure>
         }
     }
     figures.push(Figure {
-        name: "run + result of SELECT 1, two statements (ms)".into(),
+        name: format!("run + result of SELECT 1, two statements{label} (ms)"),
         unit: "ms",
         p50: percentile(&ours, 0.5),
         p95: percentile(&ours, 0.95),
@@ -208,6 +216,7 @@ fn throughput(
     client: &mut Client,
     pgbg: Option<&str>,
     figures: &mut Vec<Figure>,
+    label: &str,
 ) {
     let started = Arc::new(Mutex::new(Vec::new()));
     let (rates, _) = repeated(cluster, SESSIONS, run_result_op(started.clone()));
@@ -216,7 +225,7 @@ fn throughput(
 
     let theirs = pgbg.map(|_| percentile(&repeated(cluster, SESSIONS, pg_background_op()).0, 0.5));
     figures.push(Figure {
-        name: format!("run + result of SELECT 1 per second, {SESSIONS} sessions"),
+        name: format!("run + result of SELECT 1 per second, {SESSIONS} sessions{label}"),
         unit: "1/s",
         p50: percentile(&rates, 0.5),
         p95: percentile(&rates, 0.05),
