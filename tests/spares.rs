@@ -58,11 +58,13 @@ fn launches_take_spares_which_the_dispatcher_replaces() {
         "{sleeper_pid} not one of {first:?}"
     );
     assert_eq!(status(&mut admin, sleeper), "started");
-    let title = std::fs::read_to_string(format!("/proc/{sleeper_pid}/cmdline")).unwrap();
-    assert!(
-        title.contains(&format!("lightdb_bgw sleep {sleeper}")),
-        "the process title names the worker: {title:?}"
-    );
+    // The worker renames the process just after it claims its slot (which
+    // is when the launch returns).
+    let name = format!("lightdb_bgw sleep {sleeper}");
+    eventually("the process title names the worker", LONG, || {
+        let title = std::fs::read_to_string(format!("/proc/{sleeper_pid}/cmdline")).ok()?;
+        title.contains(&name).then_some(())
+    });
 
     // A non-superuser's run in a database: the spare connects as that role
     // to that database, and its result is read back.

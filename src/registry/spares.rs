@@ -178,7 +178,8 @@ pub fn spare_assignment(index: usize) -> Option<Assignment> {
 
 /// The spare process of entry `index`, leaving without an assignment: the
 /// entry is emptied, after any hand-over under way has completed (a few
-/// instructions of the launching session).
+/// instructions of the launching session; if that session is kept from
+/// running longer than the wait, its hand-over fails instead).
 pub fn spare_leaving(index: usize) {
     let Some(e) = entry(index) else {
         return;
@@ -205,14 +206,24 @@ pub fn take_spare(at: SlotRef, id: i64) -> Option<PgHandle> {
     e.at_index.store(at.index, Ordering::Release);
     e.at_generation.store(at.generation, Ordering::Release);
     e.id.store(id, Ordering::Release);
-    // The process waits for this bit while CLAIMING is set (it never
-    // empties the entry under a hand-over), so a plain OR publishes it.
-    e.state.fetch_or(ASSIGNED, Ordering::AcqRel);
+    // A spare leaving meanwhile waits a moment for this; if it could not
+    // wait that long, it has emptied the entry and the launch goes on
+    // without it.
+    e.state
+        .compare_exchange(
+            IDLE | CLAIMING,
+            IDLE | CLAIMING | ASSIGNED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .ok()?;
     let handle = e.handle();
     let pid = e.pid.load(Ordering::Acquire);
-    // SAFETY: SIGUSR1 sets the spare's latch (the server's own handler);
-    // a pid that has just gone is harmless (ESRCH).
-    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    if pid > 0 {
+        // SAFETY: SIGUSR1 sets the spare's latch (the server's own
+        // handler); a pid that has just gone is harmless (ESRCH).
+        unsafe { libc::kill(pid, libc::SIGUSR1) };
+    }
     Some(handle)
 }
 
@@ -259,4 +270,71 @@ pub fn spare_census(pm_stopped: impl Fn(PgHandle) -> bool) -> u32 {
         }
     }
     live
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    /// A pid no process has (ESRCH), for the wake-up signal.
+    const NOBODY: i32 = i32::MAX;
+
+    #[test]
+    fn a_spare_goes_through_its_states() {
+        let table: &'static mut Spares = Box::leak(Box::default());
+        attach(table);
+        let at = SlotRef {
+            index: 7,
+            generation: 3,
+        };
+        let handle = PgHandle {
+            slot: 5,
+            generation: 9,
+        };
+        let stopped = |_: PgHandle| false;
+
+        // Registered but not running yet: counted, not idle, not taken.
+        let index = begin_spare().expect("an empty entry");
+        spare_registered(index, handle);
+        assert_eq!(spare_census(stopped), 1);
+        assert_eq!(idle_spares(), 0);
+        assert!(take_spare(at, 42).is_none());
+
+        // Running: idle, and handed over once.
+        assert!(spare_running(index, NOBODY));
+        assert_eq!(idle_spares(), 1);
+        assert_eq!(take_spare(at, 42), Some(handle));
+        assert!(take_spare(at, 43).is_none(), "one launch per spare");
+        assert_eq!(spare_census(stopped), 0, "a taken spare is not counted");
+        let got = spare_assignment(index).expect("assigned");
+        assert_eq!((got.at, got.id, got.handle), (at, 42, handle));
+        assert!(spare_assignment(index).is_none(), "the entry is free again");
+
+        // Let go: a retired spare is not idle and leaves its entry empty.
+        let index = begin_spare().expect("an empty entry");
+        spare_registered(index, handle);
+        assert!(spare_running(index, NOBODY));
+        assert_eq!(retire_spare(), Some(handle));
+        assert_eq!(idle_spares(), 0);
+        assert_eq!(spare_census(stopped), 0);
+        spare_leaving(index);
+        assert_eq!(entries()[index].state.load(Ordering::Acquire), 0);
+
+        // Never ran: the census forgets it; so is an entry never
+        // registered (a dispatcher that died registering it).
+        let never_ran = begin_spare().expect("an empty entry");
+        spare_registered(never_ran, handle);
+        let never_registered = begin_spare().expect("another entry");
+        assert_eq!(spare_census(|_| true), 0);
+        for index in [never_ran, never_registered] {
+            assert_eq!(entries()[index].state.load(Ordering::Acquire), 0);
+        }
+
+        // A room wanted is seen until its guard is dropped.
+        let wanted = RoomWanted::announce();
+        assert!(room_wanted());
+        drop(wanted);
+        assert!(!room_wanted());
+        attach(std::ptr::null_mut());
+    }
 }
