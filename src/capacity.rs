@@ -93,6 +93,12 @@ pub fn pm_free() -> Option<u32> {
     Some(total.saturating_sub(used) as u32)
 }
 
+/// [`pm_free`], counting the idle spare processes as free too: a launch
+/// takes one, or one gives its slot up for it (see `spare.rs`).
+pub fn pm_free_or_spare() -> Option<u32> {
+    pm_free().map(|free| free + crate::registry::idle_spares())
+}
+
 /// The `name=value` entries `ALTER ROLE role [IN DATABASE database] SET`
 /// stored for `role_oid` and each of `databases` (0: every database), in
 /// that order: one opening of the catalog, one index probe each.
@@ -180,7 +186,7 @@ pub fn admission(role_oid: u32, database_oid: u32, queue: bool) -> Admission {
         quota: role_quota(role_oid, database_oid),
         // SAFETY: a plain read of the session's user state.
         by_superuser: unsafe { pg_sys::superuser() },
-        pm_free: Some(pm_free),
+        pm_free: Some(pm_free_or_spare),
         reserved: gucs::superuser_reserved_workers(),
         queue: queue.then(gucs::max_queued),
     }

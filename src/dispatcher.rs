@@ -15,8 +15,8 @@
 //! second, the backstop of its sleep while anything is queued.
 //!
 //! It keeps the spare processes of `lightdb_bgw.spare_workers` (see
-//! `spare.rs`): after each signal it starts those missing, which a launch
-//! that took one pokes it for.
+//! `spare.rs`): after each signal it starts those missing; a spare that
+//! took a worker pokes it once that worker runs.
 //!
 //! And it frees the results of `sql` runs once they are older than
 //! `lightdb_bgw.result_retention`, waking when the next one is due.
@@ -31,7 +31,6 @@ use pgrx::prelude::*;
 
 use crate::capacity;
 use crate::codec::ErrorText;
-use crate::control;
 use crate::error::{sqlstate_text, BgwError};
 use crate::gucs;
 use crate::launch::{self, RawWorker, LIBRARY};
@@ -84,7 +83,7 @@ pub extern "C-unwind" fn lightdb_bgw_dispatcher_main(_arg: pg_sys::Datum) {
         // A slot the postmaster freed goes to the next queued worker
         // first; then what it reaped is marked once for everybody.
         start_queued();
-        for index in registry::sweep_reaped(woke, control::pm_stopped) {
+        for index in registry::sweep_reaped(woke, launch::pm_stopped) {
             registry::wake_slot_waiters(index);
         }
         registry::broadcast_unsettled();

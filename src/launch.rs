@@ -125,6 +125,11 @@ pub fn handle_status(handle: PgHandle) -> PmStatus {
     }
 }
 
+/// Whether the postmaster has forgotten the worker of `handle`.
+pub fn pm_stopped(handle: PgHandle) -> bool {
+    handle_status(handle) == PmStatus::Stopped
+}
+
 /// The postmaster's handle of a worker, found by the worker itself: the
 /// workers registered when the postmaster's slots were (re)built (static
 /// workers, and after a crash-reinitialisation every worker kept) hold

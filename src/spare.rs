@@ -3,8 +3,9 @@
 //! may use one hands it its registry slot instead of registering a new
 //! process, so the worker runs without waiting for the postmaster to fork
 //! and set up a process. This file owns the dispatcher's tending of the
-//! spares, and which launches may take one. The hand-over itself is `registry/spares.rs`,
-//! the spare process's entry `worker.rs`.
+//! spares, which launches may take one, and a spare giving its slot up.
+//! The hand-over itself is `registry/spares.rs`, the spare process's entry
+//! `worker.rs`.
 //!
 //! A spare holds one `max_worker_processes` slot while it waits. The
 //! dispatcher starts spares only while more slots are free than
@@ -17,8 +18,9 @@ use std::time::Duration;
 use pgrx::pg_sys;
 
 use crate::capacity;
+use crate::error::BgwError;
 use crate::gucs;
-use crate::launch::{self, PmStatus, RawWorker, LIBRARY};
+use crate::launch::{self, RawWorker, LIBRARY};
 use crate::registry::{self, PgHandle};
 use crate::spec::{self, StartTime};
 use crate::workerdef::WorkerDef;
@@ -38,30 +40,30 @@ pub fn fits(def: &WorkerDef) -> bool {
         && !(def.start_time == StartTime::RecoveryFinished && unsafe { pg_sys::RecoveryInProgress() })
 }
 
-/// Free postmaster slots, counting the idle spares a launch may take.
-pub fn pm_free_or_spare() -> Option<u32> {
-    capacity::pm_free().map(|free| free + registry::idle_spares())
-}
-
-/// Lets one idle spare go so that its postmaster slot frees, waits (on
-/// the registry's events, which the dispatcher broadcasts when the
-/// postmaster reaps it) until it has, then runs `register` in that slot;
-/// the dispatcher starts no spare meanwhile. `None` when no spare was
-/// idle.
-pub fn make_room<T>(register: impl FnOnce() -> T) -> Option<T> {
-    let _wanted = registry::RoomWanted::announce();
-    let handle = registry::retire_spare()?;
-    launch::terminate_handle(handle);
-    for _ in 0..200 {
-        let Some(wait) = registry::ChangeWait::prepare() else {
-            break;
-        };
-        if launch::handle_status(handle) == PmStatus::Stopped {
-            break;
-        }
-        wait.sleep(Duration::from_millis(10));
+/// Runs `register` (a registration with the postmaster); if it finds no
+/// free slot, lets one idle spare go so that its slot frees, waits (on the
+/// registry's events, which the dispatcher broadcasts when the postmaster
+/// reaps it) until it has, and runs `register` again in that slot, the
+/// dispatcher starting no spare meanwhile.
+pub fn with_room<T>(register: impl Fn() -> Result<T, BgwError>) -> Result<T, BgwError> {
+    let first = register();
+    if !matches!(first, Err(BgwError::NoPostmasterSlot)) {
+        return first;
     }
-    Some(register())
+    let _wanted = registry::RoomWanted::announce();
+    let Some(handle) = registry::retire_spare() else {
+        return first;
+    };
+    launch::terminate_handle(handle);
+    if let Some(wait) = registry::ChangeWait::prepare() {
+        for _ in 0..200 {
+            if launch::pm_stopped(handle) {
+                break;
+            }
+            wait.sleep(Duration::from_millis(10));
+        }
+    }
+    register()
 }
 
 /// The dispatcher, at each wake-up: registers spares up to the setting
@@ -73,8 +75,7 @@ pub fn tend(notify_pid: i32) {
     } else {
         gucs::spare_workers()
     };
-    let mut live =
-        registry::spare_census(|handle| launch::handle_status(handle) == PmStatus::Stopped);
+    let mut live = registry::spare_census(launch::pm_stopped);
     while live > want {
         let Some(handle) = registry::retire_spare() else {
             break;

@@ -1,7 +1,7 @@
 //! A worker process's entry (and a spare's, which waits until a launch
 //! hands it a slot; see `spare.rs`): signals, finding its registry slot
-//! (and its postmaster handle), getting its config back after a crash, running its
-//! kind, remembering its last error and recording its exit. This is the one
+//! (and its postmaster handle), getting its config back after a crash,
+//! running its kind, remembering its last error and recording its exit. This is the one
 //! place that knows the kinds; the kinds use `runtime.rs`, which knows none.
 
 use std::cell::Cell;

@@ -12,6 +12,6 @@ pub use start::{
     config_jsonb, launch, launch_raw, parse_restart, parse_start_time, register, LaunchRequest,
 };
 pub use watch::{
-    pm_stopped, postmaster_alive, status, status_given, status_of, stop_record, terminate,
-    wait_checked, wait_unchecked, Status, Target,
+    postmaster_alive, status, status_given, status_of, stop_record, terminate, wait_checked,
+    wait_unchecked, Status, Target,
 };

@@ -1,6 +1,7 @@
 //! Launching workers: a request validated at the SQL boundary, a registry
 //! slot reserved (given back on every error path), the worker handed to an
-//! idle spare process or registered with the postmaster, and, with `wait`, returned once it is connected.
+//! idle spare process or registered with the postmaster, and, with `wait`,
+//! returned once it is connected.
 //! Also used by the supervisor kind from inside a worker.
 
 use std::str::FromStr;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::watch::{pm_stopped, stop_record, wait_checked, Target};
+use super::watch::{stop_record, wait_checked, Target};
 use crate::authz::{self, Authorised};
 use crate::capacity;
 use crate::codec;
@@ -17,7 +18,7 @@ use crate::config::{self, KindConfig};
 use crate::error::{split_recorded, BgwError};
 use crate::gucs;
 use crate::jsonb_text::JsonbBytes;
-use crate::launch::{self, RawWorker};
+use crate::launch::{self, pm_stopped, RawWorker};
 use crate::preload;
 use crate::registry::{self, Admission, Grant, NoRoom, Refusal};
 use crate::spare;
@@ -172,11 +173,7 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
     launch::check_registrable(launch::builtin_flags(&def), start_time)
         .map_err(BgwError::invalid)?;
     let authorised = authz::authorise(req.database.as_deref(), &role, req.bypass_allowconn)?;
-    let mut admission =
-        capacity::admission(authorised.role_oid, authorised.database_oid, req.queue);
-    // An idle spare's slot is room: the worker takes the spare, or the
-    // spare makes room for it.
-    admission.pm_free = Some(spare::pm_free_or_spare);
+    let admission = capacity::admission(authorised.role_oid, authorised.database_oid, req.queue);
     let id = register(def, &me, authorised, req.bypass_allowconn, &admission)?;
     if req.wait {
         wait_until_ready(id, start_time)?;
@@ -277,12 +274,8 @@ pub fn register(
             return Ok(reservation.keep());
         }
     }
-    let register = || launch::launch_builtin(&def, &reservation, registry::notify_pid());
-    let mut registered = register();
-    // The last free slots are held by idle spares: one makes room.
-    if matches!(registered, Err(BgwError::NoPostmasterSlot)) {
-        registered = spare::make_room(register).unwrap_or(registered);
-    }
+    let registered =
+        spare::with_room(|| launch::launch_builtin(&def, &reservation, registry::notify_pid()));
     match (registered, admission.queue) {
         (Ok(handle), _) => {
             registry::attach_handle(reservation.at, handle);
@@ -356,12 +349,7 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
         pm_stopped,
     )
     .map_err(|refusal| reserve_error(refusal, &def))?;
-    let mut registered = launch::register_dynamic(worker);
-    // The last free slots are held by idle spares: one makes room.
-    if matches!(registered, Err(BgwError::NoPostmasterSlot)) {
-        registered = spare::make_room(|| launch::register_dynamic(worker)).unwrap_or(registered);
-    }
-    let handle = registered?;
+    let handle = spare::with_room(|| launch::register_dynamic(worker))?;
     registry::attach_handle(reservation.at, handle);
     let id = reservation.keep();
     if wait_for_start {

@@ -11,9 +11,7 @@ use crate::authz::check_may_control;
 use crate::error::BgwError;
 use crate::launch::{self, PmStatus};
 use crate::preload;
-use crate::registry::{
-    self, ChangeWait, Lifecycle, PgHandle, ResultState, SlotState, WorkerRecord,
-};
+use crate::registry::{self, ChangeWait, Lifecycle, ResultState, SlotState, WorkerRecord};
 
 /// A worker's status, as the SQL functions report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,11 +110,6 @@ pub fn status_given(rec: &Lifecycle, postmaster_alive: bool) -> (Status, bool) {
     }
 }
 
-/// Whether the postmaster has forgotten the worker of `handle`.
-pub fn pm_stopped(handle: PgHandle) -> bool {
-    launch::handle_status(handle) == PmStatus::Stopped
-}
-
 pub(super) fn lookup(id: i64) -> Result<WorkerRecord, BgwError> {
     preload::require()?;
     registry::find(id).ok_or_else(|| BgwError::UndefinedObject(format!("no worker with id {id}")))
@@ -199,7 +192,9 @@ pub fn wait_unchecked(
         };
         // Every change is an event: a worker broadcasts when it starts,
         // connects and records its exit, terminate when it marks a worker,
-        // and the dispatcher when the postmaster starts or reaps one.
+        // and the dispatcher when the postmaster reaps one or lets it go
+        // before it ran (and, for a raw worker's waiters, at every
+        // notification of the postmaster).
         // Nobody polls; the timeout is only a backstop. While no dispatcher
         // runs (a moment after a crash), the postmaster's reaping is
         // announced to nobody: then a worker in between is looked at again

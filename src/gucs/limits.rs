@@ -1,6 +1,6 @@
 //! Settings of capacity (the launch queue's bound, the per-role quota,
-//! the superuser reserve, the spare processes) and of results (their size limits and how long
-//! they are kept). All can change at reload or per role; none needs the
+//! the superuser reserve, the spare processes) and of results (their size
+//! limits and how long they are kept). All can change at reload or per role; none needs the
 //! library preloaded to exist.
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};

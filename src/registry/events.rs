@@ -1,16 +1,17 @@
 //! Events on the registry: condition variables broadcast at every change
 //! of state so that waiters in any session wake without polling, and the
 //! pid of the dispatcher, the process the postmaster notifies when a
-//! worker starts or is reaped (it broadcasts in turn).
+//! worker starts or is reaped (it wakes the waiters in turn).
 //!
 //! A change of one slot wakes the waiters of that slot (one of
 //! [`SLOT_CVS`] variables, by slot index) and those of the general
-//! variable; sessions waiting on other workers sleep on. The general
-//! variable is for waits on many workers (a supervisor's children) and
-//! for a worker whose next change only the postmaster sees (started but
-//! not yet running our code, exited but not yet reaped): the dispatcher
-//! broadcasts it after the postmaster's notifications, and only while
-//! such a wait is under way (`unsettled_waiters`).
+//! variable; sessions waiting on other workers sleep on. The dispatcher
+//! wakes a slot's waiters when the postmaster has reaped its worker or let
+//! it go before it ran. The general variable is for waits on many workers
+//! (a supervisor's children) and on a raw worker, whose every change only
+//! the postmaster sees: the dispatcher broadcasts it after each of the
+//! postmaster's notifications, and only while such a wait is under way
+//! (`unsettled_waiters`).
 
 use std::cell::UnsafeCell;
 #[cfg(feature = "bench")]
