@@ -11,11 +11,12 @@
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use pgrx::pg_sys;
 
 use crate::error::BgwError;
-use crate::registry::{self, WorkerRecord};
+use crate::registry::{self, Connection, WorkerRecord};
 
 /// True while this process is inside the server's connection routine.
 static CONNECTING: AtomicBool = AtomicBool::new(false);
@@ -27,6 +28,17 @@ static REPLACE_WHEN_CONNECTED: AtomicBool = AtomicBool::new(false);
 /// Asks for the dispatcher to be woken once this worker is connected.
 pub fn replace_when_connected() {
     REPLACE_WHEN_CONNECTED.store(true, Ordering::Relaxed);
+}
+
+/// What this process connected as by OID (a dynamic worker's
+/// connection), for a spare that gets its process back (see `worker.rs`).
+static CONNECTED_AS: Mutex<Option<Connection>> = Mutex::new(None);
+
+/// What this process is connected as, if it connected as a dynamic
+/// worker: a process given back keeps its connection, and takes only
+/// workers that connect exactly so.
+pub fn connected_as() -> Option<Connection> {
+    CONNECTED_AS.lock().ok().and_then(|c| *c)
 }
 
 /// A C string for the server, refusing a NUL byte (SQLSTATE 22023) rather
@@ -50,13 +62,27 @@ pub fn connect(record: &WorkerRecord) {
         if record.is_static {
             connect_by_name(record, flags);
         } else {
-            // SAFETY: called once, at worker start, before any transaction.
-            unsafe {
-                pg_sys::BackgroundWorkerInitializeConnectionByOid(
-                    pg_sys::Oid::from(record.database_oid),
-                    pg_sys::Oid::from(record.role_oid),
-                    flags as _,
-                );
+            let wanted = Connection {
+                database_oid: record.database_oid,
+                role_oid: record.role_oid,
+                bypass_allowconn: record.bypass_allowconn,
+            };
+            // A process given back keeps its connection: it was handed
+            // this worker because it is connected exactly so.
+            if connected_as() != Some(wanted) {
+                // SAFETY: called once, at worker start, before any
+                // transaction (a process already connected was handed only
+                // a worker that connects as it did).
+                unsafe {
+                    pg_sys::BackgroundWorkerInitializeConnectionByOid(
+                        pg_sys::Oid::from(record.database_oid),
+                        pg_sys::Oid::from(record.role_oid),
+                        flags as _,
+                    );
+                }
+                if let Ok(mut c) = CONNECTED_AS.lock() {
+                    *c = Some(wanted);
+                }
             }
         }
         CONNECTING.store(false, Ordering::Relaxed);

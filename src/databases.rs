@@ -3,7 +3,9 @@
 //! workers connected to that database (static or dynamic, restartable or
 //! not; a NOTICE names each), and wait for them to leave, so the command
 //! proceeds as if they were not there instead of failing with 55006 after
-//! five seconds. A `ProcessUtility_hook`, chained to the one before it.
+//! five seconds. Spare processes that kept a connection to it (see
+//! `spare.rs`) are let go too. A `ProcessUtility_hook`, chained to the one
+//! before it.
 
 use std::ffi::CStr;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use pgrx::prelude::*;
 
 use crate::control::{self, Status, Target};
 use crate::registry;
+use crate::spare;
 
 /// The longest a command waits for the workers it stopped to leave.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,6 +107,9 @@ fn stop_workers_in(db: &str) {
     for rec in &connected {
         let _ = control::wait_unchecked(rec.id, Target::Shutdown, Some(LEAVE_TIMEOUT));
     }
+    // Spare processes keep the connection of the worker that gave them
+    // back (their workers, stopped above, are among them by now).
+    spare::let_go_connected_to(oid.to_u32(), LEAVE_TIMEOUT);
 }
 
 /// Runs before the statement: our part, in Rust, behind a guard that turns

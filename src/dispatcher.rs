@@ -16,7 +16,8 @@
 //!
 //! It keeps the spare processes of `lightdb_bgw.spare_workers` (see
 //! `spare.rs`): after each signal it starts those missing; a spare that
-//! took a worker pokes it once that worker runs.
+//! took a worker pokes it once that worker runs; spares beyond the setting
+//! (given back by their workers) are let go once they lingered idle.
 //!
 //! And it frees the results of `sql` runs once they are older than
 //! `lightdb_bgw.result_retention`, waking when the next one is due.
@@ -87,13 +88,19 @@ pub extern "C-unwind" fn lightdb_bgw_dispatcher_main(_arg: pg_sys::Datum) {
             registry::wake_slot_waiters(index);
         }
         registry::broadcast_unsettled();
-        spare::tend(me);
+        let lingering = spare::tend(me);
         let backstop = registry::any_queued().then_some(Duration::from_secs(1));
         let expiry = expire_results();
-        runtime::nap(match (backstop, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        });
+        // A spare given back beyond the setting arrives without a word:
+        // looked at every `LINGER` while spares are kept.
+        let spares =
+            (gucs::spare_workers() > 0 || registry::idle_spares() > 0).then_some(spare::LINGER);
+        runtime::nap(
+            [backstop, expiry, lingering, spares]
+                .into_iter()
+                .flatten()
+                .min(),
+        );
     }
 }
 

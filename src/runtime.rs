@@ -2,9 +2,9 @@
 //! is, naps on the latch that serve interrupts, one transaction per unit
 //! of work, activity reports, notifications and recorded errors.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -19,23 +19,52 @@ pub struct Identity {
     pub id: i64,
 }
 
-static IDENTITY: OnceCell<Identity> = OnceCell::new();
+/// The worker this process runs now, and whether it gives the process
+/// back when it stops (a spare's; see `worker.rs`). A process given back
+/// runs no worker until it is handed the next.
+static IDENTITY: Mutex<Option<(Identity, bool)>> = Mutex::new(None);
 
-/// Records who this process is, once, before any kind runs.
-pub fn set_identity(identity: Identity) {
-    let _ = IDENTITY.set(identity);
+/// Records who this process is, before any kind runs; `recyclable`: the
+/// worker gives the process back when it stops.
+pub fn set_identity(identity: Identity, recyclable: bool) {
+    if let Ok(mut me) = IDENTITY.lock() {
+        *me = Some((identity, recyclable));
+    }
+}
+
+/// The process runs no worker any more (it was given back).
+pub fn clear_identity() {
+    if let Ok(mut me) = IDENTITY.lock() {
+        *me = None;
+    }
 }
 
 /// Who this process is, if it got that far.
 pub fn try_identity() -> Option<Identity> {
-    IDENTITY.get().copied()
+    IDENTITY.lock().ok().and_then(|me| me.map(|(i, _)| i))
 }
 
 /// This worker's identity; set before any kind runs.
 pub fn identity() -> Identity {
-    *IDENTITY
-        .get()
-        .expect("identity is set before the kind runs")
+    try_identity().expect("identity is set before the kind runs")
+}
+
+/// Whether this worker gives its process back when it stops, rather than
+/// ending it: then `terminate` wakes it (see [`stop_asked`]) instead of
+/// sending SIGTERM.
+pub fn recyclable() -> bool {
+    IDENTITY
+        .lock()
+        .ok()
+        .is_some_and(|me| me.is_some_and(|(_, r)| r))
+}
+
+/// Whether this worker, giving its process back, was asked to stop.
+pub fn stop_asked() -> bool {
+    recyclable() && {
+        let me = identity();
+        registry::stop_asked(me.at, me.id)
+    }
 }
 
 /// Records an error the worker survived, in full, or clears it with `None`.
@@ -155,6 +184,28 @@ pub fn serve_interrupts() {
 
 /// An error a unit of work met, in full.
 pub type WorkError = ErrorText;
+
+/// Resets the session as `DISCARD ALL` does (settings, role, prepared
+/// statements, cursors, temporary tables, session locks, listening
+/// channels, cached plans and sequences), for a process given back to
+/// run the next worker of the same role (see `worker.rs`).
+pub fn discard_session() -> Result<(), WorkError> {
+    extern "C-unwind" {
+        fn DiscardCommand(stmt: *mut pg_sys::DiscardStmt, is_top_level: bool);
+    }
+    in_transaction(|| {
+        let mut stmt = pg_sys::DiscardStmt {
+            type_: pg_sys::NodeTag::T_DiscardStmt,
+            target: pg_sys::DiscardMode::DISCARD_ALL,
+        };
+        // SAFETY: inside a transaction that is not a transaction block,
+        // as DISCARD ALL requires; an ERROR is turned into a Rust panic by
+        // the guard and aborts the transaction.
+        unsafe {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| DiscardCommand(&mut stmt, true));
+        }
+    })
+}
 
 /// Runs `work` in its own transaction with a snapshot and commits it. On
 /// any error the transaction is aborted and the error returned, so the

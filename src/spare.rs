@@ -28,7 +28,7 @@ use crate::workerdef::WorkerDef;
 /// `bgw_name` of a spare; its `bgw_type` is the workers' own, since the
 /// process becomes one and `pg_stat_activity` shows the type it started
 /// with.
-const NAME: &str = "lightdb_bgw spare";
+pub const NAME: &str = "lightdb_bgw spare";
 
 /// Whether a launch of `def` may take a spare: the spare is registered
 /// without a restart rule and started once the server is consistent, so
@@ -55,34 +55,58 @@ pub fn with_room<T>(register: impl Fn() -> Result<T, BgwError>) -> Result<T, Bgw
         return first;
     };
     launch::terminate_handle(handle);
-    if let Some(wait) = registry::ChangeWait::prepare() {
-        for _ in 0..200 {
-            if launch::pm_stopped(handle) {
-                break;
-            }
-            wait.sleep(Duration::from_millis(10));
-        }
-    }
+    wait_gone(&[handle], Duration::from_secs(2));
     register()
 }
 
+/// Lets go of the idle spares connected to database `database_oid` (which
+/// is being dropped, renamed or moved, and must have no connection left)
+/// and waits, at most `timeout`, until they have gone.
+pub fn let_go_connected_to(database_oid: u32, timeout: Duration) {
+    let handles = registry::retire_connected_to(database_oid);
+    for &handle in &handles {
+        launch::terminate_handle(handle);
+    }
+    wait_gone(&handles, timeout);
+}
+
+/// Waits, on the registry's events (the dispatcher broadcasts when the
+/// postmaster reaps a spare), until the processes of `handles` have gone,
+/// or `timeout` has passed.
+fn wait_gone(handles: &[PgHandle], timeout: Duration) {
+    if handles.is_empty() {
+        return;
+    }
+    let Some(wait) = registry::ChangeWait::prepare() else {
+        return;
+    };
+    let began = std::time::Instant::now();
+    while !handles.iter().all(|&h| launch::pm_stopped(h)) && began.elapsed() < timeout {
+        wait.sleep(Duration::from_millis(10));
+    }
+}
+
+/// How long a spare beyond the setting (given back by its worker, see
+/// `worker.rs`), or one connected to a database, waits idle before the
+/// dispatcher lets it go.
+pub const LINGER: Duration = Duration::from_secs(5);
+
 /// The dispatcher, at each wake-up: registers spares up to the setting
 /// while the postmaster has room beyond the superuser reserve (none while
-/// launches are queued), and lets go of those beyond it.
-pub fn tend(notify_pid: i32) {
-    let want = if registry::any_queued() {
-        0
-    } else {
-        gucs::spare_workers()
-    };
-    let mut live = registry::spare_census(launch::pm_stopped);
-    while live > want {
-        let Some(handle) = registry::retire_spare() else {
-            break;
-        };
+/// launches are queued), and lets go of those beyond it (and connected
+/// ones) that lingered idle; at once while launches are queued. Returns
+/// how long until the next one is due to be let go.
+pub fn tend(notify_pid: i32) -> Option<Duration> {
+    let queued = registry::any_queued();
+    let want = if queued { 0 } else { gucs::spare_workers() };
+    let linger = if queued { 0 } else { LINGER.as_micros() as i64 };
+    // SAFETY: reading the clock has no preconditions.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let (retired, next) = registry::retire_lingering(now, want, linger);
+    for handle in retired {
         launch::terminate_handle(handle);
-        live -= 1;
     }
+    let mut live = registry::spare_census(launch::pm_stopped);
     let reserved = gucs::superuser_reserved_workers();
     while live < want
         && !registry::room_wanted()
@@ -100,6 +124,7 @@ pub fn tend(notify_pid: i32) {
         }
         live += 1;
     }
+    next.map(|due| Duration::from_micros(due.saturating_sub(now).max(1000) as u64))
 }
 
 /// Registers the spare of table entry `index` with the postmaster.

@@ -1,11 +1,15 @@
 //! A worker process's entry (and a spare's, which waits until a launch
 //! hands it a slot; see `spare.rs`): signals, finding its registry slot
 //! (and its postmaster handle), getting its config back after a crash,
-//! running its kind, remembering its last error and recording its exit. This is the one
-//! place that knows the kinds; the kinds use `runtime.rs`, which knows none.
+//! running its kind, remembering its last error and recording its exit.
+//! A spare's worker whose kind allows it (`kinds::gives_back`) gives the
+//! process back when it stops: the process waits as a spare again, keeping
+//! its connection, for the next launch. This is the one place that knows
+//! the kinds; the kinds use `runtime.rs`, which knows none.
 
 use std::cell::Cell;
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use pgrx::pg_sys;
@@ -18,6 +22,7 @@ use crate::launch;
 use crate::process;
 use crate::registry::{self, SlotRef};
 use crate::runtime::{self, Identity};
+use crate::spare;
 
 thread_local! {
     /// The entry of the spare table this process holds while it is a spare.
@@ -52,32 +57,33 @@ pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     };
     // SAFETY: set by the server when this process started.
     let started = unsafe { pg_sys::MyStartTimestamp };
-    become_worker(at, id, None, started);
+    let _ = become_worker(at, id, None, started);
+}
+
+/// What became of the process once its worker stopped without ending it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Afterwards {
+    /// The worker stopped as said and gives the process back: it may be a
+    /// spare again (see `give_back`).
+    Stopped(kinds::Ended),
+    /// The process leaves (with code 0).
+    Leave,
 }
 
 /// Runs worker `id` of registry slot `at` in this process: from a fresh
 /// process (`lightdb_bgw_main`), or from a spare handed that slot, which
-/// knows its postmaster `handle` and starts now (`started`: 0).
-pub fn become_worker(at: SlotRef, id: i64, handle: Option<registry::PgHandle>, started: i64) {
+/// knows its postmaster `handle` and starts now (`started`: 0). A worker
+/// of a spare whose kind allows it gives the process back when it stops
+/// (see `kinds::gives_back`); every other ends the process.
+pub fn become_worker(
+    at: SlotRef,
+    id: i64,
+    handle: Option<registry::PgHandle>,
+    started: i64,
+) -> Afterwards {
     let identity = Identity { at, id };
-    runtime::set_identity(identity);
-
-    // SAFETY: an on_shmem_exit callback runs after every before_shmem_exit
-    // callback (the server's transaction and statistics shutdown among
-    // them), so no transaction or lock of ours is held, and, registered
-    // after the server's own process set-up, before the PGPROC is released,
-    // so the registry lock can still be taken. The exit is recorded as late
-    // as that allows: waiters see it just before the process ends.
-    // The full error is recorded earlier, in a before_shmem_exit callback:
-    // registered before the connection, it runs after the server's own
-    // transaction shutdown, while the out-of-line text area (DSM) is still
-    // mapped.
-    unsafe {
-        pg_sys::before_shmem_exit(Some(on_leaving), pg_sys::Datum::from(0usize));
-        pg_sys::on_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
-        PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
-        pg_sys::emit_log_hook = Some(remember_error);
-    }
+    runtime::set_identity(identity, false);
+    install_exit_callbacks();
 
     // SAFETY: MyProcPid is set for every server process.
     let pid = unsafe { pg_sys::MyProcPid };
@@ -87,7 +93,7 @@ pub fn become_worker(at: SlotRef, id: i64, handle: Option<registry::PgHandle>, s
     // the postmaster as for every other worker.
     let Some(facts) = registry::start_facts(identity.at, id) else {
         log!("lightdb_bgw: worker {id} was replaced; leaving");
-        return;
+        return Afterwards::Leave;
     };
     let own_handle = handle.or_else(|| {
         facts
@@ -108,7 +114,12 @@ pub fn become_worker(at: SlotRef, id: i64, handle: Option<registry::PgHandle>, s
         process::exit(0);
     }
     let ready = !kinds::needs_connection(facts.kind, facts.has_database);
-    let claimed = registry::claim(identity.at, id, pid, own_handle, started, ready);
+    let woken = handle.is_some() && kinds::woken_to_stop(facts.kind);
+    // A cancel meant for the worker this process ran before is not this
+    // one's.
+    // SAFETY: a flag of this process's own, read by its interrupt checks.
+    unsafe { pg_sys::QueryCancelPending = 0 };
+    let claimed = registry::claim(identity.at, id, pid, own_handle, started, ready, woken);
     // Read in full only once claimed: whoever waits for it is awake.
     let Some(record) = claimed
         .then(|| registry::find_at(identity.at, id))
@@ -117,25 +128,131 @@ pub fn become_worker(at: SlotRef, id: i64, handle: Option<registry::PgHandle>, s
         // Terminated while it waited for its (re)start, or its slot went to
         // a newer worker: leave with code 0, which unregisters it.
         log!("lightdb_bgw: worker {id} was terminated or replaced; leaving");
-        return;
+        return Afterwards::Leave;
     };
+    let recyclable = handle.is_some() && kinds::gives_back(&record.def.config);
+    runtime::set_identity(identity, recyclable);
     if handle.is_some() {
         // A spare's process title named the spare: it names the worker now,
         // as a process started for it would.
-        if let Ok(title) = std::ffi::CString::new(record.def.name.as_str()) {
-            // SAFETY: the server copies the title into its own buffer.
-            unsafe { pg_sys::init_ps_display(title.as_ptr()) };
-        }
+        set_title(&record.def.name);
         // The dispatcher starts the spare that replaces this one once this
         // worker runs (connected, if it connects): not earlier, when the
-        // new process would compete with this one for the processor.
-        if ready {
-            registry::poke_dispatcher();
-        } else {
-            connection::replace_when_connected();
+        // new process would compete with this one for the processor. None
+        // is needed while enough others wait (given back by their workers).
+        if registry::unconnected_spares() < crate::gucs::spare_workers() {
+            if ready {
+                registry::poke_dispatcher();
+            } else {
+                connection::replace_when_connected();
+            }
         }
     }
-    kinds::run(&record);
+    let ended = kinds::run(&record);
+    if recyclable && own_handle.is_some() {
+        Afterwards::Stopped(ended)
+    } else {
+        // Ended by itself: the process leaves with code 0.
+        Afterwards::Leave
+    }
+}
+
+/// A spare's worker (`at`, `id`) stopped and gives the process back: the
+/// process is a spare again, in a new table entry (none free, `None`: it
+/// leaves), connected as the worker was, if it was; then the worker is
+/// recorded stopped. In that order: whoever waits for the worker to stop
+/// (a database being dropped among them) then finds the process among the
+/// spares.
+fn give_back(
+    at: SlotRef,
+    id: i64,
+    handle: registry::PgHandle,
+    ended: kinds::Ended,
+) -> Option<usize> {
+    if !registry::begin_give_back(at, id) {
+        // Terminated as it ended: SIGTERM is on its way; leave first.
+        process::exit(match ended {
+            kinds::Ended::Exit(code) => code,
+            kinds::Ended::Terminated => 1,
+        });
+    }
+    set_title(spare::NAME);
+    let connection = connection::connected_as();
+    if connection.is_some() {
+        runtime::set_application_name("");
+        runtime::report_activity(None);
+    }
+    // SAFETY: MyProcPid is set for every server process; reading the clock
+    // has no preconditions.
+    let (pid, now) = unsafe { (pg_sys::MyProcPid, pg_sys::GetCurrentTimestamp()) };
+    let entry = registry::rejoin_spare(handle, pid, connection, now);
+    SPARE_ENTRY.with(|e| e.set(entry));
+    match ended {
+        kinds::Ended::Exit(code) => registry::give_back(at, id, handle, code, None),
+        kinds::Ended::Terminated => {
+            let error = terminated_error();
+            registry::record_error(at, Some(&error));
+            registry::give_back(at, id, handle, 1, Some(&error.short()));
+        }
+    }
+    if let Ok(mut last) = LAST_REPORTED_ERROR.lock() {
+        *last = None;
+    }
+    runtime::clear_identity();
+    entry
+}
+
+/// The error a worker stopped by `terminate` records: the one the server's
+/// SIGTERM handler raises in a background worker, so a worker that gave
+/// its process back reads as one whose process ended.
+fn terminated_error() -> ErrorText {
+    // SAFETY: the postmaster sets MyBgworkerEntry before calling us; its
+    // type is a NUL-terminated string.
+    let worker_type = unsafe {
+        CStr::from_ptr((*pg_sys::MyBgworkerEntry).bgw_type.as_ptr())
+            .to_string_lossy()
+            .into_owned()
+    };
+    ErrorText {
+        sqlstate: "57P01".into(),
+        message: format!(
+            "terminating background worker \"{worker_type}\" due to administrator command"
+        ),
+        ..Default::default()
+    }
+}
+
+/// Shows `title` as the process title (`ps`), as the server sets it.
+fn set_title(title: &str) {
+    if let Ok(title) = std::ffi::CString::new(title) {
+        // SAFETY: the server copies the title into its own buffer.
+        unsafe { pg_sys::init_ps_display(title.as_ptr()) };
+    }
+}
+
+/// The exit callbacks and the log hook, installed once a process: they
+/// act for whichever worker the process runs when it ends.
+fn install_exit_callbacks() {
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if INSTALLED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: an on_shmem_exit callback runs after every before_shmem_exit
+    // callback (the server's transaction and statistics shutdown among
+    // them), so no transaction or lock of ours is held, and, registered
+    // after the server's own process set-up, before the PGPROC is released,
+    // so the registry lock can still be taken. The exit is recorded as late
+    // as that allows: waiters see it just before the process ends.
+    // The full error is recorded earlier, in a before_shmem_exit callback:
+    // registered before the connection, it runs after the server's own
+    // transaction shutdown, while the out-of-line text area (DSM) is still
+    // mapped.
+    unsafe {
+        pg_sys::before_shmem_exit(Some(on_leaving), pg_sys::Datum::from(0usize));
+        pg_sys::on_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
+        PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
+        pg_sys::emit_log_hook = Some(remember_error);
+    }
 }
 
 /// Entry point of a spare: waits, idle, until a launch hands it a slot,
@@ -145,25 +262,35 @@ pub fn become_worker(at: SlotRef, id: i64, handle: Option<registry::PgHandle>, s
 #[no_mangle]
 pub extern "C-unwind" fn lightdb_bgw_spare_main(arg: pg_sys::Datum) {
     process::install_worker_signal_handlers();
-    let index = arg.value();
+    let mut index = arg.value();
     // SAFETY: MyProcPid is set for every server process.
     let pid = unsafe { pg_sys::MyProcPid };
-    if !registry::spare_running(index, pid) {
+    // SAFETY: reading the clock has no preconditions.
+    if !registry::spare_running(index, pid, unsafe { pg_sys::GetCurrentTimestamp() }) {
         log!("lightdb_bgw: spare {index} is not expected; leaving");
         return;
     }
-    SPARE_ENTRY.with(|e| e.set(Some(index)));
     // SAFETY: registered once, while shared memory is attached; it runs
     // at every exit of this process, also FATAL ones.
     unsafe { pg_sys::on_shmem_exit(Some(on_spare_exit), pg_sys::Datum::from(0usize)) };
-    let assignment = loop {
-        if let Some(assignment) = registry::spare_assignment(index) {
-            break assignment;
+    loop {
+        SPARE_ENTRY.with(|e| e.set(Some(index)));
+        let assignment = loop {
+            if let Some(assignment) = registry::spare_assignment(index) {
+                break assignment;
+            }
+            runtime::nap(None);
+        };
+        SPARE_ENTRY.with(|e| e.set(None));
+        let afterwards = become_worker(assignment.at, assignment.id, Some(assignment.handle), 0);
+        let Afterwards::Stopped(ended) = afterwards else {
+            return;
+        };
+        match give_back(assignment.at, assignment.id, assignment.handle, ended) {
+            Some(entry) => index = entry,
+            None => return,
         }
-        runtime::nap(None);
-    };
-    SPARE_ENTRY.with(|e| e.set(None));
-    become_worker(assignment.at, assignment.id, Some(assignment.handle), 0);
+    }
 }
 
 /// A spare leaving without a worker to run empties its entry.

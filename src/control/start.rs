@@ -266,7 +266,13 @@ pub fn register(
         return Ok(id);
     }
     if spare::fits(&def) {
-        if let Some(handle) = registry::take_spare(reservation.at, reservation.id) {
+        let connection = crate::kinds::needs_connection(def.kind, def.database.is_some())
+            .then_some(registry::Connection {
+                database_oid: authorised.database_oid,
+                role_oid: authorised.role_oid,
+                bypass_allowconn,
+            });
+        if let Some(handle) = registry::take_spare(reservation.at, reservation.id, connection) {
             // The spare asks the dispatcher for its replacement once it
             // runs (and is connected): a process started meanwhile would
             // compete with it for the processor.

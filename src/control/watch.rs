@@ -226,8 +226,21 @@ pub fn terminate(id: i64) -> Result<bool, BgwError> {
 /// Stops the process of `rec` (already marked for termination) through
 /// its postmaster handle: SIGTERM if it runs, and never again. A worker
 /// without a handle has not started yet; when it does, it sees the mark
-/// and leaves with code 0, which unregisters it.
+/// and leaves with code 0, which unregisters it. A running worker that
+/// gives its process back when it stops (a spare's, see `worker.rs`) is
+/// woken instead, sees the mark and gives the process back; one already
+/// reaped has no process to stop.
 pub fn stop_record(rec: &WorkerRecord) {
+    if rec.reaped {
+        return;
+    }
+    if rec.recyclable && rec.state == SlotState::Started && rec.pid > 0 {
+        // SAFETY: SIGUSR1 sets the process's latch (the server's own
+        // handler); if the worker stopped meanwhile, the process (given
+        // back, or another worker's now) only wakes once for nothing.
+        unsafe { libc::kill(rec.pid, libc::SIGUSR1) };
+        return;
+    }
     if let Some(handle) = rec.handle {
         launch::terminate_handle(handle);
     }

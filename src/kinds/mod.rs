@@ -19,10 +19,40 @@ pub fn needs_connection(kind: Kind, has_database: bool) -> bool {
     has_database && !matches!(kind, Kind::Supervisor | Kind::Raw)
 }
 
+/// Whether a worker with `config` run by a spare gives the process back
+/// when it stops, for the next launch, rather than ending it: a `sleep`
+/// worker, which runs no code of its user's, and a `sql` worker that runs
+/// once, whose session is reset as `DISCARD ALL` does first. The process
+/// keeps its connection: it is handed only workers that connect exactly
+/// so, same database, same role (see `registry::take_spare`).
+pub fn gives_back(config: &KindConfig) -> bool {
+    matches!(
+        config,
+        KindConfig::Sleep { .. } | KindConfig::Sql { interval: None, .. }
+    )
+}
+
+/// Whether `terminate` stops a worker of `kind` that gives its process
+/// back by waking it (it waits on its latch all its life) rather than
+/// with SIGTERM, which would end the process.
+pub fn woken_to_stop(kind: Kind) -> bool {
+    kind == Kind::Sleep
+}
+
+/// How a worker that gives its process back (see [`gives_back`]) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// By itself, with this exit code.
+    Exit(i32),
+    /// Asked to by `terminate`.
+    Terminated,
+}
+
 /// Connects the worker as it was authorised, when it needs to (see
 /// [`needs_connection`]), then runs its kind, with the typed config the
-/// registry kept, until the worker exits.
-pub fn run(record: &WorkerRecord) {
+/// registry kept, until the worker exits; a worker that gives its process
+/// back returns how it ended instead.
+pub fn run(record: &WorkerRecord) -> Ended {
     let config = record.def.config.clone();
     // One that needs no connection was recorded ready as it claimed its
     // slot (see `worker.rs`).
@@ -42,12 +72,12 @@ pub fn run(record: &WorkerRecord) {
         KindConfig::Sleep {
             duration,
             exit_code,
-        } => sleep::run(record, duration, exit_code),
+        } => return sleep::run(record, duration, exit_code),
         KindConfig::Sql {
             sql,
             interval,
             timeout,
-        } => sql::run(record, &sql, interval, timeout),
+        } => return sql::run(record, &sql, interval, timeout),
         KindConfig::Supervisor { children, child } => supervisor::run(record, children, &child),
         KindConfig::Raw { .. } => log!(
             "lightdb_bgw: worker {} of kind {} has nothing to run",
@@ -55,4 +85,5 @@ pub fn run(record: &WorkerRecord) {
             record.def.kind
         ),
     }
+    Ended::Exit(0)
 }

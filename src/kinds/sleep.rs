@@ -1,13 +1,16 @@
 //! `sleep`: waits on its latch until terminated or until `duration` ends,
 //! then exits with `exit_code` (0: unregistered, 1: restart rules apply).
+//! Run by a spare, it gives the process back instead (see `worker.rs`):
+//! `terminate` then wakes it rather than sending SIGTERM.
 
 use std::time::{Duration, Instant};
 
+use super::Ended;
 use crate::process;
 use crate::registry::WorkerRecord;
 use crate::runtime;
 
-pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) {
+pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) -> Ended {
     if record.def.database.is_some() {
         runtime::set_application_name(&record.def.name);
         runtime::report_activity(Some("sleeping"));
@@ -22,6 +25,12 @@ pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) {
             None => None,
         };
         runtime::nap(remaining);
+        if runtime::stop_asked() {
+            return Ended::Terminated;
+        }
     }
-    process::exit(exit_code);
+    if !runtime::recyclable() {
+        process::exit(exit_code);
+    }
+    Ended::Exit(exit_code)
 }

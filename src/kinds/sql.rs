@@ -6,12 +6,15 @@
 //! and the run's result for `result()`: the rows of its last statement
 //! that returned rows, or its error. `NOTIFY` in the text is sent at
 //! commit. `cancel()` (SIGINT) cancels the statement running: the run
-//! fails with 57014; an interval worker goes on with its next run.
+//! fails with 57014; an interval worker goes on with its next run. Run
+//! once by a spare, it gives the process back (see `worker.rs`), its
+//! session reset first as `DISCARD ALL` does.
 
 use std::time::{Duration, Instant};
 
 use pgrx::pg_sys;
 
+use super::Ended;
 use crate::capture::{self, Limits};
 use crate::error::BgwError;
 use crate::gucs;
@@ -24,7 +27,7 @@ pub fn run(
     sql: &str,
     interval: Option<Duration>,
     timeout: Option<Duration>,
-) {
+) -> Ended {
     runtime::set_application_name(&record.def.name);
     let me = runtime::identity();
     loop {
@@ -72,7 +75,11 @@ pub fn run(
         let Some(interval) = interval else {
             // Once: success unregisters; a failure exits with code 1 so
             // that a restart policy, if any, runs it again.
-            process::exit(if ok { 0 } else { 1 });
+            let code = if ok { 0 } else { 1 };
+            if runtime::recyclable() && runtime::discard_session().is_ok() {
+                return Ended::Exit(code);
+            }
+            process::exit(code);
         };
         // The next run starts one interval after this one started.
         while let Some(left) = interval

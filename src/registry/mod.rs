@@ -6,12 +6,14 @@
 //! runs `results.rs`, the memory itself `shmem.rs`, one slot's layout
 //! `slot.rs` (what is kept beside it `beside.rs`), the choice of history
 //! entry to reuse `reuse.rs`, texts kept out of line `texts.rs`, and the
-//! spare processes waiting for a launch `spares.rs`. Waiters sleep on the
+//! spare processes waiting for a launch `spares.rs` (counted and let go
+//! in `spare_census.rs`; a worker giving its process back `given_back.rs`). Waiters sleep on the
 //! registry's condition variables, which every change of state
 //! broadcasts (`events.rs`).
 
 mod beside;
 mod events;
+mod given_back;
 mod listing;
 mod locked;
 mod lookup;
@@ -22,6 +24,7 @@ mod results;
 mod reuse;
 mod shmem;
 mod slot;
+mod spare_census;
 mod spares;
 mod texts;
 
@@ -35,6 +38,7 @@ pub use events::{
     broadcast_slot as wake_slot_waiters, broadcast_unsettled, clear_dispatcher_pid, dispatcher_pid,
     poke_dispatcher, set_dispatcher_pid, ChangeWait,
 };
+pub use given_back::{begin_give_back, give_back, stop_asked};
 pub use listing::{listing, Listed, Listing};
 use locked::drop_text;
 use locked::Locked;
@@ -56,10 +60,13 @@ pub use shmem::init;
 use shmem::store_text;
 use slot::{put_str, Slot};
 pub use slot::{PgHandle, ResultState, SlotRef, SlotState, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
+pub use spare_census::{
+    idle_spares, retire_connected_to, retire_lingering, retire_spare, spare_census,
+    unconnected_spares,
+};
 pub use spares::{
-    abandon_spare, begin_spare, idle_spares, retire_spare, room_wanted, spare_assignment,
-    spare_census, spare_leaving, spare_registered, spare_running, take_spare, Assignment,
-    RoomWanted, MAX_SPARES,
+    abandon_spare, begin_spare, rejoin_spare, room_wanted, spare_assignment, spare_leaving,
+    spare_registered, spare_running, take_spare, Assignment, Connection, RoomWanted, MAX_SPARES,
 };
 use texts::TextRef;
 pub use texts::{load_config, remove_config, save_config};
@@ -123,6 +130,7 @@ pub fn claim(
     own_handle: Option<PgHandle>,
     started: i64,
     ready: bool,
+    recyclable: bool,
 ) -> bool {
     let Some(mut locked) = Locked::acquire(true) else {
         return false;
@@ -143,6 +151,7 @@ pub fn claim(
     entry.state = SlotState::Started as u8;
     entry.pid = pid;
     entry.connected = ready;
+    entry.recyclable = recyclable;
     if let Some(handle) = own_handle {
         entry.handle = handle;
         entry.has_handle = true;

@@ -42,6 +42,8 @@ pub struct WorkerRecord {
     pub role_oid: u32,
     pub database_oid: u32,
     pub connected: bool,
+    /// Gives its process back when it stops (see `Slot::recyclable`).
+    pub recyclable: bool,
     pub runs: i64,
     pub last_rows: i64,
     pub last_run_us: i64,
@@ -161,6 +163,7 @@ pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) 
         role_oid: slot.role_oid,
         database_oid: slot.database_oid,
         connected: slot.connected,
+        recyclable: slot.recyclable,
         runs: slot.runs,
         last_rows: slot.last_rows,
         last_run_us: slot.last_run_us,

@@ -197,6 +197,11 @@ fn release(r: &Reservation) {
 /// can ask the postmaster about it or terminate it.
 pub fn attach_handle(at: SlotRef, handle: PgHandle) {
     update_own(at, |entry| {
+        // A spare's worker that already ended and gave the process back:
+        // the handle is the process's again, not the worker's.
+        if entry.reaped {
+            return;
+        }
         entry.handle = handle;
         entry.has_handle = true;
     });

@@ -128,6 +128,10 @@ pub struct Slot {
     /// Connected as its role (or needing no connection) in its current
     /// run; reset when the run starts. The worker.
     pub(super) connected: bool,
+    /// Runs in a process that it gives back when it stops (a spare's, see
+    /// `worker.rs`): `terminate` wakes it instead of asking the postmaster
+    /// for SIGTERM. The worker, at its claim.
+    pub(super) recyclable: bool,
     /// Runs of a `sql` worker, rows and duration of the last. The worker.
     pub(super) runs: i64,
     pub(super) last_rows: i64,
@@ -260,6 +264,7 @@ pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
     let was_running = state == SlotState::Started as u8;
     slot.pid = 0;
     slot.connected = false;
+    slot.recyclable = false;
     let comes_back =
         slot.restart_secs >= 0 && !slot.terminate_requested && slot.kind != Kind::Raw as u8;
     if comes_back {
@@ -306,6 +311,7 @@ pub(super) fn fill_slot(
     slot.role_oid = 0;
     slot.database_oid = 0;
     slot.connected = false;
+    slot.recyclable = false;
     slot.runs = 0;
     slot.last_rows = 0;
     slot.last_run_us = 0;

@@ -14,7 +14,14 @@
 //!   over, publishes it (`ASSIGNED`) and wakes the process;
 //! - the process reads its slot and empties the entry: from then on it is
 //!   that worker, and the entry is free for the next spare;
-//! - a spare to be let go is marked `RETIRING` and terminated.
+//! - a spare to be let go is marked `RETIRING` and terminated;
+//! - a process whose worker ended and gave its process back (see
+//!   `worker.rs`) takes an empty entry again (`REJOINING`), says which
+//!   database and role it is connected as, if any, and is idle again.
+//!
+//! The table has room for twice the most spares the setting may ask for:
+//! processes given back beyond the setting stay idle until the dispatcher
+//! lets them go (see `spare.rs`).
 
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
@@ -23,32 +30,53 @@ use super::slot::{PgHandle, SlotRef};
 /// The most spares the setting may ask for.
 pub const MAX_SPARES: usize = 16;
 
-const TAKEN: u32 = 1;
-const HANDLE: u32 = 2;
-const RUNNING: u32 = 4;
-const CLAIMING: u32 = 8;
-const ASSIGNED: u32 = 16;
-const RETIRING: u32 = 32;
-const IDLE: u32 = TAKEN | HANDLE | RUNNING;
+/// Entries in the table.
+const ENTRIES: usize = 2 * MAX_SPARES;
+
+pub(super) const TAKEN: u32 = 1;
+pub(super) const HANDLE: u32 = 2;
+pub(super) const RUNNING: u32 = 4;
+pub(super) const CLAIMING: u32 = 8;
+pub(super) const ASSIGNED: u32 = 16;
+pub(super) const RETIRING: u32 = 32;
+pub(super) const REJOINING: u32 = 64;
+pub(super) const IDLE: u32 = TAKEN | HANDLE | RUNNING;
 
 /// One spare process, or an empty entry (all zero).
 #[repr(C)]
 #[derive(Default)]
 pub(super) struct Spare {
-    state: AtomicU32,
+    pub(super) state: AtomicU32,
     pid: AtomicI32,
     pm_slot: AtomicI32,
     pm_generation: AtomicU64,
     at_index: AtomicU32,
     at_generation: AtomicU64,
     id: AtomicI64,
+    /// What the process is connected as (0: not connected), written by the
+    /// process before it says it is idle.
+    database_oid: AtomicU32,
+    role_oid: AtomicU32,
+    bypass_allowconn: AtomicU32,
+    /// Since when it waits idle (`TimestampTz`).
+    pub(super) idle_since: AtomicI64,
+}
+
+/// What a spare process is connected as: its database, its role, and
+/// whether it connected bypassing `datallowconn`. A connected spare takes
+/// only workers that connect exactly so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Connection {
+    pub database_oid: u32,
+    pub role_oid: u32,
+    pub bypass_allowconn: bool,
 }
 
 /// The table, in the registry's header (zeroed at its creation: empty).
 #[repr(C)]
 #[derive(Default)]
 pub(super) struct Spares {
-    entries: [Spare; MAX_SPARES],
+    entries: [Spare; ENTRIES],
     /// Launches waiting for the slot of a spare they let go: the dispatcher
     /// starts no spare meanwhile, which would take that slot again.
     room_wanted: AtomicU32,
@@ -70,7 +98,7 @@ fn table() -> Option<&'static Spares> {
     (!table.is_null()).then(|| unsafe { &*table })
 }
 
-fn entries() -> &'static [Spare] {
+pub(super) fn entries() -> &'static [Spare] {
     table().map_or(&[], |t| &t.entries)
 }
 
@@ -104,7 +132,25 @@ fn entry(index: usize) -> Option<&'static Spare> {
 }
 
 impl Spare {
-    fn handle(&self) -> PgHandle {
+    /// What the process is connected as, `None` if it is not.
+    pub(super) fn connection(&self) -> Option<Connection> {
+        let database_oid = self.database_oid.load(Ordering::Acquire);
+        (database_oid != 0).then(|| Connection {
+            database_oid,
+            role_oid: self.role_oid.load(Ordering::Acquire),
+            bypass_allowconn: self.bypass_allowconn.load(Ordering::Acquire) != 0,
+        })
+    }
+
+    fn set_connection(&self, connection: Option<Connection>) {
+        let c = connection.unwrap_or_default();
+        self.database_oid.store(c.database_oid, Ordering::Release);
+        self.role_oid.store(c.role_oid, Ordering::Release);
+        self.bypass_allowconn
+            .store(c.bypass_allowconn as u32, Ordering::Release);
+    }
+
+    pub(super) fn handle(&self) -> PgHandle {
         PgHandle {
             slot: self.pm_slot.load(Ordering::Acquire),
             generation: self.pm_generation.load(Ordering::Acquire),
@@ -126,6 +172,7 @@ pub fn spare_registered(index: usize, handle: PgHandle) {
     if let Some(e) = entry(index) {
         e.pm_slot.store(handle.slot, Ordering::Release);
         e.pm_generation.store(handle.generation, Ordering::Release);
+        e.set_connection(None);
         e.state.fetch_or(HANDLE, Ordering::AcqRel);
     }
 }
@@ -139,11 +186,12 @@ pub fn abandon_spare(index: usize) {
 
 /// The spare process of entry `index`, once running: says it waits.
 /// `false` if the entry is not one being set up (the process is stale).
-pub fn spare_running(index: usize, pid: i32) -> bool {
+pub fn spare_running(index: usize, pid: i32, now: i64) -> bool {
     let Some(e) = entry(index) else {
         return false;
     };
     e.pid.store(pid, Ordering::Release);
+    e.idle_since.store(now, Ordering::Release);
     let before = e.state.fetch_or(RUNNING, Ordering::AcqRel);
     before & TAKEN != 0 && before & RUNNING == 0
 }
@@ -194,15 +242,61 @@ pub fn spare_leaving(index: usize) {
     e.state.store(0, Ordering::Release);
 }
 
-/// A launch: hands the worker `id` in slot `at` to an idle spare and wakes
-/// it. Returns the spare's postmaster handle (now the worker's), or `None`
-/// when no spare is idle.
-pub fn take_spare(at: SlotRef, id: i64) -> Option<PgHandle> {
-    let e = entries().iter().find(|e| {
+/// A process whose worker ended and gave it back: takes an empty entry
+/// again, idle, connected as `connection` (if at all), with its own
+/// postmaster `handle`. `None` when the table is full (the process leaves).
+pub fn rejoin_spare(
+    handle: PgHandle,
+    pid: i32,
+    connection: Option<Connection>,
+    now: i64,
+) -> Option<usize> {
+    let index = entries().iter().position(|e| {
         e.state
-            .compare_exchange(IDLE, IDLE | CLAIMING, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(0, REJOINING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     })?;
+    let e = &entries()[index];
+    e.pm_slot.store(handle.slot, Ordering::Release);
+    e.pm_generation.store(handle.generation, Ordering::Release);
+    e.pid.store(pid, Ordering::Release);
+    e.set_connection(connection);
+    e.idle_since.store(now, Ordering::Release);
+    e.state.store(IDLE, Ordering::Release);
+    Some(index)
+}
+
+/// Takes an idle spare whose connection `fits`, marked `CLAIMING`.
+fn claim_idle(fits: impl Fn(Option<Connection>) -> bool) -> Option<&'static Spare> {
+    entries().iter().find(|e| {
+        if e.state.load(Ordering::Acquire) != IDLE || !fits(e.connection()) {
+            return false;
+        }
+        if e.state
+            .compare_exchange(IDLE, IDLE | CLAIMING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        // Taken and given back between the look and the claim: look again,
+        // now that the entry cannot change.
+        if fits(e.connection()) {
+            return true;
+        }
+        e.state.store(IDLE, Ordering::Release);
+        false
+    })
+}
+
+/// A launch: hands the worker `id` in slot `at` to an idle spare and wakes
+/// it. A worker that connects as `connection` takes a spare already
+/// connected exactly so, or else one not connected; one that does not
+/// connect (`None`) takes only one not connected. Returns the spare's
+/// postmaster handle (now the worker's), or `None` when none fits.
+pub fn take_spare(at: SlotRef, id: i64, connection: Option<Connection>) -> Option<PgHandle> {
+    let e = connection
+        .and_then(|wanted| claim_idle(|c| c == Some(wanted)))
+        .or_else(|| claim_idle(|c| c.is_none()))?;
     e.at_index.store(at.index, Ordering::Release);
     e.at_generation.store(at.generation, Ordering::Release);
     e.id.store(id, Ordering::Release);
@@ -225,116 +319,4 @@ pub fn take_spare(at: SlotRef, id: i64) -> Option<PgHandle> {
         unsafe { libc::kill(pid, libc::SIGUSR1) };
     }
     Some(handle)
-}
-
-/// How many spares wait idle now.
-pub fn idle_spares() -> u32 {
-    entries()
-        .iter()
-        .filter(|e| e.state.load(Ordering::Acquire) == IDLE)
-        .count() as u32
-}
-
-/// Marks one idle spare to be let go; returns its handle, for the caller
-/// to terminate it.
-pub fn retire_spare() -> Option<PgHandle> {
-    entries()
-        .iter()
-        .find(|e| {
-            e.state
-                .compare_exchange(IDLE, IDLE | RETIRING, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        })
-        .map(Spare::handle)
-}
-
-/// The dispatcher: forgets entries whose process never ran (the
-/// postmaster let it go, `pm_stopped`) or was never registered, and counts
-/// the spares registered or idle, not being let go.
-pub fn spare_census(pm_stopped: impl Fn(PgHandle) -> bool) -> u32 {
-    let mut live = 0;
-    for e in entries() {
-        let state = e.state.load(Ordering::Acquire);
-        // Only the dispatcher registers spares, not while it counts: an
-        // entry taken without a handle is left from a dispatcher that died
-        // registering it; one with a handle whose process the postmaster
-        // let go of never ran.
-        if state == TAKEN || (state == TAKEN | HANDLE && pm_stopped(e.handle())) {
-            let _ = e
-                .state
-                .compare_exchange(state, 0, Ordering::AcqRel, Ordering::Acquire);
-            continue;
-        }
-        if state & TAKEN != 0 && state & (RETIRING | CLAIMING | ASSIGNED) == 0 {
-            live += 1;
-        }
-    }
-    live
-}
-
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    /// A pid no process has (ESRCH), for the wake-up signal.
-    const NOBODY: i32 = i32::MAX;
-
-    #[test]
-    fn a_spare_goes_through_its_states() {
-        let table: &'static mut Spares = Box::leak(Box::default());
-        attach(table);
-        let at = SlotRef {
-            index: 7,
-            generation: 3,
-        };
-        let handle = PgHandle {
-            slot: 5,
-            generation: 9,
-        };
-        let stopped = |_: PgHandle| false;
-
-        // Registered but not running yet: counted, not idle, not taken.
-        let index = begin_spare().expect("an empty entry");
-        spare_registered(index, handle);
-        assert_eq!(spare_census(stopped), 1);
-        assert_eq!(idle_spares(), 0);
-        assert!(take_spare(at, 42).is_none());
-
-        // Running: idle, and handed over once.
-        assert!(spare_running(index, NOBODY));
-        assert_eq!(idle_spares(), 1);
-        assert_eq!(take_spare(at, 42), Some(handle));
-        assert!(take_spare(at, 43).is_none(), "one launch per spare");
-        assert_eq!(spare_census(stopped), 0, "a taken spare is not counted");
-        let got = spare_assignment(index).expect("assigned");
-        assert_eq!((got.at, got.id, got.handle), (at, 42, handle));
-        assert!(spare_assignment(index).is_none(), "the entry is free again");
-
-        // Let go: a retired spare is not idle and leaves its entry empty.
-        let index = begin_spare().expect("an empty entry");
-        spare_registered(index, handle);
-        assert!(spare_running(index, NOBODY));
-        assert_eq!(retire_spare(), Some(handle));
-        assert_eq!(idle_spares(), 0);
-        assert_eq!(spare_census(stopped), 0);
-        spare_leaving(index);
-        assert_eq!(entries()[index].state.load(Ordering::Acquire), 0);
-
-        // Never ran: the census forgets it; so is an entry never
-        // registered (a dispatcher that died registering it).
-        let never_ran = begin_spare().expect("an empty entry");
-        spare_registered(never_ran, handle);
-        let never_registered = begin_spare().expect("another entry");
-        assert_eq!(spare_census(|_| true), 0);
-        for index in [never_ran, never_registered] {
-            assert_eq!(entries()[index].state.load(Ordering::Acquire), 0);
-        }
-
-        // A room wanted is seen until its guard is dropped.
-        let wanted = RoomWanted::announce();
-        assert!(room_wanted());
-        drop(wanted);
-        assert!(!room_wanted());
-        attach(std::ptr::null_mut());
-    }
 }

@@ -1,0 +1,75 @@
+//! A worker that gives its process back (a spare's; see `worker.rs`):
+//! from the moment it decides to, `terminate` wakes the process instead of
+//! asking the postmaster for SIGTERM; then it is recorded stopped, and,
+//! its process being one the postmaster will not reap, reaped at once,
+//! letting go of the process's postmaster handle. And the question such a
+//! worker asks while it waits: was it asked to stop?
+
+use pgrx::pg_sys;
+
+use super::events::broadcast_slot;
+use super::locked::Locked;
+use super::slot::{put_str, PgHandle, SlotRef, SlotState};
+use super::update_own;
+
+/// Run by a process hosting worker `id` of slot `at` that gives the
+/// process back instead of leaving it (see `worker.rs`): the worker is
+/// stopped with exit `code` and `error`, and since its process is not one
+/// the postmaster will reap, it counts as reaped at once and lets go of
+/// the process's postmaster `handle`, which is no longer the worker's.
+/// Also for a worker that never claimed the slot (terminated first).
+pub fn give_back(at: SlotRef, id: i64, handle: PgHandle, code: i32, error: Option<&str>) {
+    // SAFETY: reading the clock has no preconditions.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    update_own(at, |entry| {
+        if entry.id != id {
+            return;
+        }
+        if entry.state == SlotState::Started as u8 {
+            entry.last_exit = code;
+            entry.stopped_at = now;
+            if let Some(error) = error {
+                put_str(&mut entry.last_error, error);
+            }
+        }
+        entry.state = SlotState::Stopped as u8;
+        entry.pid = 0;
+        entry.recyclable = false;
+        if entry.stopped_at == 0 {
+            entry.stopped_at = now;
+        }
+        if !entry.has_handle || entry.handle == handle {
+            entry.has_handle = false;
+            entry.reaped = true;
+            entry.freed_at = now;
+        }
+    });
+    broadcast_slot(at.index as usize);
+}
+
+/// Run by a process hosting worker `id` of slot `at` as the worker
+/// stops, before it gives the process back: from now on `terminate` wakes
+/// the process rather than asking the postmaster for SIGTERM, which would
+/// reach the process as a spare or as its next worker. `false` (the
+/// process must leave) if the worker was terminated already that way.
+pub fn begin_give_back(at: SlotRef, id: i64) -> bool {
+    let mut may = false;
+    update_own(at, |entry| {
+        if entry.id == id && (entry.recyclable || !entry.terminate_requested) {
+            entry.recyclable = true;
+            may = true;
+        }
+    });
+    may
+}
+
+/// Whether worker `id` of slot `at` was asked to stop (`terminate`).
+pub fn stop_asked(at: SlotRef, id: i64) -> bool {
+    let Some(locked) = Locked::acquire(false) else {
+        return true;
+    };
+    let Some(slot) = locked.slots().get(at.index as usize) else {
+        return true;
+    };
+    slot.generation != at.generation || slot.id != id || slot.terminate_requested
+}

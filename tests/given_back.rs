@@ -1,0 +1,262 @@
+//! Cluster tests of processes given back: a spare's `sleep` worker, or its
+//! `sql` worker that runs once, gives its process back when it stops, and
+//! the process waits as a spare for the next launch instead of the
+//! postmaster forking a new one. What a user must be able to rely on: the
+//! worker reads as stopped exactly as one whose process ended; a process
+//! connected to a database runs only workers of the same role in the same
+//! database, its session reset in between as `DISCARD ALL` does; a worker
+//! busy in a statement still ends its process when terminated; a cancel
+//! stays with its run; and such processes never stand in the way of
+//! `DROP DATABASE`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Pids of the cluster's idle spares (process title).
+fn spares(cluster: &Cluster) -> HashSet<i32> {
+    child_pids(cluster.postmaster_pid(), |title| {
+        title.contains("lightdb_bgw spare")
+    })
+    .into_iter()
+    .collect()
+}
+
+fn pid(client: &mut Client, id: i64) -> i32 {
+    client
+        .query_one("SELECT lightdb_bgw.pid($1)", &[&id])
+        .unwrap()
+        .get::<_, Option<i32>>(0)
+        .unwrap_or_else(|| panic!("worker {id} has no pid"))
+}
+
+/// `run(sql)` as `client`, in `database` (NULL: the current one); waits
+/// until the worker has stopped (its process is a spare again by then)
+/// and returns the result's only row.
+fn run_once(client: &mut Client, sql: &str, database: Option<&str>) -> serde_json::Value {
+    let id: i64 = client
+        .query_one(
+            "SELECT lightdb_bgw.run($1, database => coalesce($2, current_database()))",
+            &[&sql, &database],
+        )
+        .unwrap()
+        .get(0);
+    let text: String = client
+        .query_one(
+            "SELECT lightdb_bgw.result($1, '30s'::interval)::text",
+            &[&id],
+        )
+        .unwrap_or_else(|e| panic!("result of {sql}: {e:?}"))
+        .get(0);
+    let row: serde_json::Value = serde_json::from_str(&text).expect("a jsonb object");
+    let reached: String = client
+        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(reached, "stopped");
+    row
+}
+
+fn backend_pid(row: &serde_json::Value) -> i64 {
+    row["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no pid in {row}"))
+}
+
+#[test]
+fn sleep_workers_give_their_process_back() {
+    let (cluster, mut admin) = Cluster::with_extension(
+        "given_back_sleep",
+        &[
+            ("max_worker_processes", "12"),
+            ("lightdb_bgw.spare_workers", "2"),
+        ],
+    );
+    eventually("two idle spares", LONG, || {
+        (spares(&cluster).len() == 2).then_some(())
+    });
+
+    // Terminated: stopped as if its process had ended, the process a
+    // spare again.
+    let first = launch(&mut admin, "'sleep', database => NULL");
+    let first_pid = pid(&mut admin, first);
+    assert_eq!(stop_worker(&mut admin, first), "stopped");
+    let (last_exit, last_error, shown_pid): (Option<i32>, Option<String>, Option<i32>) = {
+        let row = admin
+            .query_one(
+                "SELECT last_exit, last_error, pid FROM lightdb_bgw.workers WHERE id = $1",
+                &[&first],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert_eq!((last_exit, shown_pid), (Some(1), None));
+    let last_error = last_error.expect("a terminated worker records why");
+    assert!(
+        last_error.starts_with("57P01: terminating background worker"),
+        "{last_error}"
+    );
+    assert_eq!(status(&mut admin, first), "stopped");
+    assert!(spares(&cluster).contains(&first_pid), "given back");
+    // A terminate or a wait afterwards does not reach the process.
+    assert_eq!(stop_worker(&mut admin, first), "stopped");
+    assert!(process_alive(first_pid));
+
+    // Lifecycle after lifecycle, the same few processes: none is forked
+    // for each worker.
+    let mut seen = HashSet::new();
+    for _ in 0..20 {
+        let id = launch(&mut admin, "'sleep', database => NULL");
+        seen.insert(pid(&mut admin, id));
+        assert_eq!(stop_worker(&mut admin, id), "stopped");
+    }
+    assert!(seen.len() <= 4, "processes used: {seen:?}");
+
+    // Ended by itself: its own exit code, no error.
+    let timed = launch(
+        &mut admin,
+        "'sleep', config => '{\"duration\": \"50ms\"}', database => NULL",
+    );
+    let reached: String = admin
+        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&timed])
+        .unwrap()
+        .get(0);
+    assert_eq!(reached, "stopped");
+    let row = admin
+        .query_one(
+            "SELECT last_exit, last_error FROM lightdb_bgw.workers WHERE id = $1",
+            &[&timed],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i32>>(0), Some(0));
+    assert_eq!(row.get::<_, Option<String>>(1), None);
+
+    // Beyond the setting, processes given back are let go once idle a
+    // while.
+    eventually("back to two idle spares", LONG, || {
+        (spares(&cluster).len() == 2).then_some(())
+    });
+}
+
+#[test]
+fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
+    let (cluster, mut admin) = Cluster::with_extension(
+        "given_back_sql",
+        &[
+            ("max_worker_processes", "12"),
+            ("lightdb_bgw.spare_workers", "2"),
+        ],
+    );
+    admin
+        .batch_execute("CREATE ROLE gb_user LOGIN; CREATE ROLE gb_other LOGIN")
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE gb_db OWNER gb_user")
+        .unwrap();
+    grant_all(&mut admin, "gb_user, gb_other");
+    let mut user = cluster.connect_as("postgres", "gb_user");
+
+    // A run that leaves every kind of session state behind...
+    let first = run_once(
+        &mut user,
+        "SET work_mem = '7MB'; CREATE TEMP TABLE t (x int); \
+         SELECT pg_advisory_lock(42); PREPARE p AS SELECT 1; \
+         SELECT pg_backend_pid() AS pid",
+        None,
+    );
+    // ...and the next run of the same role in the same database: the same
+    // process, none of that state.
+    let second = run_once(
+        &mut user,
+        "SELECT pg_backend_pid() AS pid, current_user AS who, \
+         current_setting('work_mem') AS work_mem, \
+         (SELECT count(*) FROM pg_prepared_statements) AS prepared, \
+         (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+          AND pid = pg_backend_pid()) AS locks, \
+         to_regclass('pg_temp.t') IS NULL AS no_temp",
+        None,
+    );
+    let process = backend_pid(&first);
+    assert_eq!(backend_pid(&second), process, "{first} then {second}");
+    assert_eq!(second["who"], "gb_user");
+    assert_eq!(second["work_mem"], "4MB");
+    for key in ["prepared", "locks"] {
+        assert_eq!(second[key], 0, "{key}: {second}");
+    }
+    assert_eq!(second["no_temp"], true);
+
+    // Another role, or a worker without a database, never gets it.
+    let mut other = cluster.connect_as("postgres", "gb_other");
+    let theirs = run_once(&mut other, "SELECT pg_backend_pid() AS pid", None);
+    assert_ne!(backend_pid(&theirs), process);
+    let sleeper = launch(&mut admin, "'sleep', database => NULL");
+    assert_ne!(i64::from(pid(&mut admin, sleeper)), process);
+    assert_eq!(stop_worker(&mut admin, sleeper), "stopped");
+
+    // A cancel stays with the run it was meant for: that run fails with
+    // 57014, the process is given back, and its next run is not touched.
+    let cancelled: i64 = user
+        .query_one("SELECT lightdb_bgw.run('SELECT pg_sleep(60)')", &[])
+        .unwrap()
+        .get(0);
+    let cancelled_pid = eventually("the run is under way", LONG, || {
+        user.query_one("SELECT lightdb_bgw.pid($1)", &[&cancelled])
+            .unwrap()
+            .get::<_, Option<i32>>(0)
+    });
+    eventually("cancel reaches the statement", LONG, || {
+        user.query_one("SELECT lightdb_bgw.cancel($1)", &[&cancelled])
+            .unwrap()
+            .get::<_, bool>(0)
+            .then_some(())
+    });
+    let err = user
+        .query(
+            "SELECT lightdb_bgw.result($1, '30s'::interval)",
+            &[&cancelled],
+        )
+        .expect_err("a cancelled run fails");
+    assert_eq!(sqlstate(&err), "57014", "{err:?}");
+    let after = run_once(&mut user, "SELECT pg_backend_pid() AS pid, 1 AS one", None);
+    assert_eq!(after["one"], 1);
+    assert!(process_alive(cancelled_pid));
+
+    // Busy in a statement, a terminated worker ends its process as ever.
+    let busy: i64 = user
+        .query_one("SELECT lightdb_bgw.run('SELECT pg_sleep(60)')", &[])
+        .unwrap()
+        .get(0);
+    let busy_pid = eventually("the run is under way", LONG, || {
+        user.query_one("SELECT lightdb_bgw.pid($1)", &[&busy])
+            .unwrap()
+            .get::<_, Option<i32>>(0)
+    });
+    assert_eq!(stop_worker(&mut user, busy), "stopped");
+    eventually("the busy worker's process ends", LONG, || {
+        (!process_alive(busy_pid)).then_some(())
+    });
+
+    // A process kept connected to a database does not stand in the way
+    // of dropping it.
+    run_once(&mut user, "SELECT pg_backend_pid() AS pid", Some("gb_db"));
+    let connected: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'gb_db'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(connected, 1, "the process given back stays connected");
+    let began = Instant::now();
+    admin.batch_execute("DROP DATABASE gb_db").unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
+}
