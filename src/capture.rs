@@ -2,7 +2,9 @@
 //! current transaction, each statement under an optional time limit, and
 //! keeping the rows of the last statement that returned rows: each row a
 //! jsonb object (column names as keys) made by the server's own
-//! `to_jsonb`, framed as `rows.rs` lays them out, within a size limit.
+//! `to_jsonb` as the executor sends it (a `DestReceiver` of ours, not
+//! SPI's table of every row first), framed as `rows.rs` lays them out,
+//! within a size limit.
 //! A runtime helper of the `sql` kind; it knows no kind.
 
 use std::ffi::{c_int, CString};
@@ -103,48 +105,52 @@ impl ToJsonb {
         }
     }
 
-    /// Frames every row of SPI's last result into `out`, raising 54000
-    /// when they pass `max` bytes.
-    fn frame_all(&mut self, out: &mut Vec<u8>, max: usize) -> i64 {
-        // SAFETY: SPI's tuple table of the statement just run, valid until
-        // it is freed; each row is made into a composite datum and then
-        // jsonb in a scratch context that is reset after every row.
+    /// Frames `tuple` (of the blessed `desc`) into `out` as one jsonb
+    /// object, in the scratch context `scratch` (reset afterwards),
+    /// raising 54000 when `out` would pass `max` bytes.
+    ///
+    /// # Safety
+    /// `tuple` is a valid heap tuple of `desc`; `scratch` a live context.
+    unsafe fn add_row(
+        &mut self,
+        tuple: pg_sys::HeapTuple,
+        desc: pg_sys::TupleDesc,
+        scratch: pg_sys::MemoryContext,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) {
+        // SAFETY: the caller's contract; the datum and the jsonb live in
+        // the scratch context until it is reset below.
         unsafe {
-            let table = pg_sys::SPI_tuptable;
-            if table.is_null() {
-                return 0;
-            }
-            let count = pg_sys::SPI_processed as usize;
-            let desc = pg_sys::BlessTupleDesc((*table).tupdesc);
-            let scratch = pg_sys::AllocSetContextCreateExtended(
-                pg_sys::CurrentMemoryContext,
-                c"lightdb_bgw result row".as_ptr(),
-                pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
-                pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
-            );
-            for i in 0..count {
-                let tuple = *(*table).vals.add(i);
-                let old = pg_sys::MemoryContextSwitchTo(scratch);
-                let record = pg_sys::heap_copy_tuple_as_datum(tuple, desc);
-                let jsonb = pg_sys::FunctionCall1Coll(&mut self.flinfo, pg_sys::InvalidOid, record);
-                let ptr = jsonb.cast_mut_ptr::<pg_sys::varlena>();
-                let bytes =
-                    std::slice::from_raw_parts(ptr as *const u8, pgrx::varlena::varsize_any(ptr));
-                if out.len() + rows::framed_len(bytes) > max {
-                    pg_sys::MemoryContextSwitchTo(old);
-                    too_large(max);
-                }
-                rows::frame(out, bytes);
+            let old = pg_sys::MemoryContextSwitchTo(scratch);
+            let record = pg_sys::heap_copy_tuple_as_datum(tuple, desc);
+            let jsonb = pg_sys::FunctionCall1Coll(&mut self.flinfo, pg_sys::InvalidOid, record);
+            let ptr = jsonb.cast_mut_ptr::<pg_sys::varlena>();
+            let bytes =
+                std::slice::from_raw_parts(ptr as *const u8, pgrx::varlena::varsize_any(ptr));
+            if out.len() + rows::framed_len(bytes) > max {
                 pg_sys::MemoryContextSwitchTo(old);
-                pg_sys::MemoryContextReset(scratch);
-                if i % 1024 == 1023 {
-                    pg_sys::check_for_interrupts!();
-                }
+                too_large(max);
             }
-            pg_sys::MemoryContextDelete(scratch);
-            count as i64
+            rows::frame(out, bytes);
+            pg_sys::MemoryContextSwitchTo(old);
+            pg_sys::MemoryContextReset(scratch);
         }
+    }
+}
+
+/// A scratch memory context for one row at a time, in the current one.
+fn scratch_context() -> pg_sys::MemoryContext {
+    // SAFETY: a child of the current context, deleted with it (the run's)
+    // if not before.
+    unsafe {
+        pg_sys::AllocSetContextCreateExtended(
+            pg_sys::CurrentMemoryContext,
+            c"lightdb_bgw result row".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        )
     }
 }
 
@@ -156,25 +162,189 @@ fn too_large(max: usize) -> ! {
     .report()
 }
 
+/// The rows of the last statement that returned rows, kept as they come.
+struct Kept {
+    to_jsonb: ToJsonb,
+    scratch: pg_sys::MemoryContext,
+    /// The statement's row type, blessed, so `to_jsonb` can read it.
+    desc: pg_sys::TupleDesc,
+    framed: Vec<u8>,
+    rows: i64,
+    returned: bool,
+    max: usize,
+}
+
+impl Kept {
+    /// A statement that returns rows of `typeinfo` starts: its rows
+    /// replace those kept before.
+    ///
+    /// # Safety
+    /// `typeinfo` is the statement's valid row type.
+    unsafe fn start(&mut self, typeinfo: pg_sys::TupleDesc) {
+        // SAFETY: the caller's contract; the copy lives in the statement's
+        // memory context, as long as its rows come.
+        self.desc = unsafe { pg_sys::BlessTupleDesc(pg_sys::CreateTupleDescCopy(typeinfo)) };
+        self.framed.clear();
+        self.rows = 0;
+        self.returned = true;
+    }
+
+    /// One row of the statement.
+    ///
+    /// # Safety
+    /// `tuple` is a valid heap tuple of the type given to `start`.
+    unsafe fn add(&mut self, tuple: pg_sys::HeapTuple) {
+        // SAFETY: the caller's contract; the scratch context lives for the
+        // run.
+        unsafe {
+            self.to_jsonb
+                .add_row(tuple, self.desc, self.scratch, &mut self.framed, self.max);
+        }
+        self.rows += 1;
+        if self.rows % 1024 == 0 {
+            pg_sys::check_for_interrupts!();
+        }
+    }
+}
+
+/// A `DestReceiver` that keeps each row as the executor sends it, without
+/// SPI's table of all of them first (PostgreSQL 14 and later).
+#[cfg(not(feature = "pg13"))]
+mod receiver {
+    use pgrx::pg_sys;
+    use pgrx::prelude::*;
+
+    use super::Kept;
+
+    #[repr(C)]
+    pub(super) struct Receiver {
+        base: pg_sys::DestReceiver,
+        kept: *mut Kept,
+    }
+
+    impl Receiver {
+        pub(super) fn new(kept: &mut Kept) -> Receiver {
+            Receiver {
+                base: pg_sys::DestReceiver {
+                    receiveSlot: Some(receive_slot),
+                    rStartup: Some(startup),
+                    rShutdown: Some(nothing),
+                    rDestroy: Some(nothing),
+                    // As PL/pgSQL's own receivers: not DestSPI (SPI would look for
+                    // its table of rows) nor DestNone (SPI would take the rows for
+                    // discarded).
+                    mydest: pg_sys::CommandDest::DestTuplestore,
+                },
+                kept,
+            }
+        }
+
+        pub(super) fn dest(&mut self) -> *mut pg_sys::DestReceiver {
+            &mut self.base
+        }
+    }
+
+    /// # Safety
+    /// `me` is a [`Receiver`] whose `kept` outlives the statement.
+    unsafe fn kept<'a>(me: *mut pg_sys::DestReceiver) -> &'a mut Kept {
+        // SAFETY: the caller's contract; `base` is the first field.
+        unsafe { &mut *(*me.cast::<Receiver>()).kept }
+    }
+
+    #[pg_guard]
+    unsafe extern "C-unwind" fn startup(
+        me: *mut pg_sys::DestReceiver,
+        _operation: std::ffi::c_int,
+        typeinfo: pg_sys::TupleDesc,
+    ) {
+        // SAFETY: the executor passes our receiver and its row type.
+        unsafe { kept(me).start(typeinfo) };
+    }
+
+    #[pg_guard]
+    unsafe extern "C-unwind" fn receive_slot(
+        slot: *mut pg_sys::TupleTableSlot,
+        me: *mut pg_sys::DestReceiver,
+    ) -> bool {
+        // SAFETY: the executor passes a valid slot of the row type given
+        // to `startup`; the tuple made from it lives in the scratch
+        // context, reset once the row is kept.
+        unsafe {
+            let kept = kept(me);
+            let old = pg_sys::MemoryContextSwitchTo(kept.scratch);
+            let mut copied = false;
+            let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut copied);
+            pg_sys::MemoryContextSwitchTo(old);
+            kept.add(tuple);
+        }
+        true
+    }
+
+    #[pg_guard]
+    unsafe extern "C-unwind" fn nothing(_me: *mut pg_sys::DestReceiver) {}
+}
+
+/// Runs one statement; its rows, if it returns any, go to `kept`.
+/// Returns SPI's code.
+///
+/// # Safety
+/// Inside a transaction with a snapshot, SPI connected.
+unsafe fn execute(text: &CString, read_only: bool, kept: &mut Kept) -> c_int {
+    #[cfg(not(feature = "pg13"))]
+    // SAFETY: the caller's contract; the receiver and `kept` outlive the
+    // statement.
+    unsafe {
+        let mut receiver = receiver::Receiver::new(kept);
+        let options = pg_sys::SPIExecuteOptions {
+            read_only,
+            dest: receiver.dest(),
+            ..Default::default()
+        };
+        pg_sys::SPI_execute_extended(text.as_ptr(), &options)
+    }
+    #[cfg(feature = "pg13")]
+    // SAFETY: the caller's contract; SPI's table is valid until freed.
+    unsafe {
+        let rc = pg_sys::SPI_execute(text.as_ptr(), read_only, 0);
+        let table = pg_sys::SPI_tuptable;
+        if !table.is_null() {
+            kept.start((*table).tupdesc);
+            for i in 0..pg_sys::SPI_processed as usize {
+                kept.add(*(*table).vals.add(i));
+            }
+            pg_sys::SPI_freetuptable(table);
+        }
+        rc
+    }
+}
+
 /// Runs `sql` in the current transaction, statement by statement; raises
 /// the first error (the caller's transaction is then aborted).
 pub fn run_text(sql: &str, read_only: bool, limits: Limits) -> Ran {
-    let mut ran = Ran::default();
     let statements = statements(sql);
     let timeout_ms = limits
         .timeout
         .map(|t| crate::runtime::wait_millis(t).clamp(1, i32::MAX as std::ffi::c_long) as c_int);
+    let mut processed = 0;
     // SAFETY: inside a transaction with a snapshot; SPI's state is cleaned
     // up by the transaction's abort if anything below raises.
     unsafe {
         pg_sys::SPI_connect();
-        let mut to_jsonb = ToJsonb::new();
+        let mut kept = Kept {
+            to_jsonb: ToJsonb::new(),
+            scratch: scratch_context(),
+            desc: std::ptr::null_mut(),
+            framed: Vec::new(),
+            rows: 0,
+            returned: false,
+            max: limits.max_result,
+        };
         for statement in &statements {
             let text = CString::new(statement.as_str()).unwrap_or_default();
             if let Some(ms) = timeout_ms {
                 enable_timeout_after(STATEMENT_TIMEOUT, ms);
             }
-            let rc = pg_sys::SPI_execute(text.as_ptr(), read_only, 0);
+            let rc = execute(&text, read_only, &mut kept);
             if timeout_ms.is_some() {
                 disable_timeout(STATEMENT_TIMEOUT, false);
             }
@@ -185,17 +355,17 @@ pub fn run_text(sql: &str, read_only: bool, limits: Limits) -> Ran {
                 }
                 .report();
             }
-            ran.processed = pg_sys::SPI_processed as i64;
-            if !pg_sys::SPI_tuptable.is_null() {
-                ran.returned = true;
-                ran.framed.clear();
-                ran.rows = to_jsonb.frame_all(&mut ran.framed, limits.max_result);
-                pg_sys::SPI_freetuptable(pg_sys::SPI_tuptable);
-            }
+            processed = pg_sys::SPI_processed as i64;
         }
+        pg_sys::MemoryContextDelete(kept.scratch);
         pg_sys::SPI_finish();
+        Ran {
+            processed,
+            returned: kept.returned,
+            framed: kept.framed,
+            rows: kept.rows,
+        }
     }
-    ran
 }
 
 /// Turns a statement time limit off after a run that raised while it was

@@ -41,6 +41,13 @@ SELECT run('CREATE TEMP TABLE u (x int); INSERT INTO u VALUES (1)') AS none \gse
 SELECT count(*) AS no_rows FROM result(:none);
 SELECT result_rows FROM workers WHERE id = :none;
 
+-- Rows of a utility statement, and of INSERT ... RETURNING followed by a
+-- statement that returns none.
+SELECT run('SHOW work_mem') AS shown \gset
+SELECT * FROM result(:shown);
+SELECT run('CREATE TEMP TABLE r (x int); INSERT INTO r VALUES (1), (2) RETURNING x * 10 AS tenfold; UPDATE r SET x = 3') AS returning \gset
+SELECT * FROM result(:returning);
+
 -- A failed run raises the worker's error again: SQLSTATE, message,
 -- detail, hint, and a context line naming the worker.
 SELECT run($q$DO $$ BEGIN RAISE EXCEPTION 'the run failed' USING DETAIL = 'what went wrong', HINT = 'what to do', ERRCODE = '22012'; END $$$q$) AS failed \gset
