@@ -30,15 +30,40 @@ pub fn replace_when_connected() {
     REPLACE_WHEN_CONNECTED.store(true, Ordering::Relaxed);
 }
 
-/// What this process connected as by OID (a dynamic worker's
-/// connection), for a spare that gets its process back (see `worker.rs`).
-static CONNECTED_AS: Mutex<Option<Connection>> = Mutex::new(None);
+/// How long after connecting a process given back (see `worker.rs`) may
+/// still run later workers over its connection: what the server reads
+/// once at connection (the settings of `ALTER ROLE/DATABASE ... SET`) is
+/// at most that old for them.
+pub const REUSE_FOR: i64 = 60_000_000;
 
-/// What this process is connected as, if it connected as a dynamic
-/// worker: a process given back keeps its connection, and takes only
-/// workers that connect exactly so.
-pub fn connected_as() -> Option<Connection> {
-    CONNECTED_AS.lock().ok().and_then(|c| *c)
+/// What this process is connected as.
+#[derive(Debug, Clone, Copy)]
+enum Connected {
+    Never,
+    /// By OID, as a dynamic worker, at this time (`TimestampTz`).
+    As(Connection, i64),
+    /// Any other way (a static worker's, by name): never lent to another
+    /// worker.
+    Otherwise,
+}
+
+static CONNECTED: Mutex<Connected> = Mutex::new(Connected::Never);
+
+/// What a process given back at `now` may be lent as: `Some(None)` if it
+/// never connected, `Some(Some(c))` if it is connected as `c` recently
+/// enough (see [`REUSE_FOR`]); `None` if it must not serve another worker.
+pub fn lendable_as(now: i64) -> Option<Option<Connection>> {
+    match CONNECTED.lock().map(|c| *c) {
+        Ok(Connected::Never) => Some(None),
+        Ok(Connected::As(c, at)) if now.saturating_sub(at) <= REUSE_FOR => Some(Some(c)),
+        _ => None,
+    }
+}
+
+fn set_connected(state: Connected) {
+    if let Ok(mut c) = CONNECTED.lock() {
+        *c = state;
+    }
 }
 
 /// A C string for the server, refusing a NUL byte (SQLSTATE 22023) rather
@@ -49,9 +74,10 @@ pub fn c_text(what: &str, value: &str) -> Result<CString, BgwError> {
 
 /// Connects as recorded: the database, the role,
 /// `BGWORKER_BYPASS_ALLOWCONN`. Then records the worker as ready, so
-/// `launch(..., wait => true)` returns. A failure is a FATAL error that
-/// ends the process.
-pub fn connect(record: &WorkerRecord) {
+/// `launch(..., wait => true)` returns (and, `woken`, as one that
+/// `terminate` wakes from then on). A failure is a FATAL error that ends
+/// the process.
+pub fn connect(record: &WorkerRecord, woken: bool) {
     if record.def.database.is_some() {
         let flags = if record.bypass_allowconn {
             pg_sys::BGWORKER_BYPASS_ALLOWCONN
@@ -59,20 +85,34 @@ pub fn connect(record: &WorkerRecord) {
             0
         };
         CONNECTING.store(true, Ordering::Relaxed);
-        if record.is_static {
-            connect_by_name(record, flags);
-        } else {
-            let wanted = Connection {
-                database_oid: record.database_oid,
-                role_oid: record.role_oid,
-                bypass_allowconn: record.bypass_allowconn,
-            };
+        let kept = match CONNECTED.lock().map(|c| *c) {
+            Ok(Connected::As(c, _)) => Some(c),
+            _ => None,
+        };
+        match kept {
             // A process given back keeps its connection: it was handed
             // this worker because it is connected exactly so.
-            if connected_as() != Some(wanted) {
+            Some(c)
+                if (c.database_oid, c.role_oid, c.bypass_allowconn)
+                    == (
+                        record.database_oid,
+                        record.role_oid,
+                        record.bypass_allowconn,
+                    ) => {}
+            Some(_) => BgwError::Internal(format!(
+                "worker {} was handed a process connected otherwise",
+                record.id
+            ))
+            .report(),
+            None if record.is_static => {
+                set_connected(Connected::Otherwise);
+                connect_by_name(record, flags);
+            }
+            None => {
+                set_connected(Connected::Otherwise);
                 // SAFETY: called once, at worker start, before any
-                // transaction (a process already connected was handed only
-                // a worker that connects as it did).
+                // transaction (a process connected before was handed only a
+                // worker that connects as it did, above).
                 unsafe {
                     pg_sys::BackgroundWorkerInitializeConnectionByOid(
                         pg_sys::Oid::from(record.database_oid),
@@ -80,16 +120,36 @@ pub fn connect(record: &WorkerRecord) {
                         flags as _,
                     );
                 }
-                if let Ok(mut c) = CONNECTED_AS.lock() {
-                    *c = Some(wanted);
-                }
+                set_connected(Connected::As(
+                    Connection {
+                        database_oid: record.database_oid,
+                        role_oid: record.role_oid,
+                        bypass_allowconn: record.bypass_allowconn,
+                        superuser: role_is_superuser(record.role_oid),
+                    },
+                    // SAFETY: reading the clock has no preconditions.
+                    unsafe { pg_sys::GetCurrentTimestamp() },
+                ));
             }
         }
         CONNECTING.store(false, Ordering::Relaxed);
     }
-    registry::mark_connected(record.at);
+    registry::mark_connected(record.at, woken);
     if REPLACE_WHEN_CONNECTED.swap(false, Ordering::Relaxed) {
         registry::poke_dispatcher();
+    }
+}
+
+/// Whether `role_oid` is a superuser now, as the server read it at this
+/// process's connection, in a transaction of its own.
+fn role_is_superuser(role_oid: u32) -> bool {
+    // SAFETY: connected, outside any transaction; a catalog lookup in a
+    // transaction of its own (an error is FATAL, as any at connection).
+    unsafe {
+        pg_sys::StartTransactionCommand();
+        let superuser = pg_sys::superuser_arg(pg_sys::Oid::from(role_oid));
+        pg_sys::CommitTransactionCommand();
+        superuser
     }
 }
 

@@ -4,7 +4,8 @@
 //! not; a NOTICE names each), and wait for them to leave, so the command
 //! proceeds as if they were not there instead of failing with 55006 after
 //! five seconds. Spare processes that kept a connection to it (see
-//! `spare.rs`) are let go too. A `ProcessUtility_hook`, chained to the one
+//! `spare.rs`) are let go too, and so are those connected to the template
+//! a `CREATE DATABASE` copies. A `ProcessUtility_hook`, chained to the one
 //! before it.
 
 use std::ffi::CStr;
@@ -75,17 +76,43 @@ unsafe fn target_database(pstmt: *mut pg_sys::PlannedStmt) -> Option<String> {
     }
 }
 
+/// The database a `CREATE DATABASE` copies (its `TEMPLATE`, `template1`
+/// when none is named), which must have no other connection either.
+///
+/// # Safety
+/// `pstmt` is the planned utility statement the server is about to run.
+unsafe fn template_database(pstmt: *mut pg_sys::PlannedStmt) -> Option<String> {
+    // SAFETY: as in `target_database`; `defGetString` reads an option's
+    // value whatever node holds it.
+    unsafe {
+        let node = (*pstmt).utilityStmt;
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_CreatedbStmt {
+            return None;
+        }
+        let options =
+            PgList::<pg_sys::DefElem>::from_pg((*(node as *mut pg_sys::CreatedbStmt)).options);
+        let template = options
+            .iter_ptr()
+            .find(|&opt| text((*opt).defname).as_deref() == Some("template"))
+            .and_then(|opt| text(pg_sys::defGetString(opt)));
+        Some(template.unwrap_or_else(|| "template1".to_string()))
+    }
+}
+
+/// The OID of database `db`, if it exists.
+fn database_oid(db: &str) -> Option<pg_sys::Oid> {
+    let name = std::ffi::CString::new(db).ok()?;
+    // SAFETY: a catalog lookup inside the command's transaction.
+    let oid = unsafe { pg_sys::get_database_oid(name.as_ptr(), true) };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
 /// Stops for good every extension worker connected to database `db` and
 /// waits (a bounded while) for them to leave.
 fn stop_workers_in(db: &str) {
-    let Ok(name) = std::ffi::CString::new(db) else {
+    let Some(oid) = database_oid(db) else {
         return;
     };
-    // SAFETY: a catalog lookup inside the command's transaction.
-    let oid = unsafe { pg_sys::get_database_oid(name.as_ptr(), true) };
-    if oid == pg_sys::InvalidOid {
-        return;
-    }
     let connected: Vec<_> = registry::list()
         .into_iter()
         .filter(|r| r.def.database.is_some())
@@ -119,6 +146,12 @@ unsafe extern "C-unwind" fn before_utility(pstmt: *mut pg_sys::PlannedStmt) {
     // SAFETY: the statement the server is about to run.
     if let Some(db) = unsafe { target_database(pstmt) } {
         stop_workers_in(&db);
+    }
+    // SAFETY: as above. The template's own workers are left alone (the
+    // command fails for them as for any session); only the spares the
+    // extension keeps connected there, which nobody sees, are let go.
+    if let Some(oid) = unsafe { template_database(pstmt) }.and_then(|db| database_oid(&db)) {
+        spare::let_go_connected_to(oid.to_u32(), LEAVE_TIMEOUT);
     }
 }
 

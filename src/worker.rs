@@ -114,7 +114,9 @@ pub fn become_worker(
         process::exit(0);
     }
     let ready = !kinds::needs_connection(facts.kind, facts.has_database);
-    let woken = handle.is_some() && kinds::woken_to_stop(facts.kind);
+    // Woken to stop from the claim if it needs no connection, else once
+    // connected (see `connection::connect`).
+    let woken = handle.is_some() && ready && kinds::woken_to_stop(facts.kind);
     // A cancel meant for the worker this process ran before is not this
     // one's.
     // SAFETY: a flag of this process's own, read by its interrupt checks.
@@ -176,16 +178,27 @@ fn give_back(
             kinds::Ended::Terminated => 1,
         });
     }
-    set_title(spare::NAME);
-    let connection = connection::connected_as();
-    if connection.is_some() {
-        runtime::set_application_name("");
-        runtime::report_activity(None);
+    // A SIGTERM that came for this worker (pg_terminate_backend, say) ends
+    // the process here, as this worker's; a cancel is this worker's only.
+    // SAFETY: flags of this process's own, set by its signal handlers.
+    unsafe {
+        pg_sys::QueryCancelPending = 0;
+        if pg_sys::ProcDiePending != 0 {
+            pg_sys::check_for_interrupts!();
+        }
     }
+    set_title(spare::NAME);
     // SAFETY: MyProcPid is set for every server process; reading the clock
     // has no preconditions.
     let (pid, now) = unsafe { (pg_sys::MyProcPid, pg_sys::GetCurrentTimestamp()) };
-    let entry = registry::rejoin_spare(handle, pid, connection, now);
+    let lendable = connection::lendable_as(now);
+    if lendable.flatten().is_some() {
+        runtime::set_application_name("");
+        runtime::report_activity(None);
+    }
+    // Connected too long ago, or otherwise than by OID: it leaves instead.
+    let entry =
+        lendable.and_then(|connection| registry::rejoin_spare(handle, pid, connection, now));
     SPARE_ENTRY.with(|e| e.set(entry));
     match ended {
         kinds::Ended::Exit(code) => registry::give_back(at, id, handle, code, None),

@@ -62,6 +62,14 @@ fn run_once(client: &mut Client, sql: &str, database: Option<&str>) -> serde_jso
     row
 }
 
+/// The SQLSTATE `result(id)` raises for a run that failed.
+fn failed_with(client: &mut Client, id: i64) -> String {
+    let err = client
+        .query("SELECT lightdb_bgw.result($1, '30s'::interval)", &[&id])
+        .expect_err("the run failed");
+    sqlstate(&err)
+}
+
 fn backend_pid(row: &serde_json::Value) -> i64 {
     row["pid"]
         .as_i64()
@@ -215,13 +223,7 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
             .get::<_, bool>(0)
             .then_some(())
     });
-    let err = user
-        .query(
-            "SELECT lightdb_bgw.result($1, '30s'::interval)",
-            &[&cancelled],
-        )
-        .expect_err("a cancelled run fails");
-    assert_eq!(sqlstate(&err), "57014", "{err:?}");
+    assert_eq!(failed_with(&mut user, cancelled), "57014");
     let after = run_once(&mut user, "SELECT pg_backend_pid() AS pid, 1 AS one", None);
     assert_eq!(after["one"], 1);
     assert!(process_alive(cancelled_pid));
@@ -240,6 +242,57 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
     eventually("the busy worker's process ends", LONG, || {
         (!process_alive(busy_pid)).then_some(())
     });
+
+    // A role that was a superuser when a process connected as it, and is
+    // one no more, never runs in that process again (the server keeps
+    // some of what it was at connection): a fresh process refuses what a
+    // superuser could do.
+    admin
+        .batch_execute("CREATE ROLE gb_super SUPERUSER LOGIN")
+        .unwrap();
+    let as_super = "SELECT lightdb_bgw.run('SELECT pg_backend_pid() AS pid', role => 'gb_super')";
+    let ran_as_super: i64 = admin.query_one(as_super, &[]).unwrap().get(0);
+    let super_row: String = admin
+        .query_one(
+            "SELECT lightdb_bgw.result($1, '30s'::interval)::text",
+            &[&ran_as_super],
+        )
+        .unwrap()
+        .get(0);
+    assert!(backend_pid(&serde_json::from_str(&super_row).unwrap()) > 0);
+    // Given back once stopped, connected as gb_super.
+    let reached: String = admin
+        .query_one(
+            "SELECT lightdb_bgw.wait_for_shutdown($1, '30s')",
+            &[&ran_as_super],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(reached, "stopped");
+    admin
+        .batch_execute("ALTER ROLE gb_super NOSUPERUSER")
+        .unwrap();
+    let demoted: i64 = admin
+        .query_one(
+            "SELECT lightdb_bgw.run('SET SESSION AUTHORIZATION postgres; \
+             SELECT pg_backend_pid() AS pid', role => 'gb_super')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(failed_with(&mut admin, demoted), "42501");
+    // Nor does one stand in the way of copying its database, as a
+    // template.
+    run_once(&mut user, "SELECT pg_backend_pid() AS pid", Some("gb_db"));
+    let began = Instant::now();
+    admin
+        .batch_execute("CREATE DATABASE gb_copy TEMPLATE gb_db")
+        .unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
 
     // A process kept connected to a database does not stand in the way
     // of dropping it.

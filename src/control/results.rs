@@ -112,13 +112,22 @@ pub fn forget(id: i64) -> Result<bool, BgwError> {
 }
 
 /// `cancel(id)`: cancels the statement worker `id` is running, as
-/// `pg_cancel_backend` does (SIGINT); true if the signal was sent.
+/// `pg_cancel_backend` does (SIGINT); true if the signal was sent. A
+/// worker of ours is signalled only while its process still runs it (see
+/// `registry::signal_running`); a raw worker, whose process only the
+/// postmaster knows, at the pid the postmaster gives.
 pub fn cancel(id: i64) -> Result<bool, BgwError> {
     let rec = lookup(id)?;
     check_may_control(&rec, "cancel")?;
-    match status_of(&rec).0 {
+    let status = status_of(&rec).0;
+    if rec.def.kind != Kind::Raw {
+        // Alive as the postmaster sees it, and still this worker's process.
+        let started = matches!(status, Status::Started(_));
+        return Ok(started && registry::signal_running(id, libc::SIGINT));
+    }
+    match status {
         // SAFETY: kill has no memory effects; the pid is the worker's own,
-        // read from the registry and the postmaster a moment ago.
+        // read from the postmaster a moment ago.
         Status::Started(pid) if pid > 0 => Ok(unsafe { libc::kill(pid, libc::SIGINT) } == 0),
         _ => Ok(false),
     }

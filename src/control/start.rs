@@ -266,13 +266,7 @@ pub fn register(
         return Ok(id);
     }
     if spare::fits(&def) {
-        let connection = crate::kinds::needs_connection(def.kind, def.database.is_some())
-            .then_some(registry::Connection {
-                database_oid: authorised.database_oid,
-                role_oid: authorised.role_oid,
-                bypass_allowconn,
-            });
-        if let Some(handle) = registry::take_spare(reservation.at, reservation.id, connection) {
+        if let Some(handle) = take_spare(&def, &reservation, authorised, bypass_allowconn) {
             // The spare asks the dispatcher for its replacement once it
             // runs (and is connected): a process started meanwhile would
             // compete with it for the processor.
@@ -301,6 +295,36 @@ pub fn register(
         }
         (Err(err), _) => Err(err),
     }
+}
+
+/// Hands the worker of `reservation` to an idle spare that can run it, if
+/// any: for a worker that connects, one connected exactly as it connects
+/// (the role still a superuser or not, as the server kept it at that
+/// connection), or one not connected. Not from a supervisor's process,
+/// which has no database to read the role from: its children that connect
+/// get processes of their own.
+fn take_spare(
+    def: &WorkerDef,
+    reservation: &registry::Reservation,
+    authorised: Authorised,
+    bypass_allowconn: bool,
+) -> Option<registry::PgHandle> {
+    let connection = if crate::kinds::needs_connection(def.kind, def.database.is_some()) {
+        // SAFETY: a plain read of this backend's transaction state.
+        if !unsafe { pg_sys::IsTransactionState() } {
+            return None;
+        }
+        Some(registry::Connection {
+            database_oid: authorised.database_oid,
+            role_oid: authorised.role_oid,
+            bypass_allowconn,
+            // SAFETY: a catalog lookup in the launching transaction.
+            superuser: unsafe { pg_sys::superuser_arg(pg_sys::Oid::from(authorised.role_oid)) },
+        })
+    } else {
+        None
+    };
+    registry::take_spare(reservation.at, reservation.id, connection)
 }
 
 /// Writes worker `id`'s config to disk, for a worker that must come back

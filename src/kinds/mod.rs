@@ -57,7 +57,8 @@ pub fn run(record: &WorkerRecord) -> Ended {
     // One that needs no connection was recorded ready as it claimed its
     // slot (see `worker.rs`).
     if needs_connection(record.def.kind, record.def.database.is_some()) {
-        connection::connect(record);
+        let woken = crate::runtime::recyclable() && woken_to_stop(record.def.kind);
+        connection::connect(record, woken);
     }
     match config {
         KindConfig::Counter {

@@ -17,6 +17,11 @@ pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) ->
     }
     let began = Instant::now();
     loop {
+        // Looked at before every nap: a wake-up sent while the worker was
+        // not napping (connecting, say) may have been spent elsewhere.
+        if runtime::stop_asked() {
+            return Ended::Terminated;
+        }
         let remaining = match duration {
             Some(d) => match d.checked_sub(began.elapsed()) {
                 Some(left) if !left.is_zero() => Some(left),
@@ -25,9 +30,6 @@ pub fn run(record: &WorkerRecord, duration: Option<Duration>, exit_code: i32) ->
             None => None,
         };
         runtime::nap(remaining);
-        if runtime::stop_asked() {
-            return Ended::Terminated;
-        }
     }
     if !runtime::recyclable() {
         process::exit(exit_code);

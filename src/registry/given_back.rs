@@ -3,12 +3,15 @@
 //! asking the postmaster for SIGTERM; then it is recorded stopped, and,
 //! its process being one the postmaster will not reap, reaped at once,
 //! letting go of the process's postmaster handle. And the question such a
-//! worker asks while it waits: was it asked to stop?
+//! worker asks while it waits: was it asked to stop? And a signal for the
+//! worker running in a process, sent only while the process still runs
+//! that worker (`cancel`).
 
 use pgrx::pg_sys;
 
 use super::events::broadcast_slot;
 use super::locked::Locked;
+use super::lookup::index_of;
 use super::slot::{put_str, PgHandle, SlotRef, SlotState};
 use super::update_own;
 
@@ -72,4 +75,24 @@ pub fn stop_asked(at: SlotRef, id: i64) -> bool {
         return true;
     };
     slot.generation != at.generation || slot.id != id || slot.terminate_requested
+}
+
+/// Sends `signal` to the process of worker `id` if it runs our code and is
+/// started, not giving its process back: under the registry lock, which a
+/// worker needs to give its process back, so the signal reaches the
+/// process while it still runs that worker (and is cleared before the
+/// process runs the next). True if sent.
+pub fn signal_running(id: i64, signal: i32) -> bool {
+    let Some(locked) = Locked::acquire(false) else {
+        return false;
+    };
+    let Some(slot) = index_of(&locked, id).map(|i| &locked.slots()[i]) else {
+        return false;
+    };
+    if slot.state != SlotState::Started as u8 || slot.pid <= 0 || slot.recyclable {
+        return false;
+    }
+    // SAFETY: kill has no memory effects; the pid is the worker's own,
+    // read under the lock its process needs to stop being that worker.
+    unsafe { libc::kill(slot.pid, signal) == 0 }
 }

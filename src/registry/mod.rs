@@ -38,7 +38,7 @@ pub use events::{
     broadcast_slot as wake_slot_waiters, broadcast_unsettled, clear_dispatcher_pid, dispatcher_pid,
     poke_dispatcher, set_dispatcher_pid, ChangeWait,
 };
-pub use given_back::{begin_give_back, give_back, stop_asked};
+pub use given_back::{begin_give_back, give_back, signal_running, stop_asked};
 pub use listing::{listing, Listed, Listing};
 use locked::drop_text;
 use locked::Locked;
@@ -281,9 +281,16 @@ pub fn record_note(at: SlotRef, note: Option<&str>) {
 }
 
 /// Records that the running worker is connected as its role (or needs no
-/// connection): `launch(..., wait => true)` returns from then on.
-pub fn mark_connected(at: SlotRef) {
-    update_own(at, |entry| entry.connected = true);
+/// connection): `launch(..., wait => true)` returns from then on. `woken`:
+/// from now on `terminate` wakes it rather than sending SIGTERM (a worker
+/// that gives its process back; not while it connects, when only SIGTERM
+/// reaches it).
+pub fn mark_connected(at: SlotRef, woken: bool) {
+    update_own(at, |entry| {
+        entry.connected = true;
+        // Terminated while it connected: SIGTERM is on its way.
+        entry.recyclable |= woken && !entry.terminate_requested;
+    });
     broadcast_slot(at.index as usize);
 }
 

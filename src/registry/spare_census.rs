@@ -202,6 +202,7 @@ mod unit {
             database_oid: 5,
             role_oid: 10,
             bypass_allowconn: false,
+            superuser: false,
         };
         let other_role = Connection { role_oid: 11, ..db };
         let connected = PgHandle {
@@ -219,6 +220,11 @@ mod unit {
         assert_eq!(take_spare(at, 51, Some(other_role)), Some(handle));
         assert!(spare_assignment(plain).is_some());
         assert!(take_spare(at, 52, None).is_none());
+        let was_superuser = Connection {
+            superuser: true,
+            ..db
+        };
+        assert!(take_spare(at, 54, Some(was_superuser)).is_none());
         assert!(take_spare(at, 53, Some(other_role)).is_none());
         assert_eq!(retire_connected_to(6), vec![]);
         assert_eq!(retire_connected_to(5), vec![connected]);

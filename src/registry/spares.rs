@@ -57,7 +57,8 @@ pub(super) struct Spare {
     /// process before it says it is idle.
     database_oid: AtomicU32,
     role_oid: AtomicU32,
-    bypass_allowconn: AtomicU32,
+    /// Bit 0: `bypass_allowconn`; bit 1: `superuser`.
+    flags: AtomicU32,
     /// Since when it waits idle (`TimestampTz`).
     pub(super) idle_since: AtomicI64,
 }
@@ -70,6 +71,9 @@ pub struct Connection {
     pub database_oid: u32,
     pub role_oid: u32,
     pub bypass_allowconn: bool,
+    /// Whether the role was a superuser (the server keeps what it was at
+    /// connection for `SET SESSION AUTHORIZATION`, up to PostgreSQL 16).
+    pub superuser: bool,
 }
 
 /// The table, in the registry's header (zeroed at its creation: empty).
@@ -135,10 +139,12 @@ impl Spare {
     /// What the process is connected as, `None` if it is not.
     pub(super) fn connection(&self) -> Option<Connection> {
         let database_oid = self.database_oid.load(Ordering::Acquire);
+        let flags = self.flags.load(Ordering::Acquire);
         (database_oid != 0).then(|| Connection {
             database_oid,
             role_oid: self.role_oid.load(Ordering::Acquire),
-            bypass_allowconn: self.bypass_allowconn.load(Ordering::Acquire) != 0,
+            bypass_allowconn: flags & 1 != 0,
+            superuser: flags & 2 != 0,
         })
     }
 
@@ -146,8 +152,8 @@ impl Spare {
         let c = connection.unwrap_or_default();
         self.database_oid.store(c.database_oid, Ordering::Release);
         self.role_oid.store(c.role_oid, Ordering::Release);
-        self.bypass_allowconn
-            .store(c.bypass_allowconn as u32, Ordering::Release);
+        let flags = c.bypass_allowconn as u32 | (c.superuser as u32) << 1;
+        self.flags.store(flags, Ordering::Release);
     }
 
     pub(super) fn handle(&self) -> PgHandle {
@@ -283,7 +289,11 @@ fn claim_idle(fits: impl Fn(Option<Connection>) -> bool) -> Option<&'static Spar
         if fits(e.connection()) {
             return true;
         }
-        e.state.store(IDLE, Ordering::Release);
+        // Given back untouched, unless the spare left meanwhile (and
+        // emptied the entry).
+        let _ =
+            e.state
+                .compare_exchange(IDLE | CLAIMING, IDLE, Ordering::AcqRel, Ordering::Acquire);
         false
     })
 }
