@@ -60,6 +60,19 @@ pub fn lendable_as(now: i64) -> Option<Option<Connection>> {
     }
 }
 
+/// Whether this process is connected already, by OID, exactly as a
+/// worker connecting to `database_oid` as `role_oid` (`bypass_allowconn`)
+/// would be: a process given back and handed such a worker, which is then
+/// ready as it starts.
+pub fn connected_exactly_as(database_oid: u32, role_oid: u32, bypass_allowconn: bool) -> bool {
+    matches!(
+        CONNECTED.lock().map(|c| *c),
+        Ok(Connected::As(c, _))
+            if (c.database_oid, c.role_oid, c.bypass_allowconn)
+                == (database_oid, role_oid, bypass_allowconn)
+    )
+}
+
 fn set_connected(state: Connected) {
     if let Ok(mut c) = CONNECTED.lock() {
         *c = state;
@@ -92,13 +105,12 @@ pub fn connect(record: &WorkerRecord, woken: bool) {
         match kept {
             // A process given back keeps its connection: it was handed
             // this worker because it is connected exactly so.
-            Some(c)
-                if (c.database_oid, c.role_oid, c.bypass_allowconn)
-                    == (
-                        record.database_oid,
-                        record.role_oid,
-                        record.bypass_allowconn,
-                    ) => {}
+            Some(_)
+                if connected_exactly_as(
+                    record.database_oid,
+                    record.role_oid,
+                    record.bypass_allowconn,
+                ) => {}
             Some(_) => BgwError::Internal(format!(
                 "worker {} was handed a process connected otherwise",
                 record.id

@@ -113,7 +113,15 @@ pub fn become_worker(
         registry::request_terminate(id);
         process::exit(0);
     }
-    let ready = !kinds::needs_connection(facts.kind, facts.has_database);
+    // Ready as it starts if it needs no connection, or runs in a process
+    // given back connected exactly as it connects.
+    let ready = !kinds::needs_connection(facts.kind, facts.has_database)
+        || (handle.is_some()
+            && connection::connected_exactly_as(
+                facts.database_oid,
+                facts.role_oid,
+                facts.bypass_allowconn,
+            ));
     // Woken to stop from the claim if it needs no connection, else once
     // connected (see `connection::connect`).
     let woken = handle.is_some() && ready && kinds::woken_to_stop(facts.kind);

@@ -28,6 +28,10 @@ pub struct StartFacts {
     /// Its config was lost in a crash-reinitialisation: read it back from
     /// disk before it counts as started.
     pub config_missing: bool,
+    /// What it connects as (a dynamic worker's OIDs).
+    pub database_oid: u32,
+    pub role_oid: u32,
+    pub bypass_allowconn: bool,
 }
 
 /// The [`StartFacts`] of worker `id` in slot `at`.
@@ -40,6 +44,9 @@ pub fn start_facts(at: SlotRef, id: i64) -> Option<StartFacts> {
         has_database: slot.database[0] != 0,
         find_handle: slot.find_handle,
         config_missing: slot.config.is_none() && !slot.is_static,
+        database_oid: slot.database_oid,
+        role_oid: slot.role_oid,
+        bypass_allowconn: slot.bypass_allowconn,
     })
 }
 
