@@ -258,20 +258,32 @@ impl Cluster {
             .expect("pg_ctl runs")
     }
 
-    /// Starts the server and waits until it accepts connections.
+    /// Starts the server and waits until it accepts connections. A
+    /// restart whose port a client connection happens to hold for the
+    /// moment (as its own, ephemeral, port) tries again a few times.
     pub fn try_start(&mut self) -> Result<(), String> {
         let log = self.log_path();
-        let out = self.pg_ctl(&["-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
-        if out.status.success() {
-            self.running = true;
-            Ok(())
-        } else {
-            Err(format!(
-                "{}\n--- server log ---\n{}",
-                text(&out),
-                self.log()
-            ))
+        for attempt in 1.. {
+            let before = self.log().len();
+            let out = self.pg_ctl(&["-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
+            if out.status.success() {
+                self.running = true;
+                return Ok(());
+            }
+            let port_taken = self
+                .log()
+                .get(before..)
+                .is_some_and(|new| new.contains("Address already in use"));
+            if !port_taken || attempt == 10 {
+                return Err(format!(
+                    "{}\n--- server log ---\n{}",
+                    text(&out),
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
         }
+        unreachable!("the loop returns")
     }
 
     pub fn start(&mut self) {
