@@ -67,10 +67,17 @@ pub fn lendable_as(now: i64) -> Option<Option<Connection>> {
 pub fn connected_exactly_as(database_oid: u32, role_oid: u32, bypass_allowconn: bool) -> bool {
     matches!(
         CONNECTED.lock().map(|c| *c),
-        Ok(Connected::As(c, _))
-            if (c.database_oid, c.role_oid, c.bypass_allowconn)
-                == (database_oid, role_oid, bypass_allowconn)
+        Ok(Connected::As(c, _)) if c.is_for(database_oid, role_oid, bypass_allowconn)
     )
+}
+
+impl Connection {
+    /// Whether a worker connecting to `database_oid` as `role_oid`
+    /// (`bypass_allowconn`) would connect exactly so.
+    fn is_for(&self, database_oid: u32, role_oid: u32, bypass_allowconn: bool) -> bool {
+        (self.database_oid, self.role_oid, self.bypass_allowconn)
+            == (database_oid, role_oid, bypass_allowconn)
+    }
 }
 
 fn set_connected(state: Connected) {
@@ -98,29 +105,26 @@ pub fn connect(record: &WorkerRecord, woken: bool) {
             0
         };
         CONNECTING.store(true, Ordering::Relaxed);
-        let kept = match CONNECTED.lock().map(|c| *c) {
-            Ok(Connected::As(c, _)) => Some(c),
-            _ => None,
-        };
-        match kept {
+        let before = CONNECTED.lock().map_or(Connected::Otherwise, |c| *c);
+        match before {
             // A process given back keeps its connection: it was handed
             // this worker because it is connected exactly so.
-            Some(_)
-                if connected_exactly_as(
+            Connected::As(c, _)
+                if c.is_for(
                     record.database_oid,
                     record.role_oid,
                     record.bypass_allowconn,
                 ) => {}
-            Some(_) => BgwError::Internal(format!(
+            Connected::As(..) | Connected::Otherwise => BgwError::Internal(format!(
                 "worker {} was handed a process connected otherwise",
                 record.id
             ))
             .report(),
-            None if record.is_static => {
+            Connected::Never if record.is_static => {
                 set_connected(Connected::Otherwise);
                 connect_by_name(record, flags);
             }
-            None => {
+            Connected::Never => {
                 set_connected(Connected::Otherwise);
                 // SAFETY: called once, at worker start, before any
                 // transaction (a process connected before was handed only a

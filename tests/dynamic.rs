@@ -16,19 +16,12 @@ fn preloaded(name: &str, extra: &[(&str, &str)]) -> Cluster {
     Cluster::with_extension(name, &settings).0
 }
 
-fn pid(client: &mut Client, id: i64) -> Option<i32> {
-    client
-        .query_one("SELECT lightdb_bgw.pid($1)", &[&id])
-        .unwrap()
-        .get(0)
-}
-
 #[test]
 fn waits_and_terminate_work_across_sessions() {
     let cluster = preloaded("crosssession", &[]);
     let mut launcher = cluster.connect("postgres");
     let id = launch(&mut launcher, "'sleep'");
-    let worker_pid = pid(&mut launcher, id).expect("running");
+    let process_id = worker_pid(&mut launcher, id).expect("running");
 
     // Another session waits for the shutdown while a third terminates.
     let mut waiter = cluster.connect("postgres");
@@ -54,7 +47,7 @@ fn waits_and_terminate_work_across_sessions() {
     );
     assert_eq!(reached, "stopped");
     assert!(waited < Duration::from_secs(10), "{waited:?}");
-    assert!(!process_alive(worker_pid), "the worker process is gone");
+    assert!(!process_alive(process_id), "the worker process is gone");
     assert_eq!(status(&mut launcher, id), "stopped");
 
     // wait_for_startup from a session that did not launch the worker.
@@ -65,7 +58,7 @@ fn waits_and_terminate_work_across_sessions() {
         .unwrap()
         .get(0);
     assert_eq!(reached, "started");
-    assert!(pid(&mut other, id2).is_some());
+    assert!(worker_pid(&mut other, id2).is_some());
 
     // A wait responds to query cancel.
     let mut canceled = cluster.connect("postgres");
@@ -454,12 +447,12 @@ fn terminate_interrupts_a_long_statement() {
         &mut client,
         "'sql', config => '{\"sql\": \"SELECT pg_sleep(60)\"}'",
     );
-    let worker_pid = pid(&mut client, id).expect("running");
+    let process_id = worker_pid(&mut client, id).expect("running");
     eventually("in pg_sleep", LONG, || {
         let row = client
             .query_opt(
                 "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'PgSleep'",
-                &[&worker_pid],
+                &[&process_id],
             )
             .ok()?;
         row.map(|_| ())
@@ -470,7 +463,7 @@ fn terminate_interrupts_a_long_statement() {
     println!("sql worker in pg_sleep(60) stopped {took:?} after terminate");
     assert_eq!(reached, "stopped");
     assert!(took < Duration::from_secs(2), "{took:?}");
-    assert!(!process_alive(worker_pid));
+    assert!(!process_alive(process_id));
 }
 
 #[test]
@@ -495,12 +488,12 @@ fn bypass_allowconn_reaches_a_database_that_refuses_connections() {
         &mut client,
         "'sleep', database => 'closed', bypass_allowconn => true",
     );
-    let worker_pid = pid(&mut client, id).expect("running");
+    let process_id = worker_pid(&mut client, id).expect("running");
     let datname: String = eventually("connected to closed", LONG, || {
         client
             .query_opt(
                 "SELECT datname FROM pg_stat_activity WHERE pid = $1",
-                &[&worker_pid],
+                &[&process_id],
             )
             .ok()
             .flatten()
@@ -516,7 +509,7 @@ fn bypass_allowconn_reaches_a_database_that_refuses_connections() {
 fn terminate_stops_a_static_worker_for_good() {
     let cluster = preloaded("staticterm", &[("lightdb_bgw.static_workers", "sleep:1")]);
     let mut client = cluster.connect("postgres");
-    let worker_pid = eventually("static sleep running", LONG, || pid(&mut client, 1));
+    let process_id = eventually("static sleep running", LONG, || worker_pid(&mut client, 1));
     assert!(client
         .query_one("SELECT lightdb_bgw.terminate(1)", &[])
         .unwrap()
@@ -529,7 +522,7 @@ fn terminate_stops_a_static_worker_for_good() {
     // Stopped through its postmaster handle, so it is never restarted; the
     // process is gone a moment after it recorded its exit.
     eventually("process gone", Duration::from_secs(5), || {
-        (!process_alive(worker_pid)).then_some(())
+        (!process_alive(process_id)).then_some(())
     });
     assert_eq!(status(&mut client, 1), "stopped");
     let running: i64 = client

@@ -18,21 +18,13 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// Pids of the cluster's idle spares (process title).
+/// Pids of the cluster's idle spares.
 fn spares(cluster: &Cluster) -> HashSet<i32> {
-    child_pids(cluster.postmaster_pid(), |title| {
-        title.contains("lightdb_bgw spare")
-    })
-    .into_iter()
-    .collect()
+    spare_pids(cluster.postmaster_pid())
 }
 
 fn pid(client: &mut Client, id: i64) -> i32 {
-    client
-        .query_one("SELECT lightdb_bgw.pid($1)", &[&id])
-        .unwrap()
-        .get::<_, Option<i32>>(0)
-        .unwrap_or_else(|| panic!("worker {id} has no pid"))
+    worker_pid(client, id).unwrap_or_else(|| panic!("worker {id} has no pid"))
 }
 
 /// `run(sql)` as `client`, in `database` (NULL: the current one); waits
@@ -60,6 +52,17 @@ fn run_once(client: &mut Client, sql: &str, database: Option<&str>) -> serde_jso
         .get(0);
     assert_eq!(reached, "stopped");
     row
+}
+
+/// `run('SELECT pg_sleep(60)')` as `client`: its id, and its pid once it
+/// is under way.
+fn long_run(client: &mut Client) -> (i64, i32) {
+    let id: i64 = client
+        .query_one("SELECT lightdb_bgw.run('SELECT pg_sleep(60)')", &[])
+        .unwrap()
+        .get(0);
+    let pid = eventually("the run is under way", LONG, || worker_pid(client, id));
+    (id, pid)
 }
 
 /// The SQLSTATE `result(id)` raises for a run that failed.
@@ -208,15 +211,7 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
 
     // A cancel stays with the run it was meant for: that run fails with
     // 57014, the process is given back, and its next run is not touched.
-    let cancelled: i64 = user
-        .query_one("SELECT lightdb_bgw.run('SELECT pg_sleep(60)')", &[])
-        .unwrap()
-        .get(0);
-    let cancelled_pid = eventually("the run is under way", LONG, || {
-        user.query_one("SELECT lightdb_bgw.pid($1)", &[&cancelled])
-            .unwrap()
-            .get::<_, Option<i32>>(0)
-    });
+    let (cancelled, cancelled_pid) = long_run(&mut user);
     eventually("cancel reaches the statement", LONG, || {
         user.query_one("SELECT lightdb_bgw.cancel($1)", &[&cancelled])
             .unwrap()
@@ -229,15 +224,7 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
     assert!(process_alive(cancelled_pid));
 
     // Busy in a statement, a terminated worker ends its process as ever.
-    let busy: i64 = user
-        .query_one("SELECT lightdb_bgw.run('SELECT pg_sleep(60)')", &[])
-        .unwrap()
-        .get(0);
-    let busy_pid = eventually("the run is under way", LONG, || {
-        user.query_one("SELECT lightdb_bgw.pid($1)", &[&busy])
-            .unwrap()
-            .get::<_, Option<i32>>(0)
-    });
+    let (busy, busy_pid) = long_run(&mut user);
     assert_eq!(stop_worker(&mut user, busy), "stopped");
     eventually("the busy worker's process ends", LONG, || {
         (!process_alive(busy_pid)).then_some(())

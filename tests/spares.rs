@@ -15,14 +15,9 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// Pids of the cluster's idle spares: children of its postmaster whose
-/// process title names a spare.
+/// Pids of the cluster's idle spares.
 fn spares(cluster: &Cluster) -> HashSet<i32> {
-    child_pids(cluster.postmaster_pid(), |title| {
-        title.contains("lightdb_bgw spare")
-    })
-    .into_iter()
-    .collect()
+    spare_pids(cluster.postmaster_pid())
 }
 
 fn wait_for_spares(cluster: &Cluster, n: usize) -> HashSet<i32> {
@@ -33,11 +28,7 @@ fn wait_for_spares(cluster: &Cluster, n: usize) -> HashSet<i32> {
 }
 
 fn pid(client: &mut Client, id: i64) -> i32 {
-    client
-        .query_one("SELECT lightdb_bgw.pid($1)", &[&id])
-        .unwrap()
-        .get::<_, Option<i32>>(0)
-        .unwrap_or_else(|| panic!("worker {id} has no pid"))
+    worker_pid(client, id).unwrap_or_else(|| panic!("worker {id} has no pid"))
 }
 
 #[test]

@@ -543,6 +543,22 @@ pub fn child_pids(postmaster: i32, wanted: impl Fn(&str) -> bool) -> Vec<i32> {
     pids
 }
 
+/// Pids of the idle spare processes of the cluster whose postmaster is
+/// `postmaster`: its children whose process title names a spare.
+pub fn spare_pids(postmaster: i32) -> std::collections::HashSet<i32> {
+    child_pids(postmaster, |title| title.contains("lightdb_bgw spare"))
+        .into_iter()
+        .collect()
+}
+
+/// `lightdb_bgw.pid(id)`: the worker's pid while it is started.
+pub fn worker_pid(client: &mut Client, id: i64) -> Option<i32> {
+    client
+        .query_one("SELECT lightdb_bgw.pid($1)", &[&id])
+        .unwrap_or_else(|e| panic!("pid({id}): {e:?}"))
+        .get(0)
+}
+
 /// Whether process `pid` still exists (and is not a zombie of ours).
 pub fn process_alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
