@@ -1,10 +1,10 @@
 //! Running a SQL text statement by statement through SPI, inside the
 //! current transaction, each statement under an optional time limit, and
 //! keeping the rows of the last statement that returned rows: each row a
-//! jsonb object (column names as keys) made by the server's own
-//! `to_jsonb` as the executor sends it (a `DestReceiver` of ours, not
-//! SPI's table of every row first), framed as `rows.rs` lays them out,
-//! within a size limit.
+//! jsonb object (column names as keys, as `to_jsonb` of the row makes
+//! it; see `row_jsonb.rs`) made as the executor sends it (a
+//! `DestReceiver` of ours, not SPI's table of every row first), framed as
+//! `rows.rs` lays them out, within a size limit.
 //! A runtime helper of the `sql` kind; it knows no kind.
 
 use std::ffi::{c_int, CString};
@@ -13,6 +13,7 @@ use std::time::Duration;
 use pgrx::pg_sys;
 
 use crate::error::BgwError;
+use crate::row_jsonb::RowJsonb;
 use crate::rows;
 
 extern "C-unwind" {
@@ -76,70 +77,12 @@ fn statements(sql: &str) -> Vec<String> {
     }
 }
 
-/// Turns the rows of a statement into jsonb, with the server's `to_jsonb`
-/// told that its argument is a record.
-struct ToJsonb {
-    flinfo: pg_sys::FmgrInfo,
-}
+/// About what making a row takes in the scratch memory beyond its jsonb's
+/// size, and how much the rows may take there before it is reset.
+const SCRATCH_PER_ROW: usize = 2048;
+const SCRATCH_MAX: usize = 64 << 10;
 
-impl ToJsonb {
-    fn new() -> ToJsonb {
-        // SAFETY: looks up a built-in function and builds the expression
-        // node `to_jsonb` reads its argument's type from, in the current
-        // memory context (the run's); FmgrInfo is plain data.
-        unsafe {
-            let mut flinfo: pg_sys::FmgrInfo = std::mem::zeroed();
-            pg_sys::fmgr_info(pg_sys::Oid::from(pg_sys::F_TO_JSONB), &mut flinfo);
-            let arg = pg_sys::makeNullConst(pg_sys::RECORDOID, -1, pg_sys::InvalidOid);
-            let args = pg_sys::lappend(std::ptr::null_mut(), arg.cast());
-            let expr = pg_sys::makeFuncExpr(
-                pg_sys::Oid::from(pg_sys::F_TO_JSONB),
-                pg_sys::JSONBOID,
-                args,
-                pg_sys::InvalidOid,
-                pg_sys::InvalidOid,
-                pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
-            );
-            flinfo.fn_expr = expr.cast();
-            ToJsonb { flinfo }
-        }
-    }
-
-    /// Frames `tuple` (of the blessed `desc`) into `out` as one jsonb
-    /// object, in the scratch context `scratch` (reset afterwards),
-    /// raising 54000 when `out` would pass `max` bytes.
-    ///
-    /// # Safety
-    /// `tuple` is a valid heap tuple of `desc`; `scratch` a live context.
-    unsafe fn add_row(
-        &mut self,
-        tuple: pg_sys::HeapTuple,
-        desc: pg_sys::TupleDesc,
-        scratch: pg_sys::MemoryContext,
-        out: &mut Vec<u8>,
-        max: usize,
-    ) {
-        // SAFETY: the caller's contract; the datum and the jsonb live in
-        // the scratch context until it is reset below.
-        unsafe {
-            let old = pg_sys::MemoryContextSwitchTo(scratch);
-            let record = pg_sys::heap_copy_tuple_as_datum(tuple, desc);
-            let jsonb = pg_sys::FunctionCall1Coll(&mut self.flinfo, pg_sys::InvalidOid, record);
-            let ptr = jsonb.cast_mut_ptr::<pg_sys::varlena>();
-            let bytes =
-                std::slice::from_raw_parts(ptr as *const u8, pgrx::varlena::varsize_any(ptr));
-            if out.len() + rows::framed_len(bytes) > max {
-                pg_sys::MemoryContextSwitchTo(old);
-                too_large(max);
-            }
-            rows::frame(out, bytes);
-            pg_sys::MemoryContextSwitchTo(old);
-            pg_sys::MemoryContextReset(scratch);
-        }
-    }
-}
-
-/// A scratch memory context for one row at a time, in the current one.
+/// A scratch memory context for the rows being made, in the current one.
 fn scratch_context() -> pg_sys::MemoryContext {
     // SAFETY: a child of the current context, deleted with it (the run's)
     // if not before.
@@ -164,10 +107,12 @@ fn too_large(max: usize) -> ! {
 
 /// The rows of the last statement that returned rows, kept as they come.
 struct Kept {
-    to_jsonb: ToJsonb,
+    /// How the current statement's rows become jsonb.
+    plan: Option<RowJsonb>,
+    /// Memory for the rows being made, reset every so often.
     scratch: pg_sys::MemoryContext,
-    /// The statement's row type, blessed, so `to_jsonb` can read it.
-    desc: pg_sys::TupleDesc,
+    /// About how much of it the rows since its last reset took.
+    scratch_used: usize,
     framed: Vec<u8>,
     rows: i64,
     returned: bool,
@@ -181,24 +126,49 @@ impl Kept {
     /// # Safety
     /// `typeinfo` is the statement's valid row type.
     unsafe fn start(&mut self, typeinfo: pg_sys::TupleDesc) {
-        // SAFETY: the caller's contract; the copy lives in the statement's
-        // memory context, as long as its rows come.
-        self.desc = unsafe { pg_sys::BlessTupleDesc(pg_sys::CreateTupleDescCopy(typeinfo)) };
+        // SAFETY: the caller's contract; the copy and the plan live in the
+        // statement's memory context, as long as its rows come.
+        self.plan = Some(unsafe { RowJsonb::new(pg_sys::CreateTupleDescCopy(typeinfo)) });
         self.framed.clear();
         self.rows = 0;
         self.returned = true;
     }
 
-    /// One row of the statement.
+    /// The statement has sent its rows: its plan goes with its memory.
+    fn end(&mut self) {
+        self.plan = None;
+    }
+
+    /// One row of the statement, as its values, framed as one jsonb
+    /// object; raises 54000 when the kept rows would pass the limit.
     ///
     /// # Safety
-    /// `tuple` is a valid heap tuple of the type given to `start`.
-    unsafe fn add(&mut self, tuple: pg_sys::HeapTuple) {
-        // SAFETY: the caller's contract; the scratch context lives for the
-        // run.
+    /// The values are valid datums of the row type given to `start`.
+    unsafe fn add(&mut self, values: &[pg_sys::Datum], nulls: &[bool]) {
+        let Some(plan) = self.plan.as_mut() else {
+            return;
+        };
+        // SAFETY: the caller's contract; the jsonb lives in the scratch
+        // context until it is reset below.
         unsafe {
-            self.to_jsonb
-                .add_row(tuple, self.desc, self.scratch, &mut self.framed, self.max);
+            let old = pg_sys::MemoryContextSwitchTo(self.scratch);
+            let jsonb = plan.object(values, nulls);
+            let ptr = jsonb as *const pg_sys::varlena;
+            let bytes =
+                std::slice::from_raw_parts(ptr as *const u8, pgrx::varlena::varsize_any(ptr));
+            if self.framed.len() + rows::framed_len(bytes) > self.max {
+                pg_sys::MemoryContextSwitchTo(old);
+                too_large(self.max);
+            }
+            rows::frame(&mut self.framed, bytes);
+            pg_sys::MemoryContextSwitchTo(old);
+            // What the rows left in the scratch memory goes every so many
+            // rows or bytes, not after each.
+            self.scratch_used += bytes.len() + SCRATCH_PER_ROW;
+            if self.scratch_used > SCRATCH_MAX {
+                pg_sys::MemoryContextReset(self.scratch);
+                self.scratch_used = 0;
+            }
         }
         self.rows += 1;
         if self.rows % 1024 == 0 {
@@ -228,7 +198,7 @@ mod receiver {
                 base: pg_sys::DestReceiver {
                     receiveSlot: Some(receive_slot),
                     rStartup: Some(startup),
-                    rShutdown: Some(nothing),
+                    rShutdown: Some(shutdown),
                     rDestroy: Some(nothing),
                     // As PL/pgSQL's own receivers: not DestSPI (SPI would look for
                     // its table of rows) nor DestNone (SPI would take the rows for
@@ -267,17 +237,29 @@ mod receiver {
         me: *mut pg_sys::DestReceiver,
     ) -> bool {
         // SAFETY: the executor passes a valid slot of the row type given
-        // to `startup`; the tuple made from it lives in the scratch
-        // context, reset once the row is kept.
+        // to `startup`; once all its attributes are read, `tts_values` and
+        // `tts_isnull` hold one each.
         unsafe {
-            let kept = kept(me);
-            let old = pg_sys::MemoryContextSwitchTo(kept.scratch);
-            let mut copied = false;
-            let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, &mut copied);
-            pg_sys::MemoryContextSwitchTo(old);
-            kept.add(tuple);
+            let natts = (*(*slot).tts_tupleDescriptor).natts;
+            if i32::from((*slot).tts_nvalid) < natts {
+                pg_sys::slot_getsomeattrs_int(slot, natts);
+            }
+            let (values, nulls): (&[pg_sys::Datum], &[bool]) = match natts as usize {
+                0 => (&[], &[]),
+                n => (
+                    std::slice::from_raw_parts((*slot).tts_values, n),
+                    std::slice::from_raw_parts((*slot).tts_isnull, n),
+                ),
+            };
+            kept(me).add(values, nulls);
         }
         true
+    }
+
+    #[pg_guard]
+    unsafe extern "C-unwind" fn shutdown(me: *mut pg_sys::DestReceiver) {
+        // SAFETY: the executor passes our receiver.
+        unsafe { kept(me).end() };
     }
 
     #[pg_guard]
@@ -308,10 +290,17 @@ unsafe fn execute(text: &CString, read_only: bool, kept: &mut Kept) -> c_int {
         let rc = pg_sys::SPI_execute(text.as_ptr(), read_only, 0);
         let table = pg_sys::SPI_tuptable;
         if !table.is_null() {
-            kept.start((*table).tupdesc);
+            let desc = (*table).tupdesc;
+            kept.start(desc);
+            let natts = (*desc).natts as usize;
+            let mut values = vec![pg_sys::Datum::from(0usize); natts];
+            let mut nulls = vec![false; natts];
             for i in 0..pg_sys::SPI_processed as usize {
-                kept.add(*(*table).vals.add(i));
+                let tuple = *(*table).vals.add(i);
+                pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+                kept.add(&values, &nulls);
             }
+            kept.end();
             pg_sys::SPI_freetuptable(table);
         }
         rc
@@ -331,9 +320,9 @@ pub fn run_text(sql: &str, read_only: bool, limits: Limits) -> Ran {
     unsafe {
         pg_sys::SPI_connect();
         let mut kept = Kept {
-            to_jsonb: ToJsonb::new(),
+            plan: None,
             scratch: scratch_context(),
-            desc: std::ptr::null_mut(),
+            scratch_used: 0,
             framed: Vec::new(),
             rows: 0,
             returned: false,

@@ -28,6 +28,7 @@ pub mod launch;
 pub mod preload;
 pub mod process;
 pub mod registry;
+pub mod row_jsonb;
 pub mod rows;
 pub mod runtime;
 pub mod spare;

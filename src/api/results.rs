@@ -77,7 +77,12 @@ pub unsafe extern "C-unwind" fn result_wrapper(fcinfo: pg_sys::FunctionCallInfo)
     // 8-aligned in `block`, which lives until the tuplestore has copied it.
     unsafe {
         let shape = srf::Shape::Scalar(pg_sys::JSONBOID);
-        let (store, desc) = srf::materialize(fcinfo, shape, srf::Store::Query).or_report();
+        // The whole result is in this process's memory already (`block`):
+        // its rows stay in memory, not spilled to a temporary file at
+        // work_mem. A row takes about twice its framed size there.
+        let in_memory = block.bytes().len().saturating_mul(2);
+        let (store, desc) =
+            srf::materialize(fcinfo, shape, srf::Store::Query { in_memory }).or_report();
         let mut null = false;
         for row in rows::unframe(block.bytes()) {
             let mut datum = pg_sys::Datum::from(row.as_ptr());

@@ -25,10 +25,26 @@ pub enum Shape {
 /// Where the rows are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Store {
-    /// In the query's memory.
-    Query,
+    /// In the query's memory, kept there up to `work_mem` or this many
+    /// bytes, whichever is larger, before the tuplestore spills to a
+    /// temporary file.
+    Query { in_memory: usize },
     /// In the session's listing memory (see `kept.rs`).
     Kept,
+}
+
+impl Store {
+    /// The tuplestore's memory before it spills, in kB.
+    fn memory_kb(self) -> i32 {
+        // SAFETY: reads a setting of this backend.
+        let work_mem = unsafe { pg_sys::work_mem };
+        match self {
+            Store::Query { in_memory } => {
+                work_mem.max((in_memory / 1024).min(i32::MAX as usize) as i32)
+            }
+            Store::Kept => work_mem,
+        }
+    }
 }
 
 /// Sets the call up in materialize mode: a tuplestore for the rows and
@@ -83,7 +99,7 @@ pub unsafe fn materialize(
                 (*(*rsinfo).econtext).ecxt_per_query_memory,
             ));
         }
-        let store = pg_sys::tuplestore_begin_heap(random, false, pg_sys::work_mem);
+        let store = pg_sys::tuplestore_begin_heap(random, false, store.memory_kb());
         (*rsinfo).returnMode = pg_sys::SetFunctionReturnMode::SFRM_Materialize;
         (*rsinfo).setResult = store;
         (*rsinfo).setDesc = desc;

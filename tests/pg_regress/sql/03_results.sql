@@ -36,6 +36,43 @@ SELECT * FROM result(:id, NULL::numbered);
 CREATE TYPE mismatched AS (g date);
 SELECT err(format('SELECT * FROM result(%s, NULL::mismatched)', :id));
 
+-- Every row is what to_jsonb makes of it, whatever its columns' types
+-- (numbers, strings with quotes and escapes, padded chars, booleans,
+-- NULLs, NaN, infinities, dates, json, jsonb scalars, arrays, records).
+CREATE VIEW public.every_type AS
+  SELECT g::int2 AS i2, (g - 2)::int4 * 2147483647 AS i4, 9223372036854775807 - g AS i8,
+         E'a "quoted" \\ \t line ' || g AS t, 'é'::varchar(3) AS v, 'ab'::char(4) AS c,
+         g % 2 = 0 AS even, NULLIF(g, 2) AS sometimes, 'NaN'::numeric AS nan, 1.50 AS num,
+         '-Infinity'::float8 AS inf, 0.5::float4 AS half, '2024-02-29'::date + g AS day,
+         '2024-02-29 12:30'::timestamp AS at, '{"b": [1, {"c": null}], "a": "x"}'::json AS j,
+         '"scalar"'::jsonb AS js, ARRAY[[g, 2], [3, NULL]] AS arr, ROW(g, 'x', NULL)::numbered AS rec,
+         repeat('z', 3000) AS long
+  FROM generate_series(1, 3) g;
+SELECT run('SELECT * FROM public.every_type') AS typed \gset
+SELECT n, r = e AND r::text = e::text AS equal_to_to_jsonb
+FROM result(:typed) WITH ORDINALITY AS r(r, n)
+JOIN (SELECT row_number() OVER () AS n, to_jsonb(w) AS e FROM public.every_type w) AS s USING (n)
+ORDER BY n;
+SELECT r - 'long' AS first_row FROM result(:typed) AS r LIMIT 1;
+SELECT run('SELECT 1 AS a, 2 AS a, NULL AS b') AS twice \gset
+SELECT r AS same_name_twice, (SELECT to_jsonb(q) FROM (SELECT 1 AS a, 2 AS a, NULL AS b) q) AS to_jsonb
+FROM result(:twice) AS r;
+
+-- result keeps the rows it returns in memory whatever work_mem is (the
+-- whole result is in the session's memory already), where another set
+-- returning function spills them to a temporary file.
+CREATE FUNCTION temp_blocks(q text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE plan json;
+BEGIN
+  EXECUTE 'EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ' || q INTO plan;
+  RETURN (plan->0->'Plan'->>'Temp Written Blocks')::bigint;
+END $$;
+SELECT run('SELECT g, repeat(''x'', 100) AS x FROM generate_series(1, 5000) g') AS wide \gset
+SET work_mem = '64kB';
+SELECT temp_blocks(format('SELECT * FROM result(%s)', :wide)) AS result_temp_blocks,
+       temp_blocks('SELECT * FROM generate_series(1, 50000)') > 0 AS generate_series_spills;
+RESET work_mem;
+
 -- A text whose statements return no rows: an empty result.
 SELECT run('CREATE TEMP TABLE u (x int); INSERT INTO u VALUES (1)') AS none \gset
 SELECT count(*) AS no_rows FROM result(:none);
@@ -129,6 +166,8 @@ RESET ROLE;
 
 DROP FUNCTION err(text);
 DROP FUNCTION sleeping(bigint);
+DROP FUNCTION temp_blocks(text);
+DROP VIEW public.every_type;
 DROP TYPE numbered;
 DROP TYPE mismatched;
 DROP EXTENSION lightdb_bgw;
