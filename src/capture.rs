@@ -14,7 +14,6 @@ use pgrx::pg_sys;
 
 use crate::error::BgwError;
 use crate::row_jsonb::RowJsonb;
-use crate::rows;
 
 extern "C-unwind" {
     // utils/timeout.h, which the bindings leave out.
@@ -148,23 +147,20 @@ impl Kept {
         let Some(plan) = self.plan.as_mut() else {
             return;
         };
-        // SAFETY: the caller's contract; the jsonb lives in the scratch
-        // context until it is reset below.
+        let before = self.framed.len();
+        // SAFETY: the caller's contract; what the row needs on the way
+        // lives in the scratch context until it is reset below.
         unsafe {
             let old = pg_sys::MemoryContextSwitchTo(self.scratch);
-            let jsonb = plan.object(values, nulls);
-            let ptr = jsonb as *const pg_sys::varlena;
-            let bytes =
-                std::slice::from_raw_parts(ptr as *const u8, pgrx::varlena::varsize_any(ptr));
-            if self.framed.len() + rows::framed_len(bytes) > self.max {
-                pg_sys::MemoryContextSwitchTo(old);
+            plan.frame(values, nulls, &mut self.framed);
+            pg_sys::MemoryContextSwitchTo(old);
+            if self.framed.len() > self.max {
+                self.framed.truncate(before);
                 too_large(self.max);
             }
-            rows::frame(&mut self.framed, bytes);
-            pg_sys::MemoryContextSwitchTo(old);
             // What the rows left in the scratch memory goes every so many
             // rows or bytes, not after each.
-            self.scratch_used += bytes.len() + SCRATCH_PER_ROW;
+            self.scratch_used += self.framed.len() - before + SCRATCH_PER_ROW;
             if self.scratch_used > SCRATCH_MAX {
                 pg_sys::MemoryContextReset(self.scratch);
                 self.scratch_used = 0;

@@ -23,6 +23,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod gucs;
 pub mod jsonb_text;
+pub mod jsonb_write;
 pub mod kinds;
 pub mod launch;
 pub mod preload;

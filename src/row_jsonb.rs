@@ -3,11 +3,12 @@
 //! `to_jsonb` turns them. What `to_jsonb` works out for every row is
 //! worked out once per statement here: each column's conversion, and the
 //! order of the keys in the object (jsonb keeps keys sorted, shorter
-//! first, and of a name used twice the last column). A row is then one
-//! array of key/value pairs in that order, made into jsonb by one call
-//! of the server's `JsonbValueToJsonb`. Integers, text and booleans are
-//! converted here as `to_jsonb` converts them; any other type goes
-//! through `to_jsonb` itself, told the column's type.
+//! first, and of a name used twice the last column). Integers, text and
+//! booleans are converted here as `to_jsonb` converts them; any other
+//! type goes through `to_jsonb` itself, told the column's type. A row of
+//! scalar values is written in jsonb's format straight into the kept
+//! rows (`jsonb_write.rs`); a row with an array or object in it is made
+//! by the server's `JsonbValueToJsonb` from its key/value pairs.
 //! A runtime helper of `capture.rs`; it knows no kind.
 
 use std::ffi::c_char;
@@ -15,6 +16,9 @@ use std::ffi::c_char;
 use pgrx::pg_sys;
 use pgrx::pg_sys::JsonbIteratorToken as Token;
 use pgrx::varlena;
+
+use crate::jsonb_write::{self, Scalar};
+use crate::rows;
 
 /// The longest string a jsonb value holds (`JENTRY_OFFLENMASK`); a longer
 /// text goes through `to_jsonb`, which reports it.
@@ -36,16 +40,22 @@ enum Convert {
 struct Column {
     /// Its place in the row.
     index: usize,
-    name: *mut c_char,
-    name_len: i32,
+    /// Its name, NUL-terminated (jsonb string values point into it).
+    name: Box<[u8]>,
     convert: Convert,
 }
 
+/// A column's value in the row being made: an integer, or a jsonb value.
+enum Cell {
+    Int(i64),
+    Value(pg_sys::JsonbValue),
+}
+
 /// A statement's columns in the order of their keys, each with how its
-/// values become jsonb, and the pairs of the row being made.
+/// values become jsonb, and the values of the row being made.
 pub struct RowJsonb {
     columns: Vec<Column>,
-    pairs: Vec<pg_sys::JsonbPair>,
+    cells: Vec<Cell>,
 }
 
 impl RowJsonb {
@@ -53,7 +63,7 @@ impl RowJsonb {
     /// which must live as long as the rows come.
     ///
     /// # Safety
-    /// `desc` is a valid row type that outlives the returned value.
+    /// `desc` is a valid row type.
     pub unsafe fn new(desc: pg_sys::TupleDesc) -> RowJsonb {
         // SAFETY: the caller's contract: `natts` attributes follow.
         let mut columns: Vec<Column> = unsafe {
@@ -61,87 +71,116 @@ impl RowJsonb {
                 .map(|index| attribute(desc, index))
                 .enumerate()
                 .filter(|(_, att)| !att.attisdropped)
-                .map(|(index, att)| {
-                    let name = att.attname.data.as_ptr().cast_mut();
-                    Column {
-                        index,
-                        name,
-                        name_len: std::ffi::CStr::from_ptr(name).to_bytes().len() as i32,
-                        convert: convert_for(att),
-                    }
+                .map(|(index, att)| Column {
+                    index,
+                    name: std::ffi::CStr::from_ptr(att.attname.data.as_ptr())
+                        .to_bytes_with_nul()
+                        .into(),
+                    convert: convert_for(att),
                 })
                 .collect()
         };
         // jsonb's order of keys: by length, then bytes; of equal names the
         // last column first, and only it kept.
         columns.sort_by(|a, b| {
-            (a.name_len, a.key())
-                .cmp(&(b.name_len, b.key()))
+            (a.key().len(), a.key())
+                .cmp(&(b.key().len(), b.key()))
                 .then(b.index.cmp(&a.index))
         });
         columns.dedup_by(|later, kept| later.key() == kept.key());
-        let pairs = Vec::with_capacity(columns.len());
-        RowJsonb { columns, pairs }
+        let cells = Vec::with_capacity(columns.len());
+        RowJsonb { columns, cells }
     }
 
-    /// The row `values`/`nulls` (one each a column of the plan's row
-    /// type) as a jsonb object, allocated in the current memory context.
+    /// Frames the row `values`/`nulls` (one each a column of the plan's
+    /// row type) into `out` as one jsonb object; what it needs on the way
+    /// is allocated in the current memory context.
     ///
     /// # Safety
     /// The values are valid datums of the columns' types.
-    pub unsafe fn object(
-        &mut self,
-        values: &[pg_sys::Datum],
-        nulls: &[bool],
-    ) -> *mut pg_sys::Jsonb {
-        self.pairs.clear();
+    pub unsafe fn frame(&mut self, values: &[pg_sys::Datum], nulls: &[bool], out: &mut Vec<u8>) {
+        self.cells.clear();
         for column in &mut self.columns {
-            let value = match nulls[column.index] {
-                true => value(pg_sys::jbvType::jbvNull),
+            let cell = match nulls[column.index] {
+                true => Cell::Value(value(pg_sys::jbvType::jbvNull)),
                 // SAFETY: the caller's contract.
-                false => unsafe { column.value(values[column.index]) },
+                false => unsafe { column.cell(values[column.index]) },
             };
-            self.pairs.push(pg_sys::JsonbPair {
-                key: string(column.name, column.name_len),
-                value,
-                order: 0,
-            });
+            self.cells.push(cell);
         }
+        let (columns, cells) = (&self.columns, &self.cells);
+        // SAFETY: the cells' strings and numerics live in the current
+        // memory context (or the plan) until the row is framed.
+        let written = cells.iter().all(|c| unsafe { scalar(c) }.is_some())
+            && rows::frame_with(out, |out| {
+                jsonb_write::write_object(
+                    out,
+                    columns.len(),
+                    |i| columns[i].key(),
+                    |i| unsafe { scalar(&cells[i]) }.unwrap_or(Scalar::Null),
+                )
+            });
+        if !written {
+            // SAFETY: as above; the jsonb lives in the current memory
+            // context until it is framed.
+            unsafe {
+                let jsonb = self.by_the_server();
+                let ptr = jsonb as *const pg_sys::varlena;
+                let len = varlena::varsize_any(ptr);
+                rows::frame(out, std::slice::from_raw_parts(ptr as *const u8, len));
+            }
+        }
+    }
+
+    /// The row made by the server's `JsonbValueToJsonb` from its pairs
+    /// (which reports a row too large for one jsonb value).
+    ///
+    /// # Safety
+    /// As [`RowJsonb::frame`], with the cells of the row made.
+    unsafe fn by_the_server(&mut self) -> *mut pg_sys::Jsonb {
+        let mut pairs: Vec<pg_sys::JsonbPair> = self
+            .columns
+            .iter()
+            .zip(&self.cells)
+            .map(|(column, cell)| pg_sys::JsonbPair {
+                key: string(column.name.as_ptr() as *mut c_char, column.key().len()),
+                value: match cell {
+                    Cell::Int(n) => {
+                        let mut v = value(pg_sys::jbvType::jbvNumeric);
+                        v.val.numeric = numeric(*n);
+                        v
+                    }
+                    Cell::Value(v) => *v,
+                },
+                order: 0,
+            })
+            .collect();
         let mut object = value(pg_sys::jbvType::jbvObject);
-        object.val.object.nPairs = self.pairs.len() as i32;
-        object.val.object.pairs = self.pairs.as_mut_ptr();
+        object.val.object.nPairs = pairs.len() as i32;
+        object.val.object.pairs = pairs.as_mut_ptr();
         // SAFETY: an object whose keys are sorted and unique, as jsonb
-        // keeps them; every value lives in the current memory context or
-        // the plan.
+        // keeps them; the caller's contract for the values.
         unsafe { pg_sys::JsonbValueToJsonb(&mut object) }
     }
 }
 
 impl Column {
+    /// The name, without its NUL.
     fn key(&self) -> &[u8] {
-        // SAFETY: the attribute's name, `name_len` bytes, lives as long
-        // as the plan.
-        unsafe { std::slice::from_raw_parts(self.name as *const u8, self.name_len as usize) }
+        &self.name[..self.name.len() - 1]
     }
 
-    /// `datum` (not null) as a jsonb value.
+    /// `datum` (not null) as this column's cell.
     ///
     /// # Safety
     /// `datum` is a valid datum of the column's type.
-    unsafe fn value(&mut self, datum: pg_sys::Datum) -> pg_sys::JsonbValue {
+    unsafe fn cell(&mut self, datum: pg_sys::Datum) -> Cell {
         // SAFETY: the caller's contract.
         unsafe {
             match &mut self.convert {
-                Convert::Int(width) => {
-                    let n = match width {
-                        2 => datum.value() as i16 as i64,
-                        4 => datum.value() as i32 as i64,
-                        _ => datum.value() as i64,
-                    };
-                    let mut v = value(pg_sys::jbvType::jbvNumeric);
-                    v.val.numeric = numeric(n);
-                    v
-                }
+                Convert::Int(2) => Cell::Int(datum.value() as i16 as i64),
+                Convert::Int(4) => Cell::Int(datum.value() as i32 as i64),
+                Convert::Int(_) => Cell::Int(datum.value() as i64),
                 Convert::Text => {
                     let mut text = datum.cast_mut_ptr::<pg_sys::varlena>();
                     if varlena::varatt_is_1b_e(text) || varlena::varatt_is_4b_c(text) {
@@ -151,18 +190,49 @@ impl Column {
                     if len > MAX_JSONB_STRING {
                         // `to_jsonb` reports what is too long.
                         let mut flinfo = to_jsonb_of(pg_sys::TEXTOID, -1, pg_sys::InvalidOid);
-                        return through(&mut flinfo, datum);
+                        return Cell::Value(through(&mut flinfo, datum));
                     }
-                    string(varlena::vardata_any(text).cast_mut(), len as i32)
+                    Cell::Value(string(varlena::vardata_any(text).cast_mut(), len))
                 }
                 Convert::Bool => {
                     let mut v = value(pg_sys::jbvType::jbvBool);
                     v.val.boolean = datum.value() != 0;
-                    v
+                    Cell::Value(v)
                 }
-                Convert::ToJsonb(flinfo) => through(flinfo, datum),
+                Convert::ToJsonb(flinfo) => Cell::Value(through(flinfo, datum)),
             }
         }
+    }
+}
+
+/// A cell as a scalar for `jsonb_write`; None for an array or object.
+///
+/// # Safety
+/// The cell's string or numeric is valid for `'a`.
+unsafe fn scalar<'a>(cell: &Cell) -> Option<Scalar<'a>> {
+    let v = match cell {
+        Cell::Int(n) => return Some(Scalar::Int(*n)),
+        Cell::Value(v) => v,
+    };
+    // SAFETY: the caller's contract; the union's member is the one the
+    // type names.
+    unsafe {
+        Some(match v.type_ {
+            pg_sys::jbvType::jbvNull => Scalar::Null,
+            pg_sys::jbvType::jbvBool => Scalar::Bool(v.val.boolean),
+            pg_sys::jbvType::jbvString => Scalar::String(std::slice::from_raw_parts(
+                v.val.string.val as *const u8,
+                v.val.string.len as usize,
+            )),
+            pg_sys::jbvType::jbvNumeric => {
+                let ptr = v.val.numeric as *const pg_sys::varlena;
+                Scalar::Numeric(std::slice::from_raw_parts(
+                    ptr as *const u8,
+                    varlena::varsize_any(ptr),
+                ))
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -290,8 +360,11 @@ fn value(kind: pg_sys::jbvType::Type) -> pg_sys::JsonbValue {
 }
 
 /// A jsonb string of `len` bytes at `val`.
-fn string(val: *mut c_char, len: i32) -> pg_sys::JsonbValue {
+fn string(val: *mut c_char, len: usize) -> pg_sys::JsonbValue {
     let mut v = value(pg_sys::jbvType::jbvString);
-    v.val.string = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 { len, val };
+    v.val.string = pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_1 {
+        len: len as i32,
+        val,
+    };
     v
 }

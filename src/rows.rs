@@ -17,13 +17,24 @@ pub fn frame(out: &mut Vec<u8>, row: &[u8]) {
     out.resize(out.len() + padding(row.len()), 0);
 }
 
-fn padding(len: usize) -> usize {
-    len.div_ceil(8) * 8 - len
+/// Appends one row that `write` appends to `out` itself (a row written
+/// in place, not copied); `write` false: it appended nothing, nor does
+/// this.
+pub fn frame_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    if !write(out) {
+        out.truncate(start);
+        return false;
+    }
+    let len = out.len() - start - HEADER;
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    out.resize(out.len() + padding(len), 0);
+    true
 }
 
-/// The bytes a row takes once framed.
-pub fn framed_len(row: &[u8]) -> usize {
-    HEADER + row.len() + padding(row.len())
+fn padding(len: usize) -> usize {
+    len.div_ceil(8) * 8 - len
 }
 
 /// The rows framed in `block`, in order; a cut block ends early.
@@ -72,6 +83,11 @@ impl Block {
 mod unit {
     use super::*;
 
+    /// The bytes a row takes once framed.
+    fn framed_len(row: &[u8]) -> usize {
+        HEADER + row.len() + padding(row.len())
+    }
+
     #[test]
     fn rows_round_trip_in_order_and_aligned() {
         let mut framed = Vec::new();
@@ -82,14 +98,22 @@ mod unit {
             framed.len(),
             framed_len(b"first") + framed_len(b"") + framed_len(b"third row")
         );
+        assert!(frame_with(&mut framed, |out| {
+            out.extend_from_slice(b"in place");
+            true
+        }));
+        assert!(!frame_with(&mut framed, |out| {
+            out.extend_from_slice(b"given up");
+            false
+        }));
         let block = Block::from_bytes(&framed);
         let rows: Vec<&[u8]> = unframe(block.bytes()).collect();
-        assert_eq!(rows, vec![&b"first"[..], b"", b"third row"]);
+        assert_eq!(rows, vec![&b"first"[..], b"", b"third row", b"in place"]);
         for row in &rows {
             assert_eq!(row.as_ptr() as usize % 8, 0, "every row starts 8-aligned");
         }
         // A cut block yields the whole rows before the cut only.
-        assert_eq!(unframe(&framed[..framed.len() - 9]).count(), 2);
+        assert_eq!(unframe(&framed[..framed.len() - 9]).count(), 3);
         assert_eq!(unframe(&[]).count(), 0);
     }
 }

@@ -54,6 +54,29 @@ FROM result(:typed) WITH ORDINALITY AS r(r, n)
 JOIN (SELECT row_number() OVER () AS n, to_jsonb(w) AS e FROM public.every_type w) AS s USING (n)
 ORDER BY n;
 SELECT r - 'long' AS first_row FROM result(:typed) AS r LIMIT 1;
+-- A row of scalars only is written in jsonb's format directly: the same
+-- value, text, size and key lookups as to_jsonb's, over 32 keys (every
+-- 32nd entry of a jsonb object holds an offset).
+CREATE VIEW public.every_scalar AS
+  SELECT g, '-32768'::int2 AS i2min, 32767::int2 AS i2max, '-2147483648'::int4 AS i4min,
+         2147483647 AS i4max, '-9223372036854775808'::int8 AS i8min, 9223372036854775807 AS i8max,
+         0 AS zero, 10000 * g AS tenk, 99990000 AS zeros, -g AS minus, 12345678 AS eight,
+         '' AS empty, 'ünïcödé' AS accents, E'quote " back \\ nl \n tab \t' AS escapes,
+         g = 2 AS yes, g <> 2 AS no, NULL::text AS no_text, NULL::int AS no_int,
+         1.50 AS num, -0.001 AS small, 'NaN'::numeric AS nan, 1e300::float8 AS big,
+         '-0'::float8 AS negzero, '2024-02-29'::date AS day, 'ab'::char(3) AS padded,
+         'x'::varchar AS c01, 2::int8 AS c02, 'three' AS c03, 4 AS c04, 'five' AS c05,
+         6 AS c06, 'seven' AS c07, 8 AS c08, 'nine' AS c09, 10 AS c10, 'eleven' AS c11,
+         12 AS c12, 'thirteen' AS c13, 14 AS c14, 'fifteen' AS c15
+  FROM generate_series(1, 3) g;
+SELECT run('SELECT * FROM public.every_scalar') AS scalars \gset
+SELECT n, r = e AND r::text = e::text AND pg_column_size(r) = pg_column_size(e)
+          AND r @> e AND e @> r
+          AND (SELECT bool_and(r -> k = e -> k) FROM jsonb_object_keys(e) AS k) AS same_as_to_jsonb
+FROM result(:scalars) WITH ORDINALITY AS r(r, n)
+JOIN (SELECT row_number() OVER () AS n, to_jsonb(w) AS e FROM public.every_scalar w) AS s USING (n)
+ORDER BY n;
+SELECT r - 'accents' - 'big' AS second_row FROM result(:scalars) AS r OFFSET 1 LIMIT 1;
 SELECT run('SELECT 1 AS a, 2 AS a, NULL AS b') AS twice \gset
 SELECT r AS same_name_twice, (SELECT to_jsonb(q) FROM (SELECT 1 AS a, 2 AS a, NULL AS b) q) AS to_jsonb
 FROM result(:twice) AS r;
@@ -168,6 +191,7 @@ DROP FUNCTION err(text);
 DROP FUNCTION sleeping(bigint);
 DROP FUNCTION temp_blocks(text);
 DROP VIEW public.every_type;
+DROP VIEW public.every_scalar;
 DROP TYPE numbered;
 DROP TYPE mismatched;
 DROP EXTENSION lightdb_bgw;
