@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{eventually, Client, Cluster};
 use crate::lifecycle::{set_spares, SPARES};
-use crate::ops::{forget_runs, pg_background_op, repeated, run_result_op, PGBG_SELECT_1};
+use crate::ops::throughput as window;
+use crate::ops::{forget_runs, pg_background_op, run_result_op, PGBG_SELECT_1};
 use crate::report::{ms, percentile, Figure};
 
 /// Round trips timed, after `WARM_UP` left out.
@@ -29,8 +30,12 @@ const BULK_SAMPLES: usize = 7;
 /// The query whose kept result is measured.
 const MEMORY_SQL: &str = "select g, md5(g::text) from generate_series(1, 10000) g";
 const MEMORY_ROWS: i64 = 10_000;
-/// Client sessions of the throughput figure.
+/// Client sessions of the throughput figure, its rounds (ours, then
+/// pg_background's, in turns) and each one's measuring window.
 const SESSIONS: usize = 2;
+const ROUNDS: usize = 5;
+const WINDOW: Duration = Duration::from_millis(1500);
+const WARM_UP_WINDOW: Duration = Duration::from_millis(300);
 
 const OUR_RUN: &str = "SELECT lightdb_bgw.run('select 1')";
 const OUR_RESULT: &str = "SELECT * FROM lightdb_bgw.result($1)";
@@ -210,7 +215,8 @@ fn bulk(client: &mut Client, pgbg: Option<&str>, figures: &mut Vec<Figure>) {
 
 /// (c) `run` + `result` of `SELECT 1` per second from two sessions, each
 /// with its own connection, against pg_background's launch + result the
-/// same way; the runs are forgotten afterwards.
+/// same way, in rounds that take turns (so that a noisy moment of the
+/// machine falls on both alike); the runs are forgotten afterwards.
 fn throughput(
     cluster: &Cluster,
     client: &mut Client,
@@ -219,11 +225,27 @@ fn throughput(
     label: &str,
 ) {
     let started = Arc::new(Mutex::new(Vec::new()));
-    let (rates, _) = repeated(cluster, SESSIONS, run_result_op(started.clone()));
-    let ids = std::mem::take(&mut *started.lock().unwrap());
-    forget_runs(client, &ids);
+    let ours = run_result_op(started.clone());
+    window(cluster, SESSIONS, WARM_UP_WINDOW, ours.clone());
+    if pgbg.is_some() {
+        window(cluster, SESSIONS, WARM_UP_WINDOW, pg_background_op());
+    }
+    let (mut rates, mut their_rates) = (Vec::new(), Vec::new());
+    for round in 0..=ROUNDS {
+        // The runs of each window are forgotten before the registry
+        // would reuse their slots (round 0 is the warm-up).
+        let ids = std::mem::take(&mut *started.lock().unwrap());
+        forget_runs(client, &ids);
+        if round == ROUNDS {
+            break;
+        }
+        rates.push(window(cluster, SESSIONS, WINDOW, ours.clone()).0);
+        if pgbg.is_some() {
+            their_rates.push(window(cluster, SESSIONS, WINDOW, pg_background_op()).0);
+        }
+    }
 
-    let theirs = pgbg.map(|_| percentile(&repeated(cluster, SESSIONS, pg_background_op()).0, 0.5));
+    let theirs = pgbg.map(|_| percentile(&their_rates, 0.5));
     figures.push(Figure {
         name: format!("run + result of SELECT 1 per second, {SESSIONS} sessions{label}"),
         unit: "1/s",
