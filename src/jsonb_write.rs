@@ -46,13 +46,14 @@ pub enum Scalar<'a> {
 /// Appends to `out` the jsonb varlena of the object of `pairs` pairs
 /// whose keys are `key(0..pairs)` (sorted and unique, as jsonb keeps
 /// them) and values `value(0..pairs)`, starting at a 4-aligned offset of
-/// `out`. False, with nothing appended, when its data would pass what one
-/// jsonb value holds (the caller then lets the server report it).
+/// `out`. False, with nothing appended, when a value is not a scalar
+/// (`None`) or the data would pass what one jsonb value holds: the caller
+/// then lets the server make the object (and report what is too large).
 pub fn write_object<'a>(
     out: &mut Vec<u8>,
     pairs: usize,
     key: impl Fn(usize) -> &'a [u8],
-    value: impl Fn(usize) -> Scalar<'a>,
+    value: impl Fn(usize) -> Option<Scalar<'a>>,
 ) -> bool {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
@@ -82,7 +83,11 @@ pub fn write_object<'a>(
         }
     }
     for i in 0..pairs {
-        let meta = match value(i) {
+        let Some(value) = value(i) else {
+            out.truncate(start);
+            return false;
+        };
+        let meta = match value {
             Scalar::Null => IS_NULL,
             Scalar::Bool(false) => IS_BOOL_FALSE,
             Scalar::Bool(true) => IS_BOOL_TRUE,
@@ -197,7 +202,7 @@ mod unit {
         let mut out = vec![0u8; 8];
         let keys: [&[u8]; 2] = [b"a", b"bb"];
         let values = [Scalar::Int(1), Scalar::String(b"xyz")];
-        let ok = write_object(&mut out, 2, |i| keys[i], |i| values[i]);
+        let ok = write_object(&mut out, 2, |i| keys[i], |i| Some(values[i]));
         assert!(ok);
         let jsonb = &out[8..];
         let word = |at: usize| u32::from_ne_bytes(jsonb[at..at + 4].try_into().unwrap());
@@ -214,6 +219,15 @@ mod unit {
     }
 
     #[test]
+    fn an_object_with_a_value_not_a_scalar_is_left_to_the_server() {
+        let mut out = vec![1u8; 4];
+        let keys: [&[u8]; 2] = [b"a", b"b"];
+        let values = [Some(Scalar::Int(1)), None];
+        assert!(!write_object(&mut out, 2, |i| keys[i], |i| values[i]));
+        assert_eq!(out, [1u8; 4], "nothing appended");
+    }
+
+    #[test]
     fn every_32nd_entry_holds_an_offset() {
         let names: Vec<String> = (0..20).map(|i| format!("k{i:02}")).collect();
         let keys: Vec<&[u8]> = names.iter().map(|k| k.as_bytes()).collect();
@@ -222,7 +236,7 @@ mod unit {
             &mut out,
             20,
             |i| keys[i],
-            |_| Scalar::Bool(true)
+            |_| Some(Scalar::Bool(true))
         ));
         let entry = |i: usize| u32::from_ne_bytes(out[8 + 4 * i..12 + 4 * i].try_into().unwrap());
         assert_eq!(entry(0), 3 | HAS_OFF);

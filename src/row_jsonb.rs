@@ -111,15 +111,15 @@ impl RowJsonb {
         let (columns, cells) = (&self.columns, &self.cells);
         // SAFETY: the cells' strings and numerics live in the current
         // memory context (or the plan) until the row is framed.
-        let written = cells.iter().all(|c| unsafe { scalar(c) }.is_some())
-            && rows::frame_with(out, |out| {
-                jsonb_write::write_object(
-                    out,
-                    columns.len(),
-                    |i| columns[i].key(),
-                    |i| unsafe { scalar(&cells[i]) }.unwrap_or(Scalar::Null),
-                )
-            });
+        let written = rows::frame_with(out, |out| {
+            jsonb_write::write_object(
+                out,
+                columns.len(),
+                |i| columns[i].key(),
+                |i| unsafe { scalar(&cells[i]) },
+            )
+        });
+        // An array or object among the values, or too large.
         if !written {
             // SAFETY: as above; the jsonb lives in the current memory
             // context until it is framed.
