@@ -70,6 +70,7 @@ pub fn register() {
 #[no_mangle]
 pub extern "C-unwind" fn lightdb_bgw_dispatcher_main(_arg: pg_sys::Datum) {
     process::install_worker_signal_handlers();
+    process::end_after_proc_exit();
     // SAFETY: MyProcPid is set for every server process; the exit callback
     // runs while shared memory is still attached.
     unsafe {

@@ -41,6 +41,7 @@ static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 #[no_mangle]
 pub extern "C-unwind" fn lightdb_bgw_main(arg: pg_sys::Datum) {
     process::install_worker_signal_handlers();
+    process::end_after_proc_exit();
 
     // SAFETY: the postmaster sets MyBgworkerEntry before calling us.
     let extra: Vec<u8> = unsafe {
@@ -283,6 +284,7 @@ fn install_exit_callbacks() {
 #[no_mangle]
 pub extern "C-unwind" fn lightdb_bgw_spare_main(arg: pg_sys::Datum) {
     process::install_worker_signal_handlers();
+    process::end_after_proc_exit();
     let mut index = arg.value();
     // SAFETY: MyProcPid is set for every server process.
     let pid = unsafe { pg_sys::MyProcPid };
