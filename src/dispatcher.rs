@@ -141,6 +141,9 @@ fn start_queued() {
                 if registry::find(rec.id).is_some_and(|r| r.terminate_requested) {
                     launch::terminate_handle(handle);
                 }
+                // Its waiters and the queue's (positions moved) are woken
+                // once the postmaster is already starting the process.
+                registry::wake_all();
             }
             Err(BgwError::NoPostmasterSlot) => {
                 // Taken meanwhile by someone the registry does not count.

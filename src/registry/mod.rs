@@ -31,6 +31,7 @@ mod texts;
 use pgrx::pg_sys;
 
 use beside::MARK_SWEEP;
+pub use events::broadcast as wake_all;
 #[cfg(feature = "bench")]
 pub use events::{bench_stamp, set_bench_stamp};
 use events::{broadcast, broadcast_slot};

@@ -180,7 +180,9 @@ pub fn requeue(at: SlotRef, max: u32) -> bool {
 /// Run by the dispatcher: takes the first queued worker that fits now
 /// (its role's quota as recorded at launch, the postmaster slots and the
 /// reserve) and marks it as being registered. Workers of a role at its
-/// quota wait without holding up the others.
+/// quota wait without holding up the others. Wakes nobody: the caller
+/// does once it has asked the postmaster for the process (`wake_all`),
+/// so that the woken sessions do not delay that.
 pub fn take_next_queued(pm_free: PmFree, reserved: u32) -> Option<WorkerRecord> {
     let mut locked = Locked::acquire(true)?;
     let pm_free = pm_free();
@@ -215,7 +217,6 @@ pub fn take_next_queued(pm_free: PmFree, reserved: u32) -> Option<WorkerRecord> 
     drop(entry);
     let record = record_at(&locked, index);
     drop(locked);
-    broadcast();
     Some(record)
 }
 
