@@ -1,7 +1,8 @@
 //! Cluster tests of capacity with few postmaster slots: the launch queue
 //! (first in, first out, from several sessions, none lost; terminate of a
 //! queued worker; a full queue; a crash-reinitialisation with workers
-//! queued), the per-role quota and the superuser reserve.
+//! queued), the per-role quota and the superuser reserve, and the slot of
+//! a worker terminated before it started.
 
 mod common;
 
@@ -325,4 +326,38 @@ fn quotas_per_role_and_the_superuser_reserve() {
     assert_eq!(reached, "started");
     stop_all(&mut alice, &[hers[1], queued]);
     stop_all(&mut bob, &his);
+}
+
+/// A worker terminated before its process started holds its postmaster
+/// slot until the postmaster lets go of it (it may even start the process,
+/// which then leaves at once): `wait_for_shutdown` returns only then, so
+/// the next launch into the last free slot never meets 53000.
+#[test]
+fn a_worker_terminated_before_it_started_frees_its_slot_before_wait_for_shutdown_returns() {
+    let (_cluster, mut admin) = Cluster::with_extension(
+        "terminated_early",
+        &[
+            ("max_worker_processes", "4"),
+            ("lightdb_bgw.superuser_reserved_workers", "0"),
+        ],
+    );
+    let (blockers, err) = fill(&mut admin);
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+    let (freed, rest) = blockers.split_first().expect("a slot was free");
+    assert_eq!(stop_worker(&mut admin, *freed), "stopped");
+    for round in 0..200 {
+        let id: i64 = admin
+            .query_one(&format!("SELECT lightdb_bgw.launch({FOREVER})"), &[])
+            .unwrap_or_else(|e| panic!("round {round}: the last slot was not free: {e:?}"))
+            .get(0);
+        let row = admin
+            .query_one(
+                "SELECT lightdb_bgw.terminate($1), lightdb_bgw.wait_for_shutdown($1, '30s')",
+                &[&id],
+            )
+            .unwrap();
+        assert!(row.get::<_, bool>(0), "round {round}: {id} was registered");
+        assert_eq!(row.get::<_, String>(1), "stopped", "round {round}");
+    }
+    stop_all(&mut admin, rest);
 }

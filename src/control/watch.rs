@@ -91,6 +91,13 @@ pub fn status_given(rec: &Lifecycle, postmaster_alive: bool) -> (Status, bool) {
         (SlotState::Stopped, Some(PmStatus::Started(pid))) if !rec.is_static => {
             (Status::Started(pid), true)
         }
+        // Terminated before it started, and the postmaster has not let go
+        // of it yet: it may still start the process (which then leaves at
+        // once), and its slot is not free. The dispatcher announces when
+        // the postmaster lets it go.
+        (SlotState::Stopped, Some(PmStatus::NotYetStarted)) if !rec.is_static => {
+            (Status::NotYetStarted, true)
+        }
         (SlotState::Stopped, _) | (SlotState::Free, _) => (Status::Stopped, false),
         (SlotState::Queued, _) => (Status::Queued, false),
         // Gone without recording it (killed with SIGKILL).
