@@ -8,7 +8,6 @@
 //! the postmaster loaded (see `end_after_proc_exit`).
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use pgrx::pg_sys;
 
@@ -61,11 +60,6 @@ pub fn exit(code: i32) -> ! {
     unreachable!("proc_exit does not return")
 }
 
-/// The code `proc_exit` is ending this process with, once its callbacks
-/// run; `NOT_LEAVING` before.
-static LEAVING_WITH: AtomicI32 = AtomicI32::new(NOT_LEAVING);
-const NOT_LEAVING: i32 = i32::MIN;
-
 /// Makes this process end as soon as PostgreSQL's own `proc_exit` has
 /// cleaned up (every `before_shmem_exit`, `on_shmem_exit` and
 /// `on_proc_exit` callback, temporary files and shared memory included),
@@ -74,36 +68,46 @@ const NOT_LEAVING: i32 = i32::MIN;
 /// destructors), which frees memory page by page in a process about to
 /// vanish, each page first copied from the postmaster's (about 0.5 ms of
 /// a short worker's life on the benchmark machine). Output streams are
-/// flushed first. An `exit()` that does not come through `proc_exit`
-/// takes the normal way, so the server's own last-resort cleanup still
-/// runs. Called once, at the start of a lightdb_bgw process.
+/// flushed first, and the process ends with the code `exit` was given.
+/// An `exit()` that does not come through `proc_exit` takes the normal
+/// way, so the server's own last-resort cleanup still runs. Called once,
+/// at the start of a lightdb_bgw process. With glibc only (its `on_exit`
+/// passes the exit code on); elsewhere processes end the normal way.
 pub fn end_after_proc_exit() {
-    // SAFETY: registering a callback that only stores its argument; the
-    // server runs it from proc_exit, after shared memory is let go.
-    unsafe { pg_sys::on_proc_exit(Some(record_exit_code), pg_sys::Datum::from(0usize)) };
-    // SAFETY: `end_now` is a plain C function with no arguments; atexit
-    // runs the last registered first, so it runs before the handlers the
-    // libraries registered in the postmaster.
-    unsafe { libc::atexit(end_now) };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `end_now` is a plain C function of glibc's `on_exit` type;
+    // exit handlers run the last registered first, so it runs before the
+    // handlers the libraries registered in the postmaster.
+    unsafe {
+        glibc::on_exit(end_now, std::ptr::null_mut());
+    }
 }
 
-/// Remembers the code `proc_exit` was called with.
-unsafe extern "C-unwind" fn record_exit_code(code: c_int, _arg: pg_sys::Datum) {
-    LEAVING_WITH.store(code, Ordering::Relaxed);
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod glibc {
+    extern "C" {
+        /// Registers an exit handler that receives `exit`'s status.
+        pub fn on_exit(
+            handler: extern "C" fn(std::ffi::c_int, *mut std::ffi::c_void),
+            arg: *mut std::ffi::c_void,
+        ) -> std::ffi::c_int;
+    }
 }
 
-/// The first C exit handler: ends the process at once if `proc_exit`
-/// has already cleaned up.
-extern "C" fn end_now() {
-    let code = LEAVING_WITH.load(Ordering::Relaxed);
-    if code == NOT_LEAVING {
+/// The first C exit handler: ends the process at once with `status` if
+/// `exit` came from `proc_exit`, whose callbacks have then all run.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" fn end_now(status: c_int, _arg: *mut std::ffi::c_void) {
+    // SAFETY: a flag of this process's own, set by proc_exit before its
+    // callbacks run; exit() is called only after they have.
+    if !unsafe { pg_sys::proc_exit_inprogress } {
         return;
     }
     // SAFETY: flushing every output stream, then ending the process with
-    // the code proc_exit was given; nothing of this process is needed
+    // the status exit() was given; nothing of this process is needed
     // after PostgreSQL's own exit callbacks.
     unsafe {
         libc::fflush(std::ptr::null_mut());
-        libc::_exit(code)
+        libc::_exit(status)
     }
 }

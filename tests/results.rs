@@ -2,7 +2,8 @@
 //! session that launched the run and is read by others, as often as they
 //! like; an interval worker's result is its latest completed run and a
 //! cancel only ends the run in progress; result memory comes back to its
-//! start after 10,000 runs, after `forget` and after retention.
+//! start after 10,000 runs, after `forget` and after retention; a run's
+//! process ends through the server's own exit callbacks.
 
 mod common;
 
@@ -218,4 +219,38 @@ fn result_memory_comes_back_after_ten_thousand_runs_forget_and_retention() {
             .contains("lightdb_bgw.result_retention"),
         "{err:?}"
     );
+}
+
+/// A run's process ends through the server's own exit callbacks, and only
+/// then without the C library's (see `process.rs`): what its session left
+/// behind, a temporary table and a session advisory lock, is gone once
+/// the run reads stopped, and the exit code is the one it left with.
+#[test]
+fn a_runs_session_is_cleaned_up_by_the_servers_exit_callbacks() {
+    let (_cluster, mut admin) = Cluster::with_extension("results_exit", &[]);
+    let id: i64 = admin
+        .query_one(
+            "SELECT lightdb_bgw.run($$CREATE TEMP TABLE left_behind (x int); \
+             SELECT pg_advisory_lock(4242); SELECT 1 AS done$$)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(rows_of(&mut admin, id), vec![r#"{"done": 1}"#.to_string()]);
+    let stopped: String = admin
+        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(stopped, "stopped");
+    let row = admin
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'left_behind'), \
+                    pg_try_advisory_lock(4242), \
+                    (SELECT last_exit FROM lightdb_bgw.workers WHERE id = $1)",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 0, "the run's temporary table is gone");
+    assert!(row.get::<_, bool>(1), "the run's advisory lock is released");
+    assert_eq!(row.get::<_, Option<i32>>(2), Some(0), "exit code 0");
 }
