@@ -133,11 +133,7 @@ fn sleep_workers_give_their_process_back() {
         &mut admin,
         "'sleep', config => '{\"duration\": \"50ms\"}', database => NULL",
     );
-    let reached: String = admin
-        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&timed])
-        .unwrap()
-        .get(0);
-    assert_eq!(reached, "stopped");
+    assert_eq!(wait_for_shutdown(&mut admin, timed), "stopped");
     let row = admin
         .query_one(
             "SELECT last_exit, last_error FROM lightdb_bgw.workers WHERE id = $1",

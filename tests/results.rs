@@ -237,11 +237,7 @@ fn a_runs_session_is_cleaned_up_by_the_servers_exit_callbacks() {
         .unwrap()
         .get(0);
     assert_eq!(rows_of(&mut admin, id), vec![r#"{"done": 1}"#.to_string()]);
-    let stopped: String = admin
-        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
-        .unwrap()
-        .get(0);
-    assert_eq!(stopped, "stopped");
+    assert_eq!(wait_for_shutdown(&mut admin, id), "stopped");
     let row = admin
         .query_one(
             "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'left_behind'), \

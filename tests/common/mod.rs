@@ -501,6 +501,12 @@ pub fn stop_worker(client: &mut Client, id: i64) -> String {
     client
         .query_one("SELECT lightdb_bgw.terminate($1)", &[&id])
         .unwrap_or_else(|e| panic!("terminate({id}): {e:?}"));
+    wait_for_shutdown(client, id)
+}
+
+/// Waits (at most 30 s) until worker `id` has stopped; returns the status
+/// the wait reached.
+pub fn wait_for_shutdown(client: &mut Client, id: i64) -> String {
     client
         .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
         .unwrap_or_else(|e| panic!("wait_for_shutdown({id}): {e:?}"))
