@@ -56,15 +56,31 @@ pub fn write_object<'a>(
     value: impl Fn(usize) -> Option<Scalar<'a>>,
 ) -> bool {
     let start = out.len();
+    let written = write_at(out, start, pairs, key, value).is_some();
+    if !written {
+        out.truncate(start);
+    }
+    written
+}
+
+/// [`write_object`]'s work; `None` as soon as it gives up, leaving what
+/// it appended for the caller to take back.
+fn write_at<'a>(
+    out: &mut Vec<u8>,
+    start: usize,
+    pairs: usize,
+    key: impl Fn(usize) -> &'a [u8],
+    value: impl Fn(usize) -> Option<Scalar<'a>>,
+) -> Option<()> {
     out.extend_from_slice(&[0; 4]);
     put_u32(out, pairs as u32 | IS_OBJECT);
     let entries = out.len();
     out.resize(entries + 8 * pairs, 0);
     let mut total = 0u32;
-    let mut entry = |out: &mut Vec<u8>, index: usize, meta: u32| -> bool {
+    let mut entry = |out: &mut Vec<u8>, index: usize, meta: u32| -> Option<()> {
         total += meta & OFFLEN_MASK;
         if total > OFFLEN_MASK {
-            return false;
+            return None;
         }
         let meta = match index % OFFSET_STRIDE {
             0 => (meta & TYPE_MASK) | total | HAS_OFF,
@@ -72,22 +88,15 @@ pub fn write_object<'a>(
         };
         let at = entries + 4 * index;
         out[at..at + 4].copy_from_slice(&meta.to_ne_bytes());
-        true
+        Some(())
     };
     for i in 0..pairs {
         let key = key(i);
         out.extend_from_slice(key);
-        if !entry(out, i, key.len() as u32) {
-            out.truncate(start);
-            return false;
-        }
+        entry(out, i, key.len() as u32)?;
     }
     for i in 0..pairs {
-        let Some(value) = value(i) else {
-            out.truncate(start);
-            return false;
-        };
-        let meta = match value {
+        let meta = match value(i)? {
             Scalar::Null => IS_NULL,
             Scalar::Bool(false) => IS_BOOL_FALSE,
             Scalar::Bool(true) => IS_BOOL_TRUE,
@@ -100,18 +109,14 @@ pub fn write_object<'a>(
                 IS_NUMERIC | numeric(out, start, |out| out.extend_from_slice(bytes))
             }
         };
-        if !entry(out, pairs + i, meta) {
-            out.truncate(start);
-            return false;
-        }
+        entry(out, pairs + i, meta)?;
     }
     let size = out.len() - start;
     if size - 4 > OFFLEN_MASK as usize {
-        out.truncate(start);
-        return false;
+        return None;
     }
     set_varsize(&mut out[start..start + 4], size);
-    true
+    Some(())
 }
 
 /// Pads `out` to a multiple of 4 bytes from `start` (the varlena's

@@ -11,10 +11,10 @@ const HEADER: usize = 8;
 
 /// Appends one row to `out`.
 pub fn frame(out: &mut Vec<u8>, row: &[u8]) {
-    out.extend_from_slice(&(row.len() as u32).to_le_bytes());
-    out.extend_from_slice(&[0; HEADER - 4]);
-    out.extend_from_slice(row);
-    out.resize(out.len() + padding(row.len()), 0);
+    frame_with(out, |out| {
+        out.extend_from_slice(row);
+        true
+    });
 }
 
 /// Appends one row that `write` appends to `out` itself (a row written
