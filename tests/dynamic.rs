@@ -27,10 +27,7 @@ fn waits_and_terminate_work_across_sessions() {
     let mut waiter = cluster.connect("postgres");
     let handle = std::thread::spawn(move || {
         let began = Instant::now();
-        let row = waiter
-            .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
-            .unwrap();
-        (row.get::<_, String>(0), began.elapsed())
+        (wait_for_shutdown(&mut waiter, id), began.elapsed())
     });
     std::thread::sleep(Duration::from_millis(300));
     let mut stopper = cluster.connect("postgres");
@@ -100,10 +97,7 @@ fn restart_rules_follow_the_exit_code() {
         &mut client,
         "'sleep', config => '{\"duration\": \"100ms\"}', restart_after => '1s'",
     );
-    let reached: String = client
-        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&once])
-        .unwrap()
-        .get(0);
+    let reached = wait_for_shutdown(&mut client, once);
     assert_eq!(reached, "stopped");
     std::thread::sleep(Duration::from_millis(2500));
     let row = client
@@ -210,10 +204,7 @@ fn non_superusers_are_confined_to_their_roles() {
         "'sql', config => '{\"sql\": \"INSERT INTO open_to_alice VALUES (7)\"}'",
     );
     for id in [reads_secret, writes_ok] {
-        let _: String = alice
-            .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
-            .unwrap()
-            .get(0);
+        let _ = wait_for_shutdown(&mut alice, id);
     }
     let err: Option<String> = admin
         .query_one(

@@ -46,10 +46,7 @@ fn run_once(client: &mut Client, sql: &str, database: Option<&str>) -> serde_jso
         .unwrap_or_else(|e| panic!("result of {sql}: {e:?}"))
         .get(0);
     let row: serde_json::Value = serde_json::from_str(&text).expect("a jsonb object");
-    let reached: String = client
-        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
-        .unwrap()
-        .get(0);
+    let reached = wait_for_shutdown(client, id);
     assert_eq!(reached, "stopped");
     row
 }
@@ -244,13 +241,7 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
         .get(0);
     assert!(backend_pid(&serde_json::from_str(&super_row).unwrap()) > 0);
     // Given back once stopped, connected as gb_super.
-    let reached: String = admin
-        .query_one(
-            "SELECT lightdb_bgw.wait_for_shutdown($1, '30s')",
-            &[&ran_as_super],
-        )
-        .unwrap()
-        .get(0);
+    let reached = wait_for_shutdown(&mut admin, ran_as_super);
     assert_eq!(reached, "stopped");
     admin
         .batch_execute("ALTER ROLE gb_super NOSUPERUSER")

@@ -179,9 +179,7 @@ fn result_memory_comes_back_after_ten_thousand_runs_forget_and_retention() {
         .map(|r| r.get(0))
         .collect();
     for id in ids {
-        admin
-            .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
-            .unwrap();
+        wait_for_shutdown(&mut admin, id);
         let dropped: bool = admin
             .query_one("SELECT lightdb_bgw.forget($1)", &[&id])
             .unwrap()

@@ -99,10 +99,7 @@ fn restarted(admin: &mut Client, id: i64, restarts: i32) {
 /// Waits until worker `id` is stopped and checks it stays stopped, without
 /// a restart loop, with `expected` at the start of its last error.
 fn stopped_for_good(admin: &mut Client, id: i64, expected: &str) {
-    let reached: String = admin
-        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
-        .unwrap()
-        .get(0);
+    let reached = wait_for_shutdown(admin, id);
     assert_eq!(reached, "stopped");
     let restarts: i32 = field(admin, "restarts", id);
     std::thread::sleep(Duration::from_millis(2500));
@@ -242,9 +239,7 @@ fn other_roles_see_who_where_and_when_but_no_data() {
     let mut alice = cluster.connect_as("postgres", "alice");
     let alices = launch(&mut alice, &failing("alice secret"));
     for id in [admins, alices] {
-        admin
-            .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
-            .unwrap();
+        wait_for_shutdown(&mut admin, id);
     }
     let data = "last_error, runs, last_run_rows, last_run_ms::text, config::text";
     let row_of = |client: &mut Client, id: i64| {
