@@ -1,0 +1,126 @@
+//! Running out of postmaster slots and registry slots, and the
+//! supervisor relaunching a child.
+
+use super::*;
+
+#[test]
+fn slot_exhaustion_fails_cleanly_and_recovers() {
+    // max_worker_processes = 4: the logical replication launcher takes one.
+    let mut cluster = Cluster::preloaded("exhaust", &[("max_worker_processes", "4")]);
+    cluster.start();
+    let mut client = cluster.connect("postgres");
+    client
+        .batch_execute("CREATE EXTENSION lightdb_bgw")
+        .unwrap();
+    let mut ids = Vec::new();
+    let err = loop {
+        match client.query_one("SELECT lightdb_bgw.launch('sleep')", &[]) {
+            Ok(row) => ids.push(row.get::<_, i64>(0)),
+            Err(err) => break err,
+        }
+        assert!(
+            ids.len() < 10,
+            "max_worker_processes did not bound launches"
+        );
+    };
+    assert_eq!(sqlstate(&err), "53000", "{err}");
+    assert!(db_error(&err)
+        .hint()
+        .unwrap_or("")
+        .contains("\"max_worker_processes\""));
+    let listed: i64 = client
+        .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        listed as usize,
+        ids.len(),
+        "the failed launch left no registry slot"
+    );
+    println!(
+        "{} workers fit; the next launch failed with 53000",
+        ids.len()
+    );
+    for id in &ids {
+        assert_eq!(stop_worker(&mut client, *id), "stopped");
+    }
+    // Full recovery: as many launches succeed again.
+    for _ in 0..ids.len() {
+        client
+            .query_one("SELECT lightdb_bgw.launch('sleep')", &[])
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_full_registry_fails_with_53400_and_makes_room_from_history() {
+    let cluster = preloaded("registryfull", &[("lightdb_bgw.max_workers", "3")]);
+    let mut client = cluster.connect("postgres");
+    let ids: Vec<i64> = (0..3).map(|_| launch(&mut client, "'sleep'")).collect();
+    let err = client
+        .query_one("SELECT lightdb_bgw.launch('sleep')", &[])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "53400", "{err}");
+    assert!(db_error(&err)
+        .hint()
+        .unwrap_or("")
+        .contains("\"lightdb_bgw.max_workers\""));
+    assert_eq!(stop_worker(&mut client, ids[0]), "stopped");
+    let newest = launch(&mut client, "'sleep'");
+    assert!(newest > ids[2], "a new id, never a reused one");
+    let err = client
+        .query_one("SELECT lightdb_bgw.status($1)", &[&ids[0]])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42704", "the oldest history made room");
+}
+
+#[test]
+fn the_supervisor_relaunches_a_child_killed_with_sigterm() {
+    let cluster = preloaded("supervisor", &[]);
+    let mut client = cluster.connect("postgres");
+    let sup = launch(
+        &mut client,
+        "'supervisor', config => '{\"children\": 2, \"child_kind\": \"sleep\"}', database => NULL",
+    );
+    let child_name = format!("lightdb_bgw supervisor {sup} child 1");
+    let first: (i64, i32) = eventually("child 1 running", LONG, || {
+        client
+            .query_opt(
+                "SELECT id, pid FROM lightdb_bgw.workers WHERE name = $1 AND status = 'started'",
+                &[&child_name],
+            )
+            .ok()
+            .flatten()
+            .map(|r| (r.get(0), r.get(1)))
+    });
+    Cluster::kill(first.1, libc::SIGTERM);
+    let killed = Instant::now();
+    let second: (i64, i32) = eventually("child 1 relaunched", LONG, || {
+        client
+            .query_opt(
+                "SELECT id, pid FROM lightdb_bgw.workers \
+                 WHERE name = $1 AND status = 'started' AND id <> $2",
+                &[&child_name, &first.0],
+            )
+            .ok()
+            .flatten()
+            .map(|r| (r.get(0), r.get(1)))
+    });
+    println!("child relaunched {:?} after SIGTERM", killed.elapsed());
+    assert_ne!(second.1, first.1);
+    // Terminating the supervisor stops its children.
+    client
+        .query_one("SELECT lightdb_bgw.terminate($1)", &[&sup])
+        .unwrap();
+    eventually("children stopped", LONG, || {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM lightdb_bgw.workers WHERE name LIKE $1 AND status <> 'stopped'",
+                &[&format!("lightdb_bgw supervisor {sup} child %")],
+            )
+            .ok()?
+            .get(0);
+        (n == 0).then_some(())
+    });
+    assert!(!process_alive(second.1));
+}
