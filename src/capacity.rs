@@ -192,6 +192,19 @@ pub fn admission(role_oid: u32, database_oid: u32, queue: bool) -> Admission {
     }
 }
 
+/// The admission of a supervisor's child, authorised with the supervisor:
+/// no quota and no queue, but the postmaster slots kept for superusers
+/// stay theirs unless a superuser launched the supervisor.
+pub fn child_admission(supervisor_by_superuser: bool) -> Admission {
+    Admission {
+        quota: None,
+        by_superuser: supervisor_by_superuser,
+        pm_free: Some(pm_free_or_spare),
+        reserved: gucs::superuser_reserved_workers(),
+        queue: None,
+    }
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;

@@ -1,5 +1,6 @@
 //! Running a SQL text statement by statement through SPI, inside the
-//! current transaction, each statement under an optional time limit, and
+//! current transaction, each statement under the shorter of the `timeout`
+//! key and the session's `statement_timeout` (if either is set), and
 //! keeping the rows of the last statement that returned rows: each row a
 //! jsonb object (column names as keys, as `to_jsonb` of the row makes
 //! it; see `row_jsonb.rs`) made as the executor sends it (a
@@ -326,11 +327,15 @@ pub fn run_text(sql: &str, read_only: bool, limits: Limits) -> Ran {
         };
         for statement in &statements {
             let text = CString::new(statement.as_str()).unwrap_or_default();
-            if let Some(ms) = timeout_ms {
+            // The `timeout` key and the session's statement_timeout (the
+            // role's, or one the text SET) both hold: the shorter wins.
+            let session = (pg_sys::StatementTimeout > 0).then_some(pg_sys::StatementTimeout);
+            let limit = timeout_ms.into_iter().chain(session).min();
+            if let Some(ms) = limit {
                 enable_timeout_after(STATEMENT_TIMEOUT, ms);
             }
             let rc = execute(&text, read_only, &mut kept);
-            if timeout_ms.is_some() {
+            if limit.is_some() {
                 disable_timeout(STATEMENT_TIMEOUT, false);
             }
             if rc < 0 {

@@ -32,7 +32,7 @@ use pgrx::prelude::*;
 
 use crate::capacity;
 use crate::codec::ErrorText;
-use crate::error::{sqlstate_text, BgwError};
+use crate::error::BgwError;
 use crate::gucs;
 use crate::launch::{self, RawWorker, LIBRARY};
 use crate::process;
@@ -40,6 +40,7 @@ use crate::registry;
 use crate::runtime;
 use crate::spare;
 use crate::spec::StartTime;
+use crate::sqlstate::sqlstate_text;
 
 /// `bgw_name` and `bgw_type` of the dispatcher.
 pub const NAME: &str = "lightdb_bgw dispatcher";

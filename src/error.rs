@@ -8,6 +8,8 @@ use std::fmt;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
+use crate::sqlstate::{push_raise, sqlstate_code};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BgwError {
     /// The library is not in `shared_preload_libraries` (55000).
@@ -179,14 +181,14 @@ impl BgwError {
         }
     }
 
-    /// Raises this error as a PostgreSQL ERROR. Never returns.
+    /// Raises this error as a PostgreSQL ERROR. Never returns. A worker's
+    /// error keeps its own code, also one pgrx's enum does not name.
     pub fn report(self) -> ! {
         if let BgwError::Worker {
-            context: Some(context),
-            ..
+            sqlstate, context, ..
         } = &self
         {
-            push_context_line(context);
+            push_raise(Some(sqlstate), context.as_deref());
         }
         let mut report = ErrorReport::new(self.sqlstate(), self.message(), "lightdb_bgw");
         if let Some(detail) = self.detail() {
@@ -197,38 +199,6 @@ impl BgwError {
         }
         report.report(PgLogLevel::ERROR);
         unreachable!("an ERROR report does not return")
-    }
-}
-
-extern "C-unwind" {
-    // elog.h; variadic, so the bindings leave it out.
-    fn errcontext_msg(fmt: *const std::ffi::c_char, ...) -> std::ffi::c_int;
-}
-
-/// Adds `arg` (a C string) as a CONTEXT line of the error being reported.
-unsafe extern "C-unwind" fn context_line(arg: *mut std::ffi::c_void) {
-    // SAFETY: called by the server while it reports an error, with the C
-    // string `push_context_line` allocated; "%s" takes it verbatim.
-    unsafe { errcontext_msg(c"%s".as_ptr(), arg as *const std::ffi::c_char) };
-}
-
-/// Puts a CONTEXT line on the error about to be raised: a callback on the
-/// server's error context stack, in the current memory context. Only
-/// called right before raising: the server resets the stack when it
-/// recovers from the error, and the memory goes with the statement's.
-fn push_context_line(text: &str) {
-    let text = std::ffi::CString::new(text.replace('\0', " ")).unwrap_or_default();
-    // SAFETY: palloc'd copies live until the error is cleaned up; the
-    // callback struct is linked on top of the current stack.
-    unsafe {
-        let arg = pgrx::pg_sys::pstrdup(text.as_ptr());
-        let callback =
-            pgrx::pg_sys::palloc0(std::mem::size_of::<pgrx::pg_sys::ErrorContextCallback>())
-                as *mut pgrx::pg_sys::ErrorContextCallback;
-        (*callback).previous = pgrx::pg_sys::error_context_stack;
-        (*callback).callback = Some(context_line);
-        (*callback).arg = arg.cast();
-        pgrx::pg_sys::error_context_stack = callback;
     }
 }
 
@@ -258,62 +228,10 @@ impl<T> OrReport<T> for Result<T, BgwError> {
     }
 }
 
-/// The five-character SQLSTATE of an error code, as clients see it.
-pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
-    let packed = code as isize as u32;
-    (0..5)
-        .map(|i| char::from((((packed >> (6 * i)) & 0x3f) as u8) + b'0'))
-        .collect()
-}
-
-/// The error code of a five-character SQLSTATE; anything else, or a code
-/// the bindings do not know, is an internal error.
-pub fn sqlstate_code(text: &str) -> PgSqlErrorCode {
-    let bytes = text.as_bytes();
-    if bytes.len() != 5
-        || !bytes
-            .iter()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-    {
-        return PgSqlErrorCode::ERRCODE_INTERNAL_ERROR;
-    }
-    let packed = bytes.iter().enumerate().fold(0i32, |acc, (i, b)| {
-        acc | ((((b - b'0') & 0x3f) as i32) << (6 * i))
-    });
-    PgSqlErrorCode::from(packed)
-}
-
-/// Splits a recorded `SQLSTATE: message` into its parts.
-pub fn split_recorded(text: &str) -> Option<(&str, &str)> {
-    let (code, message) = text.split_once(": ")?;
-    (code.len() == 5 && sqlstate_code(code) != PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
-        || code == "XX000")
-        .then_some((code, message))
-}
-
 #[cfg(test)]
 mod unit {
     use super::*;
-
-    #[test]
-    fn sqlstates_unpack() {
-        assert_eq!(
-            sqlstate_text(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE),
-            "22023"
-        );
-        assert_eq!(
-            sqlstate_text(PgSqlErrorCode::ERRCODE_INVALID_CATALOG_NAME),
-            "3D000"
-        );
-        assert_eq!(
-            sqlstate_text(PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES),
-            "53000"
-        );
-        assert_eq!(
-            sqlstate_text(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE),
-            "42P01"
-        );
-    }
+    use crate::sqlstate::sqlstate_text;
 
     #[test]
     fn sqlstates_are_the_documented_ones() {
@@ -339,22 +257,6 @@ mod unit {
             .hint()
             .unwrap()
             .contains("\"max_worker_processes\""));
-    }
-
-    #[test]
-    fn sqlstates_pack() {
-        for code in ["22023", "3D000", "53300", "28000", "42P01", "57014"] {
-            assert_eq!(sqlstate_text(sqlstate_code(code)), code);
-        }
-        assert_eq!(
-            sqlstate_code("nope"),
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
-        );
-        assert_eq!(
-            split_recorded("53300: too many connections for role \"x\""),
-            Some(("53300", "too many connections for role \"x\""))
-        );
-        assert_eq!(split_recorded("no code here"), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod rows;
 pub mod runtime;
 pub mod spare;
 pub mod spec;
+pub mod sqlstate;
 pub mod worker;
 pub mod workerdef;
 

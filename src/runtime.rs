@@ -11,6 +11,7 @@ use pgrx::prelude::*;
 use crate::codec::ErrorText;
 use crate::connection::c_text;
 use crate::registry::{self, SlotRef, WorkerRecord};
+use crate::sqlstate::{sqlstate_text, CodeWatch};
 
 /// Who this process is: registry slot, id and generation.
 #[derive(Debug, Clone, Copy)]
@@ -220,6 +221,7 @@ pub fn in_transaction<R>(
         pg_sys::StartTransactionCommand();
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
+    let watch = CodeWatch::start();
     let outcome = PgTryBuilder::new(move || {
         let value = work();
         // SAFETY: the snapshot pushed above is still the active one.
@@ -238,7 +240,7 @@ pub fn in_transaction<R>(
             } => report,
         };
         Err(ErrorText {
-            sqlstate: crate::error::sqlstate_text(report.sql_error_code()),
+            sqlstate: sqlstate_text(report.sql_error_code()),
             message: report.message().to_string(),
             detail: report.detail().map(str::to_string),
             hint: report.hint().map(str::to_string),
@@ -246,6 +248,12 @@ pub fn in_transaction<R>(
         })
     })
     .execute();
+    // The error's own code, also one pgrx's enum does not name.
+    let own = watch.finish(outcome.as_ref().err().map(|e| e.sqlstate.as_str()));
+    let outcome = outcome.map_err(|error| ErrorText {
+        sqlstate: own.unwrap_or(error.sqlstate),
+        ..error
+    });
     if outcome.is_err() {
         // SAFETY: the error state was flushed by the catch above; aborting
         // releases the transaction's locks, snapshots and SPI state.

@@ -1,8 +1,9 @@
 //! Cluster tests of capacity with few postmaster slots: the launch queue
 //! (first in, first out, from several sessions, none lost; terminate of a
 //! queued worker; a full queue; a crash-reinitialisation with workers
-//! queued), the per-role quota and the superuser reserve, and the slot of
-//! a worker terminated before it started.
+//! queued), the per-role quota and the superuser reserve (also against a
+//! supervisor's children), and the slot of a worker terminated before it
+//! started.
 
 mod common;
 
@@ -326,6 +327,40 @@ fn quotas_per_role_and_the_superuser_reserve() {
     assert_eq!(reached, "started");
     stop_all(&mut alice, &[hers[1], queued]);
     stop_all(&mut bob, &his);
+
+    // bob's supervisor asks for more children than fit: they leave the
+    // reserve as his own launches do, the one left over noted.
+    let sup = launch(
+        &mut bob,
+        &format!(
+            "'supervisor', database => NULL, \
+             config => '{{\"children\": {free}, \"child_kind\": \"sleep\"}}'"
+        ),
+    );
+    let children = format!("lightdb_bgw supervisor {sup} child %");
+    let fit = free - 1 - 2;
+    eventually("the children that fit run", LONG, || {
+        let running: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM lightdb_bgw.workers WHERE name LIKE $1 AND status = 'started'",
+                &[&children],
+            )
+            .unwrap()
+            .get(0);
+        let note: Option<String> = admin
+            .query_one(
+                "SELECT last_error FROM lightdb_bgw.workers WHERE id = $1",
+                &[&sup],
+            )
+            .unwrap()
+            .get(0);
+        (running as usize == fit && note.is_some_and(|n| n.contains("cannot launch child")))
+            .then_some(())
+    });
+    let (su, err) = fill(&mut admin);
+    assert_eq!(su.len(), 2, "the reserve is still the superuser's: {err:?}");
+    stop_all(&mut admin, &su);
+    assert_eq!(stop_worker(&mut bob, sup), "stopped");
 }
 
 /// A worker terminated before its process started holds its postmaster

@@ -2,7 +2,9 @@
 //! DATABASE ... RENAME succeed at once, without FORCE, with a static and a
 //! dynamic (restartable) worker connected; the workers are stopped for good
 //! with a NOTICE naming each. A static worker whose database is gone at a
-//! later start stops for good instead of looping.
+//! later start stops for good instead of looping. A command the server
+//! refuses (not the owner, a transaction block, another session in the
+//! way, ...) stops nobody and names nobody.
 
 mod common;
 
@@ -108,4 +110,102 @@ fn dropping_or_renaming_a_database_stops_its_workers_first() {
     let error = error.unwrap_or_default();
     assert!(error.starts_with("3D000:"), "{error}");
     assert!(error.contains("stops for good"), "{error}");
+}
+
+/// The pid of worker `id`, which must be running.
+fn running_pid(client: &mut Client, id: i64) -> i32 {
+    assert_eq!(status(client, id), "started", "worker {id} still runs");
+    worker_pid(client, id).expect("a running worker has a pid")
+}
+
+#[test]
+fn a_database_command_the_server_refuses_stops_nobody() {
+    let (cluster, mut admin) =
+        Cluster::with_extension("databases_refused", &[("max_worker_processes", "16")]);
+    admin.batch_execute("CREATE DATABASE theirs").unwrap();
+    admin.batch_execute("CREATE ROLE dave LOGIN").unwrap();
+    let restartable = launch(
+        &mut admin,
+        "'sql', database => 'theirs', restart_after => '1s', \
+         config => '{\"sql\": \"SELECT 1\", \"interval\": \"100ms\"}'",
+    );
+    let sleeper = launch(&mut admin, "'sleep', database => 'theirs'");
+    let pids = [restartable, sleeper].map(|id| running_pid(&mut admin, id));
+    let unchanged = |admin: &mut Client, what: &str| {
+        for (id, pid) in [restartable, sleeper].into_iter().zip(pids) {
+            assert_eq!(running_pid(admin, id), pid, "{what}: worker {id} untouched");
+        }
+    };
+
+    // A role that owns nothing: the server's own 42501, and not a word
+    // about the workers.
+    let (mut dave, said) = cluster.connect_as_with_notices("postgres", "dave");
+    for command in [
+        "DROP DATABASE theirs",
+        "DROP DATABASE theirs WITH (FORCE)",
+        "ALTER DATABASE theirs RENAME TO mine",
+        "ALTER DATABASE theirs SET TABLESPACE pg_global",
+    ] {
+        let err = dave.batch_execute(command).expect_err(command);
+        assert_eq!(sqlstate(&err), "42501", "{command}: {err:?}");
+        unchanged(&mut admin, command);
+    }
+    assert!(
+        said.lock().unwrap().is_empty(),
+        "{:?}",
+        said.lock().unwrap()
+    );
+
+    // The owner, where the server refuses the command: in a transaction
+    // block (25001), the same tablespace (nothing to do), a name taken
+    // (42P04).
+    let (mut owner, said) = cluster.connect_with_notices("postgres");
+    let err = owner
+        .batch_execute("BEGIN; DROP DATABASE theirs")
+        .expect_err("DROP DATABASE in a transaction block");
+    assert_eq!(sqlstate(&err), "25001", "{err:?}");
+    owner.batch_execute("ROLLBACK").unwrap();
+    unchanged(&mut admin, "DROP DATABASE in a transaction block");
+    owner
+        .batch_execute("ALTER DATABASE theirs SET TABLESPACE pg_default")
+        .unwrap();
+    unchanged(&mut admin, "SET TABLESPACE to its own tablespace");
+    let err = owner
+        .batch_execute("ALTER DATABASE theirs RENAME TO postgres")
+        .expect_err("a name taken");
+    assert_eq!(sqlstate(&err), "42P04", "{err:?}");
+    unchanged(&mut admin, "RENAME to a name taken");
+
+    // Another session in the database: the server waits for it and fails
+    // (55006), as it would without the extension; the workers stay.
+    let elsewhere = cluster.connect("theirs");
+    let err = owner
+        .batch_execute("DROP DATABASE theirs")
+        .expect_err("DROP DATABASE with another session in it");
+    assert_eq!(sqlstate(&err), "55006", "{err:?}");
+    unchanged(&mut admin, "DROP DATABASE with another session in it");
+    assert!(
+        said.lock().unwrap().is_empty(),
+        "{:?}",
+        said.lock().unwrap()
+    );
+
+    // Once nothing else is in the way, the same command stops them first.
+    drop(elsewhere);
+    eventually("the other session left", LONG, || {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = 'theirs' AND backend_type = 'client backend'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (n == 0).then_some(())
+    });
+    owner.batch_execute("DROP DATABASE theirs").unwrap();
+    for id in [restartable, sleeper] {
+        assert_eq!(status(&mut admin, id), "stopped");
+    }
+    assert_eq!(said.lock().unwrap().len(), 2, "{:?}", said.lock().unwrap());
 }

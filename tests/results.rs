@@ -3,7 +3,9 @@
 //! like; an interval worker's result is its latest completed run and a
 //! cancel only ends the run in progress; result memory comes back to its
 //! start after 10,000 runs, after `forget` and after retention; a run's
-//! process ends through the server's own exit callbacks.
+//! process ends through the server's own exit callbacks; a run's error
+//! keeps its own SQLSTATE, also one pgrx does not name, and the session's
+//! statement_timeout holds in a run.
 
 mod common;
 
@@ -247,4 +249,72 @@ fn a_runs_session_is_cleaned_up_by_the_servers_exit_callbacks() {
     assert_eq!(row.get::<_, i64>(0), 0, "the run's temporary table is gone");
     assert!(row.get::<_, bool>(1), "the run's advisory lock is released");
     assert_eq!(row.get::<_, Option<i32>>(2), Some(0), "exit code 0");
+}
+
+#[test]
+fn a_runs_error_keeps_its_own_code_and_statement_timeout_holds() {
+    let (_cluster, mut admin) = Cluster::with_extension("results_codes", &[]);
+    let failing = |admin: &mut Client, sql: &str| -> postgres::Error {
+        let id: i64 = admin
+            .query_one("SELECT lightdb_bgw.run($1)", &[&sql])
+            .unwrap()
+            .get(0);
+        admin
+            .query("SELECT * FROM lightdb_bgw.result($1)", &[&id])
+            .expect_err(sql)
+    };
+
+    // Codes the server knows by no name keep their code, detail and hint,
+    // in result() and in last_error.
+    for code in ["P0123", "U0001", "22XYZ"] {
+        let sql = format!(
+            "DO $$BEGIN RAISE EXCEPTION USING ERRCODE = '{code}', MESSAGE = 'custom {code}', \
+             DETAIL = 'the detail', HINT = 'the hint'; END$$"
+        );
+        let err = failing(&mut admin, &sql);
+        let db = db_error(&err);
+        assert_eq!(sqlstate(&err), code, "{err:?}");
+        assert_eq!(db.message(), format!("custom {code}"));
+        assert_eq!(db.detail(), Some("the detail"));
+        assert_eq!(db.hint(), Some("the hint"));
+        let recorded: String = admin
+            .query_one(
+                "SELECT last_error FROM lightdb_bgw.workers ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(
+            recorded.starts_with(&format!("{code}: custom")),
+            "{recorded}"
+        );
+    }
+
+    // statement_timeout set by the text, and set for the role, holds as it
+    // does in a session of that role (57014).
+    let err = failing(
+        &mut admin,
+        "SET statement_timeout = '100ms'; SELECT pg_sleep(5)",
+    );
+    assert_eq!(sqlstate(&err), "57014", "{err:?}");
+    admin
+        .batch_execute("CREATE ROLE carol LOGIN; ALTER ROLE carol SET statement_timeout = '100ms'")
+        .unwrap();
+    let began = Instant::now();
+    let id: i64 = admin
+        .query_one(
+            "SELECT lightdb_bgw.run('SELECT pg_sleep(5)', role => 'carol')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let err = admin
+        .query("SELECT * FROM lightdb_bgw.result($1)", &[&id])
+        .expect_err("carol's statement_timeout");
+    assert_eq!(sqlstate(&err), "57014", "{err:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
 }

@@ -70,27 +70,30 @@ fn launch(
 }
 
 /// Registers a worker of any library: the whole `BackgroundWorker` struct.
-/// Superuser only.
+/// Superuser only. Its SQL is written below: pgrx would name the fourth
+/// parameter after the Rust one, and `type` is a Rust keyword.
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, sql = false)]
 fn launch_raw(
     library: Option<&str>,
     function: Option<&str>,
     name: Option<&str>,
-    r#type: default!(Option<&str>, "NULL"),
-    main_arg: default!(Option<i64>, "0"),
-    extra: default!(Option<Vec<u8>>, "NULL"),
-    flags: default!(Option<Vec<String>>, "'{shmem_access,database_connection}'"),
-    start_time: default!(Option<&str>, "'recovery_finished'"),
-    restart_after: default!(Option<Interval>, "NULL"),
-    wait: default!(Option<bool>, "true"),
+    worker_type: Option<&str>,
+    main_arg: Option<i64>,
+    extra: Option<Vec<u8>>,
+    flags: Option<Vec<String>>,
+    start_time: Option<&str>,
+    restart_after: Option<Interval>,
+    wait: Option<bool>,
 ) -> i64 {
     let raw = (|| {
         let name = required(name, "name")?.to_string();
         Ok::<_, BgwError>(RawWorker {
             library: required(library, "library")?.to_string(),
             function: required(function, "function")?.to_string(),
-            worker_type: r#type.map(str::to_string).unwrap_or_else(|| name.clone()),
+            worker_type: worker_type
+                .map(str::to_string)
+                .unwrap_or_else(|| name.clone()),
             name,
             main_arg: required(main_arg, "main_arg")?,
             extra: extra.unwrap_or_default(),
@@ -103,6 +106,27 @@ fn launch_raw(
     .or_report();
     control::launch_raw(raw, required(wait, "wait").or_report()).or_report()
 }
+
+extension_sql!(
+    r#"
+CREATE FUNCTION lightdb_bgw."launch_raw"(
+	"library" TEXT,
+	"function" TEXT,
+	"name" TEXT,
+	"type" TEXT DEFAULT NULL,
+	"main_arg" bigint DEFAULT 0,
+	"extra" bytea DEFAULT NULL,
+	"flags" TEXT[] DEFAULT '{shmem_access,database_connection}',
+	"start_time" TEXT DEFAULT 'recovery_finished',
+	"restart_after" interval DEFAULT NULL,
+	"wait" bool DEFAULT true
+) RETURNS bigint
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'launch_raw_wrapper';
+"#,
+    name = "launch_raw"
+);
 
 /// `queued`, `not_yet_started`, `started`, `stopped` or `postmaster_died`.
 #[pg_extern(volatile, parallel_restricted)]

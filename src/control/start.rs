@@ -15,7 +15,7 @@ use crate::authz::{self, Authorised};
 use crate::capacity;
 use crate::codec;
 use crate::config::{self, KindConfig};
-use crate::error::{split_recorded, BgwError};
+use crate::error::BgwError;
 use crate::gucs;
 use crate::jsonb_text::JsonbBytes;
 use crate::launch::{self, pm_stopped, RawWorker};
@@ -23,6 +23,7 @@ use crate::preload;
 use crate::registry::{self, Admission, Grant, NoRoom, Refusal};
 use crate::spare;
 use crate::spec::{self, Kind, StartTime};
+use crate::sqlstate::split_recorded;
 use crate::workerdef::WorkerDef;
 
 /// A launch of a built-in kind, as `launch(...)` receives it.

@@ -16,9 +16,9 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::authz::Authorised;
+use crate::capacity;
 use crate::config::KindConfig;
 use crate::control::{self, Status};
-use crate::registry::Admission;
 use crate::registry::{self, WorkerRecord};
 use crate::runtime;
 use crate::workerdef::WorkerDef;
@@ -122,7 +122,7 @@ pub fn run(record: &WorkerRecord, children: u32, child_config: &KindConfig) {
                 &launched_by,
                 authorised,
                 false,
-                &Admission::unchecked(),
+                &capacity::child_admission(record.by_superuser),
             ) {
                 Ok(id) => {
                     if child.fast_deaths > 0 || child.not_before.is_some() {

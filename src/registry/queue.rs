@@ -31,8 +31,8 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// No check at all: a supervisor's children, which were authorised
-    /// with the supervisor (they still count toward the role's quota).
+    /// No check at all: a superuser's `launch_raw`, and the extension's
+    /// own registrations.
     pub fn unchecked() -> Admission {
         Admission {
             quota: None,

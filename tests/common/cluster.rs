@@ -322,12 +322,21 @@ impl Cluster {
     /// A client connection to `dbname` as `postgres` that keeps the
     /// messages of the NOTICEs the server sends it.
     pub fn connect_with_notices(&self, dbname: &str) -> (Client, Arc<Mutex<Vec<String>>>) {
+        self.connect_as_with_notices(dbname, "postgres")
+    }
+
+    /// [`Cluster::connect_with_notices`] as `user`.
+    pub fn connect_as_with_notices(
+        &self,
+        dbname: &str,
+        user: &str,
+    ) -> (Client, Arc<Mutex<Vec<String>>>) {
         let notices = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&notices);
         let client = postgres::Config::new()
             .host("127.0.0.1")
             .port(self.port)
-            .user("postgres")
+            .user(user)
             .dbname(dbname)
             .connect_timeout(Duration::from_secs(10))
             .notice_callback(move |notice| {

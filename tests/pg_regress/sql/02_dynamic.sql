@@ -98,7 +98,7 @@ SELECT terminate(:sup), wait_for_shutdown(:sup);
 SELECT await(format('(SELECT bool_and(status = %L) FROM lightdb_bgw.workers WHERE id > %s)', 'stopped', :sup));
 
 -- launch_raw: our own entry point with no lightdb_bgw handle leaves at once.
-SELECT launch_raw('lightdb_bgw', 'lightdb_bgw_main', 'regress raw', flags => '{shmem_access}') AS r1 \gset
+SELECT launch_raw('lightdb_bgw', 'lightdb_bgw_main', 'regress raw', type => 'regress raw type', flags => '{shmem_access}') AS r1 \gset
 SELECT wait_for_shutdown(:r1);
 SELECT name, type, kind, config->>'library' AS library, config->>'function' AS function
 FROM workers WHERE id = :r1;

@@ -5,19 +5,24 @@
 //! proceeds as if they were not there instead of failing with 55006 after
 //! five seconds. Spare processes that kept a connection to it (see
 //! `spare.rs`) are let go too, and so are those connected to the template
-//! a `CREATE DATABASE` copies. A `ProcessUtility_hook`, chained to the one
-//! before it.
+//! a `CREATE DATABASE` copies. Only for a command that will run: one the
+//! server would refuse (not the owner, in a transaction block, other
+//! sessions in the way, ...) stops nothing (see `rights.rs`). A
+//! `ProcessUtility_hook`, chained to the one before it.
 
-use std::ffi::CStr;
 use std::time::Duration;
 
-use pgrx::list::PgList;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::control::{self, Status, Target};
 use crate::registry;
 use crate::spare;
+
+mod command;
+mod rights;
+
+use command::DbCommand;
 
 /// The longest a command waits for the workers it stopped to leave.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,71 +39,6 @@ pub fn init() {
     }
 }
 
-/// C string at `p` as text, if any.
-///
-/// # Safety
-/// `p` is NULL or a NUL-terminated string.
-unsafe fn text(p: *const std::ffi::c_char) -> Option<String> {
-    // SAFETY: the caller's contract.
-    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
-}
-
-/// The database a utility statement drops, renames or moves, if any.
-///
-/// # Safety
-/// `pstmt` is the planned utility statement the server is about to run.
-unsafe fn target_database(pstmt: *mut pg_sys::PlannedStmt) -> Option<String> {
-    // SAFETY: the server hands us a valid statement tree; each node is read
-    // as the struct its tag names.
-    unsafe {
-        let node = (*pstmt).utilityStmt;
-        if node.is_null() {
-            return None;
-        }
-        match (*node).type_ {
-            pg_sys::NodeTag::T_DropdbStmt => text((*(node as *mut pg_sys::DropdbStmt)).dbname),
-            pg_sys::NodeTag::T_RenameStmt => {
-                let stmt = node as *mut pg_sys::RenameStmt;
-                ((*stmt).renameType == pg_sys::ObjectType::OBJECT_DATABASE)
-                    .then(|| text((*stmt).subname))
-                    .flatten()
-            }
-            pg_sys::NodeTag::T_AlterDatabaseStmt => {
-                let stmt = node as *mut pg_sys::AlterDatabaseStmt;
-                let options = PgList::<pg_sys::DefElem>::from_pg((*stmt).options);
-                let moves = options
-                    .iter_ptr()
-                    .any(|opt| text((*opt).defname).as_deref() == Some("tablespace"));
-                moves.then(|| text((*stmt).dbname)).flatten()
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The database a `CREATE DATABASE` copies (its `TEMPLATE`, `template1`
-/// when none is named), which must have no other connection either.
-///
-/// # Safety
-/// `pstmt` is the planned utility statement the server is about to run.
-unsafe fn template_database(pstmt: *mut pg_sys::PlannedStmt) -> Option<String> {
-    // SAFETY: as in `target_database`; `defGetString` reads an option's
-    // value whatever node holds it.
-    unsafe {
-        let node = (*pstmt).utilityStmt;
-        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_CreatedbStmt {
-            return None;
-        }
-        let options =
-            PgList::<pg_sys::DefElem>::from_pg((*(node as *mut pg_sys::CreatedbStmt)).options);
-        let template = options
-            .iter_ptr()
-            .find(|&opt| text((*opt).defname).as_deref() == Some("template"))
-            .and_then(|opt| text(pg_sys::defGetString(opt)));
-        Some(template.unwrap_or_else(|| "template1".to_string()))
-    }
-}
-
 /// The OID of database `db`, if it exists.
 fn database_oid(db: &str) -> Option<pg_sys::Oid> {
     let name = std::ffi::CString::new(db).ok()?;
@@ -107,12 +47,22 @@ fn database_oid(db: &str) -> Option<pg_sys::Oid> {
     (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
-/// Stops for good every extension worker connected to database `db` and
-/// waits (a bounded while) for them to leave.
-fn stop_workers_in(db: &str) {
-    let Some(oid) = database_oid(db) else {
-        return;
-    };
+/// Whether a database named `db` exists.
+fn database_oid_exists(db: &str) -> bool {
+    database_oid(db).is_some()
+}
+
+/// The OID of tablespace `name`, if it exists.
+fn tablespace_oid(name: &str) -> Option<pg_sys::Oid> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a catalog lookup inside the command's transaction.
+    let oid = unsafe { pg_sys::get_tablespace_oid(name.as_ptr(), true) };
+    (oid != pg_sys::InvalidOid).then_some(oid)
+}
+
+/// Stops for good every extension worker connected to database `db`
+/// (`oid`) and waits (a bounded while) for them to leave.
+fn stop_workers_in(db: &str, oid: pg_sys::Oid) {
     let connected: Vec<_> = registry::list()
         .into_iter()
         .filter(|r| r.def.database.is_some())
@@ -140,18 +90,31 @@ fn stop_workers_in(db: &str) {
 }
 
 /// Runs before the statement: our part, in Rust, behind a guard that turns
-/// a Rust panic into an ordinary PostgreSQL error.
+/// a Rust panic into an ordinary PostgreSQL error. Only a command that
+/// will run (see `rights.rs`) stops anything.
 #[pg_guard]
-unsafe extern "C-unwind" fn before_utility(pstmt: *mut pg_sys::PlannedStmt) {
+unsafe extern "C-unwind" fn before_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    context: pg_sys::ProcessUtilityContext::Type,
+) {
     // SAFETY: the statement the server is about to run.
-    if let Some(db) = unsafe { target_database(pstmt) } {
-        stop_workers_in(&db);
+    let Some(command) = (unsafe { command::of(pstmt) }) else {
+        return;
+    };
+    let db = command.database();
+    let Some(oid) = database_oid(db) else {
+        return;
+    };
+    let top_level = context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL;
+    if !rights::will_run(&command, oid, top_level) {
+        return;
     }
-    // SAFETY: as above. The template's own workers are left alone (the
-    // command fails for them as for any session); only the spares the
-    // extension keeps connected there, which nobody sees, are let go.
-    if let Some(oid) = unsafe { template_database(pstmt) }.and_then(|db| database_oid(&db)) {
-        spare::let_go_connected_to(oid.to_u32(), LEAVE_TIMEOUT);
+    match command {
+        // The template's own workers are left alone (the command fails for
+        // them as for any session); only the spares the extension keeps
+        // connected there, which nobody sees, are let go.
+        DbCommand::Copy { .. } => spare::let_go_connected_to(oid.to_u32(), LEAVE_TIMEOUT),
+        _ => stop_workers_in(db, oid),
     }
 }
 
@@ -203,7 +166,7 @@ unsafe extern "C-unwind" fn process_utility(
     // SAFETY: called by the server with its statement; the previous hook
     // or the standard routine then runs it with the same arguments.
     unsafe {
-        before_utility(pstmt);
+        before_utility(pstmt, context);
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query, read_only_tree, context, params, env, dest, qc),
             None => server::standard_ProcessUtility(
@@ -232,7 +195,7 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     // SAFETY: as in the version for PostgreSQL 14 and later.
     unsafe {
-        before_utility(pstmt);
+        before_utility(pstmt, context);
         match PREV_PROCESS_UTILITY {
             Some(prev) => prev(pstmt, query, context, params, env, dest, qc),
             None => server::standard_ProcessUtility(pstmt, query, context, params, env, dest, qc),

@@ -1,0 +1,177 @@
+//! Whether a database command will get past PostgreSQL's own checks, asked
+//! before the hook stops anybody's workers for it. Workers are stopped
+//! only for a command that will then run: issued where the server allows
+//! it (outside a transaction block, for the commands that refuse one), by
+//! the database's owner (a superuser, or a member of the owning role) with
+//! the other rights it needs (CREATEDB to rename, CREATE on the new
+//! tablespace, which is another one and not pg_global), not on the
+//! session's own database, and with nothing else
+//! in its way that the server refuses or waits for: other sessions
+//! (unless `FORCE`), prepared transactions, for a drop a template, an
+//! active replication slot or a subscription. Any other command is left to
+//! the server, which raises its own error: no worker is touched and no
+//! NOTICE names any. The facts are read from the catalogs' caches and the
+//! server's functions, by OID; the session counts through SQL whose every
+//! name and operator is schema-qualified, so no search_path changes them.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::command::DbCommand;
+
+/// What the checks need of a database's catalog row.
+struct Database {
+    owner: pg_sys::Oid,
+    is_template: bool,
+    tablespace: pg_sys::Oid,
+}
+
+/// The catalog row of database `oid`, if it exists.
+fn database(oid: pg_sys::Oid) -> Option<Database> {
+    // SAFETY: a syscache lookup inside the command's transaction; the
+    // tuple is read as pg_database's row and released before returning.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::DATABASEOID as _,
+            pg_sys::Datum::from(oid),
+        );
+        if tuple.is_null() {
+            return None;
+        }
+        let row = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tuple);
+        let found = Database {
+            owner: (*row).datdba,
+            is_template: (*row).datistemplate,
+            tablespace: (*row).dattablespace,
+        };
+        pg_sys::ReleaseSysCache(tuple);
+        Some(found)
+    }
+}
+
+/// Whether the current user may create databases (what `RENAME` asks).
+fn may_create_databases() -> bool {
+    // SAFETY: as in `database`, on pg_authid's row of the current user.
+    unsafe {
+        let me = pg_sys::GetUserId();
+        if pg_sys::superuser_arg(me) {
+            return true;
+        }
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::AUTHOID as _,
+            pg_sys::Datum::from(me),
+        );
+        if tuple.is_null() {
+            return false;
+        }
+        let may = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_authid>(tuple)).rolcreatedb;
+        pg_sys::ReleaseSysCache(tuple);
+        may
+    }
+}
+
+/// Whether the current user may create objects in tablespace `oid`.
+fn may_create_in(tablespace: pg_sys::Oid) -> bool {
+    // SAFETY: an ACL check by OIDs inside the command's transaction.
+    let result = unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        {
+            pg_sys::pg_tablespace_aclcheck(
+                tablespace,
+                pg_sys::GetUserId(),
+                pg_sys::ACL_CREATE as pg_sys::AclMode,
+            )
+        }
+        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+        {
+            pg_sys::object_aclcheck(
+                pg_sys::TableSpaceRelationId,
+                tablespace,
+                pg_sys::GetUserId(),
+                pg_sys::ACL_CREATE as pg_sys::AclMode,
+            )
+        }
+    };
+    result == pg_sys::AclResult::ACLCHECK_OK
+}
+
+/// Whether an active replication slot uses database `oid`.
+fn has_active_slot(oid: pg_sys::Oid) -> bool {
+    let (mut slots, mut active) = (0, 0);
+    // SAFETY: counts under the slots' own lock; plain out-parameters.
+    unsafe { pg_sys::ReplicationSlotsCountDBSlots(oid, &mut slots, &mut active) };
+    active > 0
+}
+
+/// Sessions other than this one and the extension's own processes (and
+/// autovacuum, which the server asks to leave), prepared transactions, and
+/// subscriptions, in database `oid`.
+const IN_THE_WAY: &str = "\
+SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_get_activity(NULL) a \
+         WHERE a.datid OPERATOR(pg_catalog.=) $1 \
+           AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() \
+           AND a.backend_type OPERATOR(pg_catalog.<>) 'lightdb_bgw' \
+           AND a.backend_type OPERATOR(pg_catalog.<>) 'autovacuum worker'), \
+       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xact() p \
+         WHERE p.dbid OPERATOR(pg_catalog.=) $1), \
+       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_subscription s \
+         WHERE s.subdbid OPERATOR(pg_catalog.=) $1)";
+
+/// What stands in the way of a command on database `oid`: (other
+/// sessions, prepared transactions, subscriptions).
+fn in_the_way(oid: pg_sys::Oid) -> (i64, i64, i64) {
+    match Spi::get_three_with_args::<i64, i64, i64>(IN_THE_WAY, &[oid.into()]) {
+        Ok((sessions, prepared, subscriptions)) => (
+            sessions.unwrap_or(0),
+            prepared.unwrap_or(0),
+            subscriptions.unwrap_or(0),
+        ),
+        // Not known: something may be in the way.
+        Err(_) => (1, 1, 1),
+    }
+}
+
+/// Whether `command` on database `oid` will run, as far as the server's
+/// checks before it touches the database go. `top_level`: the statement
+/// was issued by the client, not from a function.
+pub fn will_run(command: &DbCommand, oid: pg_sys::Oid, top_level: bool) -> bool {
+    let Some(db) = database(oid) else {
+        return false;
+    };
+    // SAFETY: plain reads of the session's transaction and user state.
+    let (in_block, mine, owner) = unsafe {
+        (
+            pg_sys::IsInTransactionBlock(top_level),
+            pg_sys::MyDatabaseId == oid,
+            pg_sys::has_privs_of_role(pg_sys::GetUserId(), db.owner),
+        )
+    };
+    let first = match command {
+        DbCommand::Drop { .. } => !in_block && owner && !mine && !db.is_template,
+        DbCommand::Rename { new_name, .. } => {
+            owner && !mine && may_create_databases() && !super::database_oid_exists(new_name)
+        }
+        DbCommand::Move { tablespace, .. } => {
+            let target = super::tablespace_oid(tablespace);
+            !in_block
+                && owner
+                && !mine
+                && target.is_some_and(|t| {
+                    t != db.tablespace && t != pg_sys::GLOBALTABLESPACE_OID && may_create_in(t)
+                })
+        }
+        // Only the spares kept connected to the template are let go, which
+        // nobody sees: the right to create databases is enough.
+        DbCommand::Copy { .. } => return may_create_databases(),
+    };
+    if !first {
+        return false;
+    }
+    let force = matches!(command, DbCommand::Drop { force: true, .. });
+    if matches!(command, DbCommand::Drop { .. }) && has_active_slot(oid) {
+        return false;
+    }
+    let (sessions, prepared, subscriptions) = in_the_way(oid);
+    let dropping = matches!(command, DbCommand::Drop { .. });
+    (force || sessions == 0) && prepared == 0 && !(dropping && subscriptions > 0)
+}
