@@ -177,15 +177,30 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
     let admission = capacity::admission(authorised.role_oid, authorised.database_oid, req.queue);
     let id = register(def, &me, authorised, req.bypass_allowconn, &admission)?;
     if req.wait {
-        wait_until_ready(id, start_time)?;
+        // A wait that ends in an error (a cancel, statement_timeout) returns
+        // no id: the worker it waited for is stopped, so nothing is left
+        // that the caller cannot name.
+        PgTryBuilder::new(|| wait_until_ready(id, start_time))
+            .catch_others(|caught| {
+                stop_unclaimed(id);
+                caught.rethrow()
+            })
+            .execute()?;
     }
     Ok(id)
+}
+
+/// Stops worker `id`, registered by a launch that returns no id after all.
+fn stop_unclaimed(id: i64) {
+    if let Some(rec) = registry::request_terminate(id) {
+        stop_record(&rec);
+    }
 }
 
 /// `launch(..., wait => true)`: returns once worker `id` is connected as
 /// its role (or, needing no connection, runs). A worker that stops, or
 /// fails and waits for a restart, before that is terminated and its own
-/// error raised again with its SQLSTATE. On a hot standby a worker that
+/// error raised again with its SQLSTATE (the caller gets no id). On a hot standby a worker that
 /// starts only once recovery finishes is not waited for (that may never
 /// come): a NOTICE says so.
 fn wait_until_ready(id: i64, start_time: StartTime) -> Result<(), BgwError> {
@@ -203,9 +218,7 @@ fn wait_until_ready(id: i64, start_time: StartTime) -> Result<(), BgwError> {
     if rec.connected {
         return Ok(());
     }
-    if let Some(rec) = registry::request_terminate(id) {
-        stop_record(&rec);
-    }
+    stop_unclaimed(id);
     let stopped = format!("worker {id} stopped before it was ready");
     let recorded = rec.error.clone().or_else(|| {
         let (sqlstate, message) = rec.last_error.as_deref().and_then(split_recorded)?;

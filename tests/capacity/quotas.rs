@@ -1,0 +1,142 @@
+//! Per-role quotas and the superuser reserve (also against a supervisor's
+//! children), and the slot of a worker terminated before it started.
+
+use super::*;
+
+#[test]
+fn quotas_per_role_and_the_superuser_reserve() {
+    let (cluster, mut admin) = Cluster::with_extension(
+        "quotas",
+        &[
+            ("max_worker_processes", "8"),
+            ("lightdb_bgw.superuser_reserved_workers", "2"),
+        ],
+    );
+    admin
+        .batch_execute(
+            "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
+             ALTER ROLE alice SET lightdb_bgw.max_workers_per_role = 2;",
+        )
+        .unwrap();
+    grant_all(&mut admin, "alice, bob");
+
+    // How many slots there are, measured by a superuser.
+    let (all, err) = fill(&mut admin);
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+    stop_all(&mut admin, &all);
+    let free = all.len();
+    assert!(free >= 4, "room for the test: {free}");
+
+    // alice: two workers, the third over her quota.
+    let mut alice = cluster.connect_as("postgres", "alice");
+    let (hers, err) = fill(&mut alice);
+    assert_eq!(hers.len(), 2);
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+    assert!(
+        db_error(&err)
+            .hint()
+            .unwrap_or("")
+            .contains("lightdb_bgw.max_workers_per_role"),
+        "{err:?}"
+    );
+    // ... or waits in the queue until one of hers stops.
+    let queued = launch(&mut alice, &format!("{FOREVER}, queue => true"));
+    assert_eq!(status(&mut alice, queued), "queued");
+
+    // bob has no quota: he takes what is left but the reserve.
+    let mut bob = cluster.connect_as("postgres", "bob");
+    let (his, err) = fill(&mut bob);
+    assert_eq!(his.len(), free - 2 - 2, "bob leaves the superuser reserve");
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+    assert!(
+        db_error(&err)
+            .hint()
+            .unwrap_or("")
+            .contains("lightdb_bgw.superuser_reserved_workers"),
+        "{err:?}"
+    );
+    // alice's queued worker still waits (her quota), not taking the reserve.
+    let (su, err) = fill(&mut admin);
+    assert_eq!(su.len(), 2, "a superuser takes the reserve");
+    assert_eq!(sqlstate(&err), "53000");
+    assert_eq!(status(&mut alice, queued), "queued");
+
+    // One of alice's stops: her queued worker starts in its place.
+    stop_all(&mut admin, &su);
+    assert_eq!(stop_worker(&mut alice, hers[0]), "stopped");
+    let reached: String = alice
+        .query_one("SELECT lightdb_bgw.wait_for_startup($1, '30s')", &[&queued])
+        .unwrap()
+        .get(0);
+    assert_eq!(reached, "started");
+    stop_all(&mut alice, &[hers[1], queued]);
+    stop_all(&mut bob, &his);
+
+    // bob's supervisor asks for more children than fit: they leave the
+    // reserve as his own launches do, the one left over noted.
+    let sup = launch(
+        &mut bob,
+        &format!(
+            "'supervisor', database => NULL, \
+             config => '{{\"children\": {free}, \"child_kind\": \"sleep\"}}'"
+        ),
+    );
+    let children = format!("lightdb_bgw supervisor {sup} child %");
+    let fit = free - 1 - 2;
+    eventually("the children that fit run", LONG, || {
+        let running: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM lightdb_bgw.workers WHERE name LIKE $1 AND status = 'started'",
+                &[&children],
+            )
+            .unwrap()
+            .get(0);
+        let note: Option<String> = admin
+            .query_one(
+                "SELECT last_error FROM lightdb_bgw.workers WHERE id = $1",
+                &[&sup],
+            )
+            .unwrap()
+            .get(0);
+        (running as usize == fit && note.is_some_and(|n| n.contains("cannot launch child")))
+            .then_some(())
+    });
+    let (su, err) = fill(&mut admin);
+    assert_eq!(su.len(), 2, "the reserve is still the superuser's: {err:?}");
+    stop_all(&mut admin, &su);
+    assert_eq!(stop_worker(&mut bob, sup), "stopped");
+}
+
+/// A worker terminated before its process started holds its postmaster
+/// slot until the postmaster lets go of it (it may even start the process,
+/// which then leaves at once): `wait_for_shutdown` returns only then, so
+/// the next launch into the last free slot never meets 53000.
+#[test]
+fn a_worker_terminated_before_it_started_frees_its_slot_before_wait_for_shutdown_returns() {
+    let (_cluster, mut admin) = Cluster::with_extension(
+        "terminated_early",
+        &[
+            ("max_worker_processes", "4"),
+            ("lightdb_bgw.superuser_reserved_workers", "0"),
+        ],
+    );
+    let (blockers, err) = fill(&mut admin);
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+    let (freed, rest) = blockers.split_first().expect("a slot was free");
+    assert_eq!(stop_worker(&mut admin, *freed), "stopped");
+    for round in 0..200 {
+        let id: i64 = admin
+            .query_one(&format!("SELECT lightdb_bgw.launch({FOREVER})"), &[])
+            .unwrap_or_else(|e| panic!("round {round}: the last slot was not free: {e:?}"))
+            .get(0);
+        let row = admin
+            .query_one(
+                "SELECT lightdb_bgw.terminate($1), lightdb_bgw.wait_for_shutdown($1, '30s')",
+                &[&id],
+            )
+            .unwrap();
+        assert!(row.get::<_, bool>(0), "round {round}: {id} was registered");
+        assert_eq!(row.get::<_, String>(1), "stopped", "round {round}");
+    }
+    stop_all(&mut admin, rest);
+}
