@@ -222,6 +222,9 @@ pub fn in_transaction<R>(
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
     let watch = CodeWatch::start();
+    // Whether the error caught was the server's (not a Rust panic or ours);
+    // a flag only read after the catch.
+    let server_error = std::panic::AssertUnwindSafe(std::cell::Cell::new(false));
     let outcome = PgTryBuilder::new(move || {
         let value = work();
         // SAFETY: the snapshot pushed above is still the active one.
@@ -232,6 +235,10 @@ pub fn in_transaction<R>(
         Ok(value)
     })
     .catch_others(|caught| {
+        server_error.set(matches!(
+            caught,
+            pg_sys::panic::CaughtError::PostgresError(_)
+        ));
         let report = match &caught {
             pg_sys::panic::CaughtError::PostgresError(report)
             | pg_sys::panic::CaughtError::ErrorReport(report)
@@ -249,7 +256,13 @@ pub fn in_transaction<R>(
     })
     .execute();
     // The error's own code, also one pgrx's enum does not name.
-    let own = watch.finish(outcome.as_ref().err().map(|e| e.sqlstate.as_str()));
+    let own = watch.finish(
+        outcome
+            .as_ref()
+            .err()
+            .filter(|_| server_error.get())
+            .map(|e| e.sqlstate.as_str()),
+    );
     let outcome = outcome.map_err(|error| ErrorText {
         sqlstate: own.unwrap_or(error.sqlstate),
         ..error

@@ -59,10 +59,15 @@ thread_local! {
 }
 
 /// Notes the code of the report being finished (called by the server for
-/// every report while the watch's callback is on the stack).
+/// every report while the watch's callback is on the stack), unless it is
+/// of the classes of success, warning or no data (00, 01, 02): a NOTICE or
+/// WARNING after an error was caught in PL/pgSQL is not the error.
 unsafe extern "C-unwind" fn note_code(_arg: *mut c_void) {
     // SAFETY: called from errfinish, with a report on the error stack.
-    NOTED.set(unsafe { pg_sys::geterrcode() });
+    let code = unsafe { pg_sys::geterrcode() };
+    if !matches!(&unpack(code)[..2], "00" | "01" | "02") {
+        NOTED.set(code);
+    }
 }
 
 /// Watches the reports made while a unit of work runs, so that its error's
@@ -91,9 +96,13 @@ impl CodeWatch {
     }
 
     /// Takes the watch off the stack (as it was before `start`); given the
-    /// SQLSTATE pgrx made of the error it caught, the code the server
-    /// reported for it, when pgrx's is what it makes of that code (so the
-    /// last report watched was that error).
+    /// SQLSTATE pgrx made of an error of the server's it caught (not a Rust
+    /// panic or a report of ours, which never reach the callback), the code
+    /// the server reported for it, when pgrx's is what it makes of that
+    /// code (so the last error watched was that one). One case stays wrong:
+    /// a PL/pgSQL `RAISE;` that throws a caught error again runs no
+    /// callback, so an error with another unnamed code caught in between
+    /// would be taken for it.
     pub fn finish(self, caught: Option<&str>) -> Option<String> {
         // SAFETY: restores the stack as `start` found it; the frames above
         // ours, if any, belonged to the work that has ended.

@@ -3,8 +3,8 @@
 //! dynamic (restartable) worker connected; the workers are stopped for good
 //! with a NOTICE naming each. A static worker whose database is gone at a
 //! later start stops for good instead of looping. A command the server
-//! refuses (not the owner, a transaction block, another session in the
-//! way, ...) stops nobody and names nobody.
+//! refuses (not the owner, a transaction block, read-only, a name taken,
+//! ...) stops nobody and names nobody.
 
 mod common;
 
@@ -176,33 +176,35 @@ fn a_database_command_the_server_refuses_stops_nobody() {
     assert_eq!(sqlstate(&err), "42P04", "{err:?}");
     unchanged(&mut admin, "RENAME to a name taken");
 
-    // Another session in the database: the server waits for it and fails
-    // (55006), as it would without the extension; the workers stay.
-    let elsewhere = cluster.connect("theirs");
+    // A read-only transaction (the server's 25006 after the hook), and a
+    // tablespace beside another option (refused by the server).
+    owner
+        .batch_execute("SET default_transaction_read_only = on")
+        .unwrap();
     let err = owner
         .batch_execute("DROP DATABASE theirs")
-        .expect_err("DROP DATABASE with another session in it");
-    assert_eq!(sqlstate(&err), "55006", "{err:?}");
-    unchanged(&mut admin, "DROP DATABASE with another session in it");
+        .expect_err("DROP DATABASE read-only");
+    assert_eq!(sqlstate(&err), "25006", "{err:?}");
+    owner
+        .batch_execute("RESET default_transaction_read_only")
+        .unwrap();
+    unchanged(&mut admin, "DROP DATABASE in a read-only transaction");
+    owner
+        .batch_execute("ALTER DATABASE theirs WITH TABLESPACE pg_default CONNECTION LIMIT 5")
+        .expect_err("a tablespace beside another option");
+    unchanged(&mut admin, "SET TABLESPACE beside another option");
     assert!(
         said.lock().unwrap().is_empty(),
         "{:?}",
         said.lock().unwrap()
     );
 
-    // Once nothing else is in the way, the same command stops them first.
-    drop(elsewhere);
-    eventually("the other session left", LONG, || {
-        let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = 'theirs' AND backend_type = 'client backend'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        (n == 0).then_some(())
-    });
+    // CREATE DATABASE ... TEMPLATE DEFAULT (no value) is template1.
+    owner
+        .batch_execute("CREATE DATABASE copied TEMPLATE DEFAULT")
+        .unwrap();
+
+    // A command that will run stops them first.
     owner.batch_execute("DROP DATABASE theirs").unwrap();
     for id in [restartable, sleeper] {
         assert_eq!(status(&mut admin, id), "stopped");

@@ -1,5 +1,5 @@
 //! What a utility statement does to a database, read from its parse tree:
-//! drops it (`FORCE` or not), renames it, moves it to another tablespace,
+//! drops it, renames it, moves it to another tablespace,
 //! or copies it as the template of a `CREATE DATABASE`; nothing for any
 //! other statement.
 
@@ -12,7 +12,7 @@ use pgrx::pg_sys;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbCommand {
     /// `DROP DATABASE name [WITH (FORCE)]`.
-    Drop { name: String, force: bool },
+    Drop { name: String },
     /// `ALTER DATABASE name RENAME TO new_name`.
     Rename { name: String, new_name: String },
     /// `ALTER DATABASE name SET TABLESPACE tablespace`.
@@ -44,7 +44,8 @@ unsafe fn text(p: *const c_char) -> Option<String> {
 }
 
 /// The value of option `name` among a statement's `DefElem`s, as text
-/// (`defGetString` reads whatever node holds it); `None` when absent.
+/// (`defGetString` reads whatever node holds it); `None` when absent or
+/// given as `DEFAULT` (no value: `TEMPLATE DEFAULT` is template1).
 ///
 /// # Safety
 /// `options` is a statement's list of `DefElem`s.
@@ -54,20 +55,8 @@ unsafe fn option(options: *mut pg_sys::List, name: &str) -> Option<String> {
         PgList::<pg_sys::DefElem>::from_pg(options)
             .iter_ptr()
             .find(|&opt| text((*opt).defname).as_deref() == Some(name))
+            .filter(|&opt| !(*opt).arg.is_null())
             .and_then(|opt| text(pg_sys::defGetString(opt)))
-    }
-}
-
-/// Whether option `name` is among a statement's `DefElem`s.
-///
-/// # Safety
-/// `options` is a statement's list of `DefElem`s.
-unsafe fn has_option(options: *mut pg_sys::List, name: &str) -> bool {
-    // SAFETY: the caller's contract.
-    unsafe {
-        PgList::<pg_sys::DefElem>::from_pg(options)
-            .iter_ptr()
-            .any(|opt| text((*opt).defname).as_deref() == Some(name))
     }
 }
 
@@ -88,7 +77,6 @@ pub unsafe fn of(pstmt: *mut pg_sys::PlannedStmt) -> Option<DbCommand> {
                 let stmt = node as *mut pg_sys::DropdbStmt;
                 Some(DbCommand::Drop {
                     name: text((*stmt).dbname)?,
-                    force: has_option((*stmt).options, "force"),
                 })
             }
             pg_sys::NodeTag::T_RenameStmt => {
@@ -103,6 +91,10 @@ pub unsafe fn of(pstmt: *mut pg_sys::PlannedStmt) -> Option<DbCommand> {
             }
             pg_sys::NodeTag::T_AlterDatabaseStmt => {
                 let stmt = node as *mut pg_sys::AlterDatabaseStmt;
+                // The server refuses a tablespace beside other options.
+                if PgList::<pg_sys::DefElem>::from_pg((*stmt).options).len() != 1 {
+                    return None;
+                }
                 Some(DbCommand::Move {
                     name: text((*stmt).dbname)?,
                     tablespace: option((*stmt).options, "tablespace")?,

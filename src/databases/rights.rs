@@ -1,18 +1,23 @@
 //! Whether a database command will get past PostgreSQL's own checks, asked
 //! before the hook stops anybody's workers for it. Workers are stopped
-//! only for a command that will then run: issued where the server allows
-//! it (outside a transaction block, for the commands that refuse one), by
-//! the database's owner (a superuser, or a member of the owning role) with
-//! the other rights it needs (CREATEDB to rename, CREATE on the new
+//! only for a command the server will not refuse outright: issued where it
+//! allows it (not in a read-only transaction or on a standby; outside a
+//! transaction block, for the commands that refuse one), by the
+//! database's owner (a superuser, or a member of the owning role) with the
+//! other rights it needs (CREATEDB to rename, CREATE on the new
 //! tablespace, which is another one and not pg_global), not on the
-//! session's own database, and with nothing else
-//! in its way that the server refuses or waits for: other sessions
-//! (unless `FORCE`), prepared transactions, for a drop a template, an
-//! active replication slot or a subscription. Any other command is left to
-//! the server, which raises its own error: no worker is touched and no
-//! NOTICE names any. The facts are read from the catalogs' caches and the
-//! server's functions, by OID; the session counts through SQL whose every
-//! name and operator is schema-qualified, so no search_path changes them.
+//! session's own database, and with nothing in its way that stays there:
+//! prepared transactions, for a drop a template, an active replication
+//! slot or a subscription. Any other command is left to the server, which
+//! raises its own error: no worker is touched and no NOTICE names any.
+//! Other sessions in the database are not asked about: the server waits
+//! for them to leave (up to 5 s) after the hook, and sessions that are
+//! leaving, or parallel workers of the extension's own workers, would be
+//! counted wrongly by a look beforehand; if they stay, the owner's command
+//! fails with 55006 with the workers already stopped. The facts are read
+//! from the catalogs' caches and the server's functions, by OID; the two
+//! counts through SQL whose every name and operator is schema-qualified,
+//! so no search_path changes them.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -103,31 +108,21 @@ fn has_active_slot(oid: pg_sys::Oid) -> bool {
     active > 0
 }
 
-/// Sessions other than this one and the extension's own processes (and
-/// autovacuum, which the server asks to leave), prepared transactions, and
-/// subscriptions, in database `oid`.
+/// Prepared transactions and subscriptions in database `oid`: they do not
+/// go away while the command waits, and the server refuses it for them.
 const IN_THE_WAY: &str = "\
-SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_get_activity(NULL) a \
-         WHERE a.datid OPERATOR(pg_catalog.=) $1 \
-           AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid() \
-           AND a.backend_type OPERATOR(pg_catalog.<>) 'lightdb_bgw' \
-           AND a.backend_type OPERATOR(pg_catalog.<>) 'autovacuum worker'), \
-       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xact() p \
+SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_xact() p \
          WHERE p.dbid OPERATOR(pg_catalog.=) $1), \
        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_subscription s \
          WHERE s.subdbid OPERATOR(pg_catalog.=) $1)";
 
-/// What stands in the way of a command on database `oid`: (other
-/// sessions, prepared transactions, subscriptions).
-fn in_the_way(oid: pg_sys::Oid) -> (i64, i64, i64) {
-    match Spi::get_three_with_args::<i64, i64, i64>(IN_THE_WAY, &[oid.into()]) {
-        Ok((sessions, prepared, subscriptions)) => (
-            sessions.unwrap_or(0),
-            prepared.unwrap_or(0),
-            subscriptions.unwrap_or(0),
-        ),
+/// What stands in the way of a command on database `oid`: (prepared
+/// transactions, subscriptions).
+fn in_the_way(oid: pg_sys::Oid) -> (i64, i64) {
+    match Spi::get_two_with_args::<i64, i64>(IN_THE_WAY, &[oid.into()]) {
+        Ok((prepared, subscriptions)) => (prepared.unwrap_or(0), subscriptions.unwrap_or(0)),
         // Not known: something may be in the way.
-        Err(_) => (1, 1, 1),
+        Err(_) => (1, 1),
     }
 }
 
@@ -138,14 +133,21 @@ pub fn will_run(command: &DbCommand, oid: pg_sys::Oid, top_level: bool) -> bool 
     let Some(db) = database(oid) else {
         return false;
     };
-    // SAFETY: plain reads of the session's transaction and user state.
-    let (in_block, mine, owner) = unsafe {
+    // SAFETY: plain reads of the session's transaction, recovery and user
+    // state.
+    let (read_only, in_block, mine, owner) = unsafe {
         (
+            pg_sys::XactReadOnly || pg_sys::RecoveryInProgress(),
             pg_sys::IsInTransactionBlock(top_level),
             pg_sys::MyDatabaseId == oid,
             pg_sys::has_privs_of_role(pg_sys::GetUserId(), db.owner),
         )
     };
+    // The server refuses these in a read-only transaction and on a standby
+    // (after this hook).
+    if read_only && !matches!(command, DbCommand::Copy { .. }) {
+        return false;
+    }
     let first = match command {
         DbCommand::Drop { .. } => !in_block && owner && !mine && !db.is_template,
         DbCommand::Rename { new_name, .. } => {
@@ -167,11 +169,10 @@ pub fn will_run(command: &DbCommand, oid: pg_sys::Oid, top_level: bool) -> bool 
     if !first {
         return false;
     }
-    let force = matches!(command, DbCommand::Drop { force: true, .. });
-    if matches!(command, DbCommand::Drop { .. }) && has_active_slot(oid) {
+    let dropping = matches!(command, DbCommand::Drop { .. });
+    if dropping && has_active_slot(oid) {
         return false;
     }
-    let (sessions, prepared, subscriptions) = in_the_way(oid);
-    let dropping = matches!(command, DbCommand::Drop { .. });
-    (force || sessions == 0) && prepared == 0 && !(dropping && subscriptions > 0)
+    let (prepared, subscriptions) = in_the_way(oid);
+    prepared == 0 && !(dropping && subscriptions > 0)
 }
