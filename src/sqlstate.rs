@@ -65,9 +65,14 @@ thread_local! {
 unsafe extern "C-unwind" fn note_code(_arg: *mut c_void) {
     // SAFETY: called from errfinish, with a report on the error stack.
     let code = unsafe { pg_sys::geterrcode() };
-    if !matches!(&unpack(code)[..2], "00" | "01" | "02") {
+    if is_error(code) {
         NOTED.set(code);
     }
+}
+
+/// Whether a packed code is of an error class (not 00, 01 or 02).
+fn is_error(code: i32) -> bool {
+    !matches!(&unpack(code)[..2], "00" | "01" | "02")
 }
 
 /// Watches the reports made while a unit of work runs, so that its error's
@@ -216,6 +221,10 @@ mod unit {
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
             );
             assert_eq!(split_recorded(&format!("{code}: m")), Some((code, "m")));
+        }
+        assert!(is_error(pack("P0123").unwrap()));
+        for not_an_error in ["00000", "01000", "01U01", "02000"] {
+            assert!(!is_error(pack(not_an_error).unwrap()), "{not_an_error}");
         }
         assert_eq!(pack("p0123"), None);
         assert_eq!(pack("P012"), None);
