@@ -85,6 +85,14 @@ pub const KINDS: &[KindInfo] = &[
 ];
 
 impl Kind {
+    /// Whether a worker of this kind connects (to its database, as its
+    /// role) before it runs: not without a database, and not a supervisor,
+    /// which only registers workers. One that does not is ready as it
+    /// starts.
+    pub fn needs_connection(self, has_database: bool) -> bool {
+        has_database && !matches!(self, Kind::Supervisor | Kind::Raw)
+    }
+
     pub fn info(self) -> &'static KindInfo {
         KINDS
             .iter()

@@ -116,7 +116,7 @@ pub fn become_worker(
     }
     // Ready as it starts if it needs no connection, or runs in a process
     // given back connected exactly as it connects.
-    let ready = !kinds::needs_connection(facts.kind, facts.has_database)
+    let ready = !facts.kind.needs_connection(facts.has_database)
         || (handle.is_some()
             && connection::connected_exactly_as(
                 facts.database_oid,

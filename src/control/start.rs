@@ -323,7 +323,7 @@ fn take_spare(
     authorised: Authorised,
     bypass_allowconn: bool,
 ) -> Option<registry::PgHandle> {
-    let connection = if crate::kinds::needs_connection(def.kind, def.database.is_some()) {
+    let connection = if def.kind.needs_connection(def.database.is_some()) {
         // SAFETY: a plain read of this backend's transaction state.
         if !unsafe { pg_sys::IsTransactionState() } {
             return None;

@@ -12,13 +12,6 @@ use crate::connection;
 use crate::registry::WorkerRecord;
 use crate::spec::Kind;
 
-/// Whether a worker of `kind` connects (to its database, as its role)
-/// before it runs: not without a database, and not a supervisor, which
-/// only registers workers. One that does not is ready as it starts.
-pub fn needs_connection(kind: Kind, has_database: bool) -> bool {
-    has_database && !matches!(kind, Kind::Supervisor | Kind::Raw)
-}
-
 /// Whether a worker with `config` run by a spare gives the process back
 /// when it stops, for the next launch, rather than ending it: a `sleep`
 /// worker, which runs no code of its user's, and a `sql` worker that runs
@@ -49,14 +42,18 @@ pub enum Ended {
 }
 
 /// Connects the worker as it was authorised, when it needs to (see
-/// [`needs_connection`]), then runs its kind, with the typed config the
+/// [`Kind::needs_connection`]), then runs its kind, with the typed config the
 /// registry kept, until the worker exits; a worker that gives its process
 /// back returns how it ended instead.
 pub fn run(record: &WorkerRecord) -> Ended {
     let config = record.def.config.clone();
     // One that needs no connection was recorded ready as it claimed its
     // slot (see `worker.rs`).
-    if needs_connection(record.def.kind, record.def.database.is_some()) {
+    if record
+        .def
+        .kind
+        .needs_connection(record.def.database.is_some())
+    {
         let woken = crate::runtime::recyclable() && woken_to_stop(record.def.kind);
         connection::connect(record, woken);
     }
