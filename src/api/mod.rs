@@ -30,7 +30,7 @@ fn interval_parts(i: Interval) -> (i32, i32, i64) {
 fn timeout(value: Option<Interval>) -> Result<Option<Duration>, BgwError> {
     value
         .map(|i| {
-            Duration::try_from(i).map_err(|_| BgwError::invalid("timeout must not be negative"))
+            crate::config::wait_timeout(i.months(), i.days(), i.micros()).map_err(BgwError::invalid)
         })
         .transpose()
 }

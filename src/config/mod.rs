@@ -66,6 +66,15 @@ pub enum KindConfig {
 }
 
 impl KindConfig {
+    /// Whether a worker with this config needs a database: its kind's
+    /// rule, and for a supervisor its children's, who run in its database.
+    pub fn needs_database(&self) -> bool {
+        match self {
+            KindConfig::Supervisor { child, .. } => child.needs_database(),
+            other => other.kind().info().needs_database,
+        }
+    }
+
     /// The kind this config belongs to.
     pub fn kind(&self) -> Kind {
         match self {
@@ -297,6 +306,19 @@ pub fn interval_duration(months: i32, days: i32, micros: i64) -> Result<Duration
     u64::try_from(total)
         .map(Duration::from_micros)
         .map_err(|_| "is too long".into())
+}
+
+/// A wait's timeout from an interval's parts: any length that is not
+/// negative, a month counted as 30 days (as PostgreSQL compares
+/// intervals), one beyond what fits waiting as long as it takes.
+pub fn wait_timeout(months: i32, days: i32, micros: i64) -> Result<Duration, String> {
+    let total = (months as i128 * 30 + days as i128) * 86_400_000_000 + micros as i128;
+    if total < 0 {
+        return Err("timeout must not be negative".into());
+    }
+    Ok(Duration::from_micros(
+        u64::try_from(total).unwrap_or(u64::MAX),
+    ))
 }
 
 /// `restart_after`: microseconds of an interval to whole seconds, refusing

@@ -143,3 +143,22 @@ fn restart_after() {
     );
     assert_eq!(restart_secs(0, 0, 1_000_000), Ok(1));
 }
+
+#[test]
+fn wait_timeouts_take_any_interval_that_is_not_negative() {
+    let hour = 3_600_000_000i64;
+    // '1 day -23 hours' is one hour.
+    assert_eq!(
+        wait_timeout(0, 1, -23 * hour),
+        Ok(Duration::from_secs(3600))
+    );
+    assert_eq!(wait_timeout(1, 0, 0), Ok(Duration::from_secs(30 * 86_400)));
+    // '178000000 years' waits as long as it takes.
+    assert!(wait_timeout(i32::MAX, i32::MAX, i64::MAX).unwrap() >= Duration::from_secs(1 << 40));
+    assert_eq!(wait_timeout(0, 0, 0), Ok(Duration::ZERO));
+    assert_eq!(
+        wait_timeout(0, 1, -25 * hour),
+        Err("timeout must not be negative".into())
+    );
+    assert!(wait_timeout(-1, 0, 0).is_err());
+}

@@ -156,10 +156,14 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
             "only a superuser may launch with bypass_allowconn".into(),
         ));
     }
-    if kind.info().needs_database && req.database.is_none() {
-        return Err(BgwError::NullValue(format!(
-            "database of a \"{kind}\" worker"
-        )));
+    if config.needs_database() && req.database.is_none() {
+        return Err(BgwError::NullValue(match &config {
+            KindConfig::Supervisor { child, .. } => format!(
+                "database of a \"{kind}\" worker whose children are \"{}\" workers",
+                child.kind()
+            ),
+            _ => format!("database of a \"{kind}\" worker"),
+        }));
     }
     let role = req.role.clone().unwrap_or_else(|| me.clone());
     let def = WorkerDef {

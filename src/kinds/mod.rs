@@ -47,6 +47,17 @@ pub enum Ended {
 /// back returns how it ended instead.
 pub fn run(record: &WorkerRecord) -> Ended {
     let config = record.def.config.clone();
+    // A launch refuses this; a registry entry that has it anyway (a
+    // supervisor's child from an older release) stops, never runs its SQL
+    // without a connection.
+    if config.needs_database() && record.def.database.is_none() {
+        crate::runtime::record_note(Some(&format!(
+            "a \"{}\" worker needs a database; it stops for good",
+            record.def.kind
+        )));
+        crate::registry::stop_for_good(record.at);
+        return Ended::Exit(0);
+    }
     // One that needs no connection was recorded ready as it claimed its
     // slot (see `worker.rs`).
     if record

@@ -59,6 +59,14 @@ pub fn backoff(fast_deaths: u32) -> Duration {
     Duration::from_secs(secs).min(MAX_BACKOFF)
 }
 
+/// The error of a child that stopped for good because the role or the
+/// database it was authorised for is gone (28000, 3D000), if it did.
+fn authorisation_gone(child: &WorkerRecord) -> Option<String> {
+    let error = child.error.as_ref()?;
+    (child.terminate_requested && matches!(error.sqlstate.as_str(), "28000" | "3D000"))
+        .then(|| error.short())
+}
+
 pub fn run(record: &WorkerRecord, children: u32, child_config: &KindConfig) {
     // SAFETY: registered once; runs at exit, SIGTERM included.
     unsafe { pg_sys::before_shmem_exit(Some(stop_children), pg_sys::Datum::from(0usize)) };
@@ -78,12 +86,24 @@ pub fn run(record: &WorkerRecord, children: u32, child_config: &KindConfig) {
         // sleep is missed.
         let waiter = registry::ChangeWait::prepare();
         for (index, child) in current.iter_mut().enumerate() {
-            let alive = child.id.and_then(registry::find).map(|rec| {
-                let (status, _) = control::status_of(&rec);
-                status != Status::Stopped
-            });
+            let found = child.id.and_then(registry::find);
+            let alive = found
+                .as_ref()
+                .map(|rec| control::status_of(rec).0 != Status::Stopped);
             if alive == Some(true) {
                 continue;
+            }
+            // The role or database it was authorised for is gone: so it is
+            // for every child to come. The supervisor, which never connects
+            // itself, stops for good too.
+            if let Some(error) = found.as_ref().and_then(authorisation_gone) {
+                runtime::record_note(Some(&format!(
+                    "child {} (worker {}) cannot connect: {error}; the supervisor stops for good",
+                    index + 1,
+                    child.id.unwrap_or_default()
+                )));
+                registry::stop_for_good(record.at);
+                return;
             }
             if let (Some(old), Some(launched)) = (child.id.take(), child.launched.take()) {
                 let lived = launched.elapsed();

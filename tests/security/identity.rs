@@ -1,5 +1,6 @@
 //! A worker keeps the role and database it was authorised for, by OID,
-//! also after a restart and for a supervisor's children.
+//! also after a restart and for a supervisor's children; a supervisor
+//! whose role is gone stops for good.
 
 use super::*;
 
@@ -110,4 +111,46 @@ fn a_supervisors_children_keep_its_role() {
     seen_only_as(&mut admin, "alice_renamed");
     assert_eq!(field::<String>(&mut admin, "role", second), "alice");
     stop_worker(&mut admin, sup);
+}
+
+#[test]
+fn a_supervisor_whose_role_is_gone_stops_for_good() {
+    let (_cluster, mut admin, mut alice) = with_alice("identity_supervisor_gone");
+    let sup = launch(
+        &mut alice,
+        "'supervisor', restart_after => '1s', \
+         config => '{\"children\": 1, \"child_kind\": \"sleep\"}'",
+    );
+    let first = eventually("the child runs", LONG, || {
+        admin
+            .query_one(
+                "SELECT max(id) FROM lightdb_bgw.workers WHERE id > $1 AND status = 'started'",
+                &[&sup],
+            )
+            .unwrap()
+            .get::<_, Option<i64>>(0)
+    });
+    drop(alice);
+    admin
+        .batch_execute("DROP OWNED BY alice; DROP ROLE alice")
+        .unwrap();
+    // The relaunched child cannot connect: the supervisor stops for good,
+    // saying why, instead of relaunching children for ever.
+    assert_eq!(stop_worker(&mut admin, first), "stopped");
+    assert_eq!(wait_for_shutdown(&mut admin, sup), "stopped");
+    let note: String = field(&mut admin, "last_error", sup);
+    assert!(
+        note.contains("28000") && note.contains("the supervisor stops for good"),
+        "{note}"
+    );
+    let workers = |admin: &mut Client| -> i64 {
+        admin
+            .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
+            .unwrap()
+            .get(0)
+    };
+    let before = workers(&mut admin);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(workers(&mut admin), before, "no child launched any more");
+    assert_eq!(field::<String>(&mut admin, "status", sup), "stopped");
 }

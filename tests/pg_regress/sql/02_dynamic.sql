@@ -133,6 +133,7 @@ SELECT try($$SELECT lightdb_bgw.launch('counter', config => jsonb_build_object('
 RESET lightdb_bgw.max_config_size;
 SELECT try($$SELECT lightdb_bgw.launch('supervisor', config => '{"children": 0, "child_kind": "sleep"}')$$);
 SELECT try($$SELECT lightdb_bgw.launch('counter', database => NULL)$$);
+SELECT try($$SELECT lightdb_bgw.launch('supervisor', database => NULL, config => '{"children": 1, "child_kind": "counter"}')$$);
 SELECT try($$SELECT lightdb_bgw.launch('sleep', database => 'no_such_db')$$);
 SELECT try($$SELECT lightdb_bgw.launch('sleep', role => 'no_such_role')$$);
 SELECT try($$SELECT lightdb_bgw.launch('sleep', role => NULL)$$);
@@ -159,12 +160,18 @@ SELECT try($$SELECT lightdb_bgw.terminate(-1)$$);
 SELECT try($$SELECT lightdb_bgw.wait_for_startup(-1)$$);
 SELECT try($$SELECT lightdb_bgw.wait_for_shutdown(NULL)$$);
 SELECT try($$SELECT lightdb_bgw.wait_for_shutdown(1, '-1s')$$);
+SELECT try($$SELECT lightdb_bgw.wait_for_shutdown(1, '1 day -25 hours')$$);
 SELECT try($$SELECT lightdb_bgw.status(NULL)$$);
 SELECT try($$SELECT lightdb_bgw.pid(NULL)$$);
 SELECT try($$SELECT lightdb_bgw.terminate(NULL)$$);
 SELECT try($$SELECT lightdb_bgw.wait_for_startup(NULL)$$);
 SELECT try($$SELECT lightdb_bgw.launch('sleep', database => NULL, queue => NULL)$$);
 SELECT count(*) = :rows_before_errors AS nothing_left_behind FROM workers;
+
+-- A timeout is any interval that is not negative: mixed signs, months, and
+-- more than fits (waiting as long as it takes).
+SELECT wait_for_shutdown(:r1, '1 day -23 hours') AS mixed_signs,
+       wait_for_shutdown(:r1, '178000000 years') AS very_long;
 
 -- A queueing launch that finds room runs at once, as any launch.
 SELECT lightdb_bgw.status(lightdb_bgw.launch('sleep', name => 'queued_but_room', database => NULL, queue => true)) AS status;
