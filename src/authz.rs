@@ -5,6 +5,7 @@
 
 use pgrx::pg_sys;
 
+use crate::catalog::{self, AclOn};
 use crate::error::BgwError;
 use crate::registry::WorkerRecord;
 
@@ -153,60 +154,17 @@ fn c_name(name: &str) -> Result<std::ffi::CString, BgwError> {
 
 /// `rolcanlogin` of role `oid` (which exists).
 fn role_can_login(oid: pg_sys::Oid) -> bool {
-    // SAFETY: a catalog-cache lookup by OID; the tuple is a pg_authid row
-    // while held, and released before returning.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::AUTHOID as i32,
-            pg_sys::Datum::from(oid),
-        );
-        if tuple.is_null() {
-            return false;
-        }
-        let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_authid>(tuple);
-        let can_login = (*form).rolcanlogin;
-        pg_sys::ReleaseSysCache(tuple);
-        can_login
-    }
+    catalog::role(oid, |row| row.rolcanlogin).unwrap_or(false)
 }
 
 /// `datallowconn` of database `oid`, if it exists.
 fn database_allows_connections(oid: pg_sys::Oid) -> Option<bool> {
-    // SAFETY: as in `role_can_login`, for a pg_database row.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::DATABASEOID as i32,
-            pg_sys::Datum::from(oid),
-        );
-        if tuple.is_null() {
-            return None;
-        }
-        let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tuple);
-        let allowed = (*form).datallowconn;
-        pg_sys::ReleaseSysCache(tuple);
-        Some(allowed)
-    }
+    catalog::database(oid, |row| row.datallowconn)
 }
 
 /// Whether role `role` has CONNECT on database `db`.
 fn may_connect(db: pg_sys::Oid, role: pg_sys::Oid) -> bool {
-    // SAFETY: a privilege check in a backend inside a transaction.
-    let result = unsafe {
-        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-        {
-            pg_sys::pg_database_aclcheck(db, role, pg_sys::ACL_CONNECT as pg_sys::AclMode)
-        }
-        #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
-        {
-            pg_sys::object_aclcheck(
-                pg_sys::DatabaseRelationId,
-                db,
-                role,
-                pg_sys::ACL_CONNECT as pg_sys::AclMode,
-            )
-        }
-    };
-    result == pg_sys::AclResult::ACLCHECK_OK
+    catalog::has_privilege(AclOn::Database, db, role, pg_sys::ACL_CONNECT)
 }
 
 fn check_database(

@@ -189,10 +189,17 @@ fn connect_by_name(record: &WorkerRecord, flags: u32) {
 }
 
 /// Whether an error with `sqlstate`, raised now, means the worker can never
-/// connect again: it is leaving while connecting, and its database (3D000)
-/// or its role (28000: gone, or no longer allowed to log in) is not there.
+/// connect again: it is leaving while connecting, and what it was
+/// authorised for is not there (see [`authorisation_gone`]).
 pub fn gone_for_good(sqlstate: &str) -> bool {
-    CONNECTING.load(Ordering::Relaxed) && matches!(sqlstate, "3D000" | "28000")
+    CONNECTING.load(Ordering::Relaxed) && authorisation_gone(sqlstate)
+}
+
+/// Whether a connection failing with `sqlstate` says that the database
+/// (3D000) or the role (28000: gone, or no longer allowed to log in) a
+/// worker was authorised for is not there.
+pub fn authorisation_gone(sqlstate: &str) -> bool {
+    matches!(sqlstate, "3D000" | "28000")
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod authz;
 pub mod bench_floor;
 pub mod capacity;
 pub mod capture;
+pub mod catalog;
 pub mod codec;
 pub mod config;
 pub mod connection;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::watch::{stop_record, wait_checked, Target};
+use super::watch::{wait_checked, wait_for_launch, Target};
 use crate::authz::{self, Authorised};
 use crate::capacity;
 use crate::codec;
@@ -23,7 +23,6 @@ use crate::preload;
 use crate::registry::{self, Admission, Grant, NoRoom, Refusal};
 use crate::spare;
 use crate::spec::{self, Kind, StartTime};
-use crate::sqlstate::split_recorded;
 use crate::workerdef::WorkerDef;
 
 /// A launch of a built-in kind, as `launch(...)` receives it.
@@ -181,73 +180,9 @@ pub fn launch(req: LaunchRequest) -> Result<i64, BgwError> {
     let admission = capacity::admission(authorised.role_oid, authorised.database_oid, req.queue);
     let id = register(def, &me, authorised, req.bypass_allowconn, &admission)?;
     if req.wait {
-        // A wait that ends in an error (a cancel, statement_timeout) returns
-        // no id: the worker it waited for is stopped, so nothing is left
-        // that the caller cannot name.
-        PgTryBuilder::new(|| wait_until_ready(id, start_time))
-            .catch_others(|caught| {
-                stop_unclaimed(id);
-                caught.rethrow()
-            })
-            .execute()?;
+        wait_for_launch(id, start_time)?;
     }
     Ok(id)
-}
-
-/// Stops worker `id`, registered by a launch that returns no id after all.
-fn stop_unclaimed(id: i64) {
-    if let Some(rec) = registry::request_terminate(id) {
-        stop_record(&rec);
-    }
-}
-
-/// `launch(..., wait => true)`: returns once worker `id` is connected as
-/// its role (or, needing no connection, runs). A worker that stops, or
-/// fails and waits for a restart, before that is terminated and its own
-/// error raised again with its SQLSTATE (the caller gets no id). On a hot standby a worker that
-/// starts only once recovery finishes is not waited for (that may never
-/// come): a NOTICE says so.
-fn wait_until_ready(id: i64, start_time: StartTime) -> Result<(), BgwError> {
-    // SAFETY: a plain read of the server's recovery state.
-    if start_time == StartTime::RecoveryFinished && unsafe { pg_sys::RecoveryInProgress() } {
-        notice!(
-            "worker {id} starts once recovery has finished (after promotion); not waiting for it"
-        );
-        return Ok(());
-    }
-    wait_checked(id, Target::Ready, None)?;
-    let Some(rec) = registry::find(id) else {
-        return Ok(());
-    };
-    if rec.connected {
-        return Ok(());
-    }
-    stop_unclaimed(id);
-    let stopped = format!("worker {id} stopped before it was ready");
-    let recorded = rec.error.clone().or_else(|| {
-        let (sqlstate, message) = rec.last_error.as_deref().and_then(split_recorded)?;
-        Some(codec::ErrorText {
-            sqlstate: sqlstate.to_string(),
-            message: message.to_string(),
-            ..Default::default()
-        })
-    });
-    Err(match recorded {
-        Some(error) => BgwError::Worker {
-            sqlstate: error.sqlstate,
-            message: error.message,
-            detail: Some(match error.detail {
-                Some(detail) => format!("{detail} ({stopped})"),
-                None => stopped,
-            }),
-            hint: error.hint,
-            context: None,
-        },
-        None => BgwError::WrongState {
-            message: format!("worker {id} stopped before it was ready"),
-            hint: Some("The server log may say why.".into()),
-        },
-    })
 }
 
 /// Reserves a slot and registers a built-in worker authorised as

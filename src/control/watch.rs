@@ -1,17 +1,22 @@
 //! Watching and stopping workers: status (what the worker recorded in its
 //! slot combined with what the postmaster knows through the handle),
 //! waits from any session on the registry's condition variable, and
-//! terminate through the postmaster's handle.
+//! terminate through the postmaster's handle; and what a launch that
+//! waits waits for.
 
 use std::time::{Duration, Instant};
 
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 
 use crate::authz::check_may_control;
+use crate::codec;
 use crate::error::BgwError;
 use crate::launch::{self, PmStatus};
 use crate::preload;
 use crate::registry::{self, ChangeWait, Lifecycle, ResultState, SlotState, WorkerRecord};
+use crate::spec::StartTime;
+use crate::sqlstate::split_recorded;
 
 /// A worker's status, as the SQL functions report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,4 +256,73 @@ pub fn stop_record(rec: &WorkerRecord) {
     if let Some(handle) = rec.handle {
         launch::terminate_handle(handle);
     }
+}
+
+/// What `launch(..., wait => true)` waits for (see [`ready_or_stopped`]).
+/// A wait that ends in an error (a cancel, statement_timeout) returns no id
+/// either: the worker it waited for is stopped, so nothing is left that
+/// the caller cannot name.
+pub(super) fn wait_for_launch(id: i64, start_time: StartTime) -> Result<(), BgwError> {
+    PgTryBuilder::new(|| ready_or_stopped(id, start_time))
+        .catch_others(|caught| {
+            stop_unclaimed(id);
+            caught.rethrow()
+        })
+        .execute()
+}
+
+/// Stops worker `id`, registered by a launch that returns no id after all.
+fn stop_unclaimed(id: i64) {
+    if let Some(rec) = registry::request_terminate(id) {
+        stop_record(&rec);
+    }
+}
+
+/// `launch(..., wait => true)`: returns once worker `id` is connected as
+/// its role (or, needing no connection, runs). A worker that stops, or
+/// fails and waits for a restart, before that is terminated and its own
+/// error raised again with its SQLSTATE (the caller gets no id). On a hot
+/// standby a worker that starts only once recovery finishes is not waited
+/// for (that may never come): a NOTICE says so.
+fn ready_or_stopped(id: i64, start_time: StartTime) -> Result<(), BgwError> {
+    // SAFETY: a plain read of the server's recovery state.
+    if start_time == StartTime::RecoveryFinished && unsafe { pg_sys::RecoveryInProgress() } {
+        notice!(
+            "worker {id} starts once recovery has finished (after promotion); not waiting for it"
+        );
+        return Ok(());
+    }
+    wait_checked(id, Target::Ready, None)?;
+    let Some(rec) = registry::find(id) else {
+        return Ok(());
+    };
+    if rec.connected {
+        return Ok(());
+    }
+    stop_unclaimed(id);
+    let stopped = format!("worker {id} stopped before it was ready");
+    let recorded = rec.error.clone().or_else(|| {
+        let (sqlstate, message) = rec.last_error.as_deref().and_then(split_recorded)?;
+        Some(codec::ErrorText {
+            sqlstate: sqlstate.to_string(),
+            message: message.to_string(),
+            ..Default::default()
+        })
+    });
+    Err(match recorded {
+        Some(error) => BgwError::Worker {
+            sqlstate: error.sqlstate,
+            message: error.message,
+            detail: Some(match error.detail {
+                Some(detail) => format!("{detail} ({stopped})"),
+                None => stopped,
+            }),
+            hint: error.hint,
+            context: None,
+        },
+        None => BgwError::WrongState {
+            message: format!("worker {id} stopped before it was ready"),
+            hint: Some("The server log may say why.".into()),
+        },
+    })
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::catalog;
 use crate::control::{self, Status, Target};
 use crate::registry;
 use crate::spare;
@@ -37,27 +38,6 @@ pub fn init() {
         PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(process_utility);
     }
-}
-
-/// The OID of database `db`, if it exists.
-fn database_oid(db: &str) -> Option<pg_sys::Oid> {
-    let name = std::ffi::CString::new(db).ok()?;
-    // SAFETY: a catalog lookup inside the command's transaction.
-    let oid = unsafe { pg_sys::get_database_oid(name.as_ptr(), true) };
-    (oid != pg_sys::InvalidOid).then_some(oid)
-}
-
-/// Whether a database named `db` exists.
-fn database_oid_exists(db: &str) -> bool {
-    database_oid(db).is_some()
-}
-
-/// The OID of tablespace `name`, if it exists.
-fn tablespace_oid(name: &str) -> Option<pg_sys::Oid> {
-    let name = std::ffi::CString::new(name).ok()?;
-    // SAFETY: a catalog lookup inside the command's transaction.
-    let oid = unsafe { pg_sys::get_tablespace_oid(name.as_ptr(), true) };
-    (oid != pg_sys::InvalidOid).then_some(oid)
 }
 
 /// Stops for good every extension worker connected to database `db`
@@ -102,7 +82,7 @@ unsafe extern "C-unwind" fn before_utility(
         return;
     };
     let db = command.database();
-    let Some(oid) = database_oid(db) else {
+    let Some(oid) = catalog::database_oid(db) else {
         return;
     };
     let top_level = context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL;

@@ -23,6 +23,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::command::DbCommand;
+use crate::catalog::{self, AclOn};
 
 /// What the checks need of a database's catalog row.
 struct Database {
@@ -33,71 +34,27 @@ struct Database {
 
 /// The catalog row of database `oid`, if it exists.
 fn database(oid: pg_sys::Oid) -> Option<Database> {
-    // SAFETY: a syscache lookup inside the command's transaction; the
-    // tuple is read as pg_database's row and released before returning.
-    unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::DATABASEOID as _,
-            pg_sys::Datum::from(oid),
-        );
-        if tuple.is_null() {
-            return None;
-        }
-        let row = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tuple);
-        let found = Database {
-            owner: (*row).datdba,
-            is_template: (*row).datistemplate,
-            tablespace: (*row).dattablespace,
-        };
-        pg_sys::ReleaseSysCache(tuple);
-        Some(found)
-    }
+    catalog::database(oid, |row| Database {
+        owner: row.datdba,
+        is_template: row.datistemplate,
+        tablespace: row.dattablespace,
+    })
 }
 
 /// Whether the current user may create databases (what `RENAME` asks).
 fn may_create_databases() -> bool {
-    // SAFETY: as in `database`, on pg_authid's row of the current user.
-    unsafe {
-        let me = pg_sys::GetUserId();
-        if pg_sys::superuser_arg(me) {
-            return true;
-        }
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::AUTHOID as _,
-            pg_sys::Datum::from(me),
-        );
-        if tuple.is_null() {
-            return false;
-        }
-        let may = (*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_authid>(tuple)).rolcreatedb;
-        pg_sys::ReleaseSysCache(tuple);
-        may
-    }
+    // SAFETY: a plain read of the session's user state.
+    let me = unsafe { pg_sys::GetUserId() };
+    // SAFETY: a catalog lookup inside the command's transaction.
+    let superuser = unsafe { pg_sys::superuser_arg(me) };
+    superuser || catalog::role(me, |row| row.rolcreatedb).unwrap_or(false)
 }
 
 /// Whether the current user may create objects in tablespace `oid`.
 fn may_create_in(tablespace: pg_sys::Oid) -> bool {
-    // SAFETY: an ACL check by OIDs inside the command's transaction.
-    let result = unsafe {
-        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-        {
-            pg_sys::pg_tablespace_aclcheck(
-                tablespace,
-                pg_sys::GetUserId(),
-                pg_sys::ACL_CREATE as pg_sys::AclMode,
-            )
-        }
-        #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
-        {
-            pg_sys::object_aclcheck(
-                pg_sys::TableSpaceRelationId,
-                tablespace,
-                pg_sys::GetUserId(),
-                pg_sys::ACL_CREATE as pg_sys::AclMode,
-            )
-        }
-    };
-    result == pg_sys::AclResult::ACLCHECK_OK
+    // SAFETY: a plain read of the session's user state.
+    let me = unsafe { pg_sys::GetUserId() };
+    catalog::has_privilege(AclOn::Tablespace, tablespace, me, pg_sys::ACL_CREATE)
 }
 
 /// Whether an active replication slot uses database `oid`.
@@ -151,10 +108,10 @@ pub fn will_run(command: &DbCommand, oid: pg_sys::Oid, top_level: bool) -> bool 
     let first = match command {
         DbCommand::Drop { .. } => !in_block && owner && !mine && !db.is_template,
         DbCommand::Rename { new_name, .. } => {
-            owner && !mine && may_create_databases() && !super::database_oid_exists(new_name)
+            owner && !mine && may_create_databases() && catalog::database_oid(new_name).is_none()
         }
         DbCommand::Move { tablespace, .. } => {
-            let target = super::tablespace_oid(tablespace);
+            let target = catalog::tablespace_oid(tablespace);
             !in_block
                 && owner
                 && !mine

@@ -18,6 +18,7 @@ use pgrx::prelude::*;
 use crate::authz::Authorised;
 use crate::capacity;
 use crate::config::KindConfig;
+use crate::connection;
 use crate::control::{self, Status};
 use crate::registry::{self, WorkerRecord};
 use crate::runtime;
@@ -63,7 +64,7 @@ pub fn backoff(fast_deaths: u32) -> Duration {
 /// database it was authorised for is gone (28000, 3D000), if it did.
 fn authorisation_gone(child: &WorkerRecord) -> Option<String> {
     let error = child.error.as_ref()?;
-    (child.terminate_requested && matches!(error.sqlstate.as_str(), "28000" | "3D000"))
+    (child.terminate_requested && connection::authorisation_gone(&error.sqlstate))
         .then(|| error.short())
 }
 
