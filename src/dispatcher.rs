@@ -86,7 +86,7 @@ pub extern "C-unwind" fn lightdb_bgw_dispatcher_main(_arg: pg_sys::Datum) {
         // A slot the postmaster freed goes to the next queued worker
         // first; then what it reaped is marked once for everybody.
         start_queued();
-        for index in registry::sweep_reaped(woke, launch::pm_stopped) {
+        for index in registry::sweep_reaped(woke, launch::pm_pid) {
             registry::wake_slot_waiters(index);
         }
         registry::broadcast_unsettled();

@@ -130,6 +130,16 @@ pub fn pm_stopped(handle: PgHandle) -> bool {
     handle_status(handle) == PmStatus::Stopped
 }
 
+/// The pid the postmaster gives the worker of `handle`: 0 before it forks
+/// it, `None` once it has forgotten it.
+pub fn pm_pid(handle: PgHandle) -> Option<i32> {
+    match handle_status(handle) {
+        PmStatus::Started(pid) => Some(pid),
+        PmStatus::NotYetStarted => Some(0),
+        PmStatus::Stopped => None,
+    }
+}
+
 /// The postmaster's handle of a worker, found by the worker itself: the
 /// workers registered when the postmaster's slots were (re)built (static
 /// workers, and after a crash-reinitialisation every worker kept) hold

@@ -114,10 +114,11 @@ pub fn status_given(rec: &Lifecycle, postmaster_alive: bool) -> (Status, bool) {
         {
             (Status::Stopped, false)
         }
-        // Started by the postmaster but not running its code yet (not a
-        // backend that pg_stat_activity shows or pg_terminate_backend
-        // reaches): it counts as started once it claims its slot.
-        (SlotState::NotYetStarted, Some(PmStatus::Started(_))) => (Status::NotYetStarted, true),
+        // Forked by the postmaster, not running its own code yet: started,
+        // as PostgreSQL's handle says (BGWH_STARTED once the pid is known),
+        // though not yet a backend that pg_stat_activity shows. Its claim of
+        // the slot, or the dispatcher if it dies first, wakes the waiters.
+        (SlotState::NotYetStarted, Some(PmStatus::Started(pid))) => (Status::Started(pid), false),
         (SlotState::NotYetStarted, _) => (Status::NotYetStarted, false),
     }
 }

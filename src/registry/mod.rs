@@ -310,9 +310,11 @@ pub fn stop_for_good(at: SlotRef) -> Option<PgHandle> {
 /// nobody asks it about them again (run by the dispatcher after each of
 /// the postmaster's notifications, which came at `now`: that is when
 /// their postmaster slots were freed, at the latest). Returns their slots,
-/// and those of workers the postmaster let go of before they ran: the
-/// changes whose waiters only the dispatcher can wake.
-pub fn sweep_reaped(now: i64, pm_stopped: impl Fn(PgHandle) -> bool) -> Vec<usize> {
+/// and those of workers registered but not running their own code yet
+/// that the postmaster has since started or let go of: the changes whose
+/// waiters only the dispatcher can wake. `pm_pid` is what the postmaster
+/// says of a handle: its pid, 0 before it forks, `None` once it let go.
+pub fn sweep_reaped(now: i64, pm_pid: impl Fn(PgHandle) -> Option<i32>) -> Vec<usize> {
     let mut found = Vec::new();
     let Some(mut locked) = Locked::acquire(true) else {
         return found;
@@ -324,18 +326,18 @@ pub fn sweep_reaped(now: i64, pm_stopped: impl Fn(PgHandle) -> bool) -> Vec<usiz
         if slot.state == SlotState::Stopped as u8
             && slot.has_handle
             && !slot.reaped
-            && pm_stopped(slot.handle)
+            && pm_pid(slot.handle).is_none()
         {
             slot.reaped = true;
             slot.freed_at = now;
             found.push(index);
         }
     }
-    // A worker registered but gone before it ran its code (the fork failed,
-    // it died in the server's set-up): a change only the postmaster saw.
+    // Forked (started, as the postmaster's handle says), or gone before it
+    // ran its code (the fork failed, it died in the server's set-up).
     for index in locked.marked(0, Some(SlotState::NotYetStarted)) {
         let slot = &locked.slots()[index];
-        if slot.has_handle && pm_stopped(slot.handle) {
+        if slot.has_handle && pm_pid(slot.handle) != Some(0) {
             found.push(index);
         }
     }
