@@ -137,7 +137,7 @@ fn start_queued() {
         .execute();
         match registered {
             Ok(handle) => {
-                registry::attach_handle(at, handle);
+                registry::attach_handle(at, handle, false);
                 // Terminated while it was being registered.
                 if registry::find(rec.id).is_some_and(|r| r.terminate_requested) {
                     launch::terminate_handle(handle);

@@ -223,7 +223,7 @@ pub fn register(
             // The spare asks the dispatcher for its replacement once it
             // runs (and is connected): a process started meanwhile would
             // compete with it for the processor.
-            registry::attach_handle(reservation.at, handle);
+            registry::attach_handle(reservation.at, handle, true);
             return Ok(reservation.keep());
         }
     }
@@ -231,7 +231,7 @@ pub fn register(
         spare::with_room(|| launch::launch_builtin(&def, &reservation, registry::notify_pid()));
     match (registered, admission.queue) {
         (Ok(handle), _) => {
-            registry::attach_handle(reservation.at, handle);
+            registry::attach_handle(reservation.at, handle, false);
             Ok(reservation.keep())
         }
         // Another process took the last postmaster slot meanwhile.
@@ -333,7 +333,7 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
     )
     .map_err(|refusal| reserve_error(refusal, &def))?;
     let handle = spare::with_room(|| launch::register_dynamic(worker))?;
-    registry::attach_handle(reservation.at, handle);
+    registry::attach_handle(reservation.at, handle, false);
     let id = reservation.keep();
     if wait_for_start {
         wait_checked(id, Target::Startup, None)?;

@@ -118,6 +118,11 @@ pub fn status_given(rec: &Lifecycle, postmaster_alive: bool) -> (Status, bool) {
         // as PostgreSQL's handle says (BGWH_STARTED once the pid is known),
         // though not yet a backend that pg_stat_activity shows. Its claim of
         // the slot, or the dispatcher if it dies first, wakes the waiters.
+        // Handed to an idle spare, whose process ran long before: started
+        // once the spare claims the slot.
+        (SlotState::NotYetStarted, Some(PmStatus::Started(_))) if rec.lent => {
+            (Status::NotYetStarted, false)
+        }
         (SlotState::NotYetStarted, Some(PmStatus::Started(pid))) => (Status::Started(pid), false),
         (SlotState::NotYetStarted, _) => (Status::NotYetStarted, false),
     }

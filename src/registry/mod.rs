@@ -153,6 +153,7 @@ pub fn claim(
     entry.pid = pid;
     entry.connected = ready;
     entry.recyclable = recyclable;
+    entry.lent = false;
     if let Some(handle) = own_handle {
         entry.handle = handle;
         entry.has_handle = true;

@@ -44,6 +44,8 @@ pub struct WorkerRecord {
     pub connected: bool,
     /// Gives its process back when it stops (see `Slot::recyclable`).
     pub recyclable: bool,
+    /// Handed to a spare that has not claimed it yet (see `Slot::lent`).
+    pub lent: bool,
     pub runs: i64,
     pub last_rows: i64,
     pub last_run_us: i64,
@@ -69,6 +71,8 @@ pub struct Lifecycle {
     pub pid: i32,
     pub restartable: bool,
     pub terminate_requested: bool,
+    /// Handed to a spare that has not claimed it yet (see `Slot::lent`).
+    pub lent: bool,
 }
 
 impl WorkerRecord {
@@ -83,6 +87,7 @@ impl WorkerRecord {
             pid: self.pid,
             restartable: self.def.restart_after.is_some(),
             terminate_requested: self.terminate_requested,
+            lent: self.lent,
         }
     }
 }
@@ -98,6 +103,7 @@ pub(super) fn lifecycle_of(slot: &Slot) -> Lifecycle {
         pid: slot.pid,
         restartable: slot.restart_secs >= 0,
         terminate_requested: slot.terminate_requested,
+        lent: slot.lent,
     }
 }
 
@@ -164,6 +170,7 @@ pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) 
         database_oid: slot.database_oid,
         connected: slot.connected,
         recyclable: slot.recyclable,
+        lent: slot.lent,
         runs: slot.runs,
         last_rows: slot.last_rows,
         last_run_us: slot.last_run_us,

@@ -195,7 +195,7 @@ fn release(r: &Reservation) {
 
 /// Records the postmaster's handle of a registered worker, so any session
 /// can ask the postmaster about it or terminate it.
-pub fn attach_handle(at: SlotRef, handle: PgHandle) {
+pub fn attach_handle(at: SlotRef, handle: PgHandle, lent: bool) {
     update_own(at, |entry| {
         // A spare's worker that already ended and gave the process back:
         // the handle is the process's again, not the worker's.
@@ -204,5 +204,6 @@ pub fn attach_handle(at: SlotRef, handle: PgHandle) {
         }
         entry.handle = handle;
         entry.has_handle = true;
+        entry.lent = lent;
     });
 }

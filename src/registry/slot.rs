@@ -132,6 +132,11 @@ pub struct Slot {
     /// `worker.rs`): `terminate` wakes it instead of asking the postmaster
     /// for SIGTERM. The worker, at its claim.
     pub(super) recyclable: bool,
+    /// Handed to an idle spare (see `spare.rs`) that has not claimed it
+    /// yet: the handle is the spare's, whose process was started long
+    /// before, so the worker counts as started only once it claims its
+    /// slot. The launcher.
+    pub(super) lent: bool,
     /// Runs of a `sql` worker, rows and duration of the last. The worker.
     pub(super) runs: i64,
     pub(super) last_rows: i64,
@@ -265,6 +270,7 @@ pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
     slot.pid = 0;
     slot.connected = false;
     slot.recyclable = false;
+    slot.lent = false;
     let comes_back =
         slot.restart_secs >= 0 && !slot.terminate_requested && slot.kind != Kind::Raw as u8;
     if comes_back {
@@ -312,6 +318,7 @@ pub(super) fn fill_slot(
     slot.database_oid = 0;
     slot.connected = false;
     slot.recyclable = false;
+    slot.lent = false;
     slot.runs = 0;
     slot.last_rows = 0;
     slot.last_run_us = 0;
