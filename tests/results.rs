@@ -5,7 +5,8 @@
 //! start after 10,000 runs, after `forget` and after retention; a run's
 //! process ends through the server's own exit callbacks; a run's error
 //! keeps its own SQLSTATE, also one pgrx does not name, and the session's
-//! statement_timeout holds in a run.
+//! statement_timeout holds in a run; the rows of a run ended by a FATAL
+//! as it commits are given back.
 
 mod common;
 
@@ -317,4 +318,57 @@ fn a_runs_error_keeps_its_own_code_and_statement_timeout_holds() {
         "{:?}",
         began.elapsed()
     );
+}
+
+/// Rows kept in shared memory before a run commits are freed when the run
+/// ends in a FATAL during its commit (a terminate while a deferred trigger
+/// runs), which ends the process without unwinding.
+#[test]
+fn rows_of_a_run_terminated_while_it_commits_are_freed() {
+    let (_cluster, mut admin) = Cluster::with_extension("results_commit_fatal", &[]);
+    admin
+        .batch_execute(
+            "CREATE TABLE at_commit (x int); \
+             CREATE FUNCTION slow_at_commit() RETURNS trigger LANGUAGE plpgsql AS \
+               $$BEGIN PERFORM pg_sleep(60); RETURN NULL; END$$; \
+             CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON at_commit \
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_at_commit();",
+        )
+        .unwrap();
+    let before = result_memory(&mut admin);
+    for _ in 0..3 {
+        let id: i64 = admin
+            .query_one(
+                "SELECT lightdb_bgw.run($$SELECT repeat('x', 1000000) AS r; \
+                 INSERT INTO at_commit VALUES (1)$$)",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        // Its rows are stashed and the commit sleeps in the trigger.
+        eventually("the run to sleep in its commit", LONG, || {
+            admin
+                .query_one(
+                    "SELECT a.wait_event = 'PgSleep' FROM lightdb_bgw.workers w \
+                     JOIN pg_stat_activity a ON a.pid = w.pid WHERE w.id = $1",
+                    &[&id],
+                )
+                .ok()
+                .and_then(|r| r.get::<_, Option<bool>>(0))
+                .filter(|&sleeping| sleeping)
+        });
+        assert!(
+            result_memory(&mut admin) >= before + 1_000_000,
+            "the run's rows are kept while it commits"
+        );
+        admin
+            .query_one("SELECT lightdb_bgw.terminate($1)", &[&id])
+            .unwrap();
+        assert_eq!(wait_for_shutdown(&mut admin, id), "stopped");
+        assert_eq!(
+            result_memory(&mut admin),
+            before,
+            "the rows of a run that never committed are given back"
+        );
+    }
 }

@@ -54,8 +54,9 @@ use record::record_of;
 pub use record::{Lifecycle, WorkerRecord};
 pub use reserve::{attach_handle, rename, reserve, Grant, Reservation};
 pub use results::{
-    expire as expire_results, forget, publish as publish_result, read as read_result,
-    result_memory, stash as stash_result, Forgotten, NoSpace, RunResult, Stashed,
+    drop_pending as drop_pending_result, expire as expire_results, forget,
+    publish as publish_result, read as read_result, result_memory, stash as stash_result,
+    Forgotten, NoSpace, RunResult, Stashed,
 };
 pub use shmem::init;
 use shmem::store_text;

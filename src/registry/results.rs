@@ -8,6 +8,7 @@
 //! reused; their total is accounted in the registry's header and capped by
 //! `lightdb_bgw.max_result_memory`.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use pgrx::pg_sys;
@@ -22,6 +23,33 @@ use super::{broadcast_slot, index_of, record_at, WorkerRecord};
 use crate::codec::ErrorText;
 use crate::rows::Block;
 
+thread_local! {
+    /// The rows this process stashed and has neither published nor
+    /// dropped. A FATAL (a terminate while the run commits, say) ends the
+    /// process without Rust's drops: the worker's exit frees them then
+    /// ([`drop_pending`]).
+    static PENDING: Cell<TextRef> = const { Cell::new(TextRef::NONE) };
+}
+
+/// Forgets `text` as this process's pending stash, if it is.
+fn settle(text: TextRef) {
+    PENDING.with(|p| {
+        if p.get() == text {
+            p.set(TextRef::NONE);
+        }
+    });
+}
+
+/// Frees the rows this process stashed and never published or dropped:
+/// run as the worker leaves, while the text area is still mapped.
+pub fn drop_pending() {
+    let text = PENDING.with(|p| p.replace(TextRef::NONE));
+    if !text.is_none() {
+        drop_text(text);
+        unaccount(text.len);
+    }
+}
+
 /// Rows stashed by a running worker, not yet published. Dropping it
 /// gives the memory back (the run failed after all).
 #[derive(Debug)]
@@ -33,6 +61,7 @@ pub struct Stashed {
 impl Drop for Stashed {
     fn drop(&mut self) {
         if !self.text.is_none() {
+            settle(self.text);
             drop_text(self.text);
             unaccount(self.text.len);
         }
@@ -55,7 +84,10 @@ pub fn stash(framed: &[u8], rows: i64, cap: u64) -> Result<Stashed, NoSpace> {
         return Err(NoSpace::Results(cap));
     }
     match store_text(framed) {
-        Some(text) => Ok(Stashed { text, rows }),
+        Some(text) => {
+            PENDING.with(|p| p.set(text));
+            Ok(Stashed { text, rows })
+        }
         None => {
             unaccount(len);
             Err(NoSpace::Texts)
@@ -86,6 +118,7 @@ pub fn publish(at: SlotRef, rows: Option<Stashed>) {
     match rows {
         Some(mut stashed) => {
             entry.result = std::mem::replace(&mut stashed.text, TextRef::NONE);
+            settle(entry.result);
             entry.result_rows = stashed.rows;
             entry.result_state = ResultState::Rows as u8;
         }
