@@ -5,7 +5,8 @@
 //! start after 10,000 runs, after `forget` and after retention; a run's
 //! process ends through the server's own exit callbacks; a run's error
 //! keeps its own SQLSTATE, also one pgrx does not name, and the session's
-//! statement_timeout holds in a run; the rows of a run ended by a FATAL
+//! statement_timeout holds in a run, and a failed run's result keeps its
+//! error after the worker's exit; the rows of a run ended by a FATAL
 //! as it commits are given back.
 
 mod common;
@@ -318,6 +319,26 @@ fn a_runs_error_keeps_its_own_code_and_statement_timeout_holds() {
         "{:?}",
         began.elapsed()
     );
+
+    // A failed run's result keeps that run's error, also once the worker
+    // is terminated and its exit records an error of its own (57P01).
+    let every = launch(
+        &mut admin,
+        "'sql', config => '{\"sql\": \"SELECT 1/0\", \"interval\": \"1h\"}'",
+    );
+    let err = admin
+        .query("SELECT * FROM lightdb_bgw.result($1)", &[&every])
+        .expect_err("division by zero");
+    assert_eq!(sqlstate(&err), "22012", "{err:?}");
+    admin
+        .query_one("SELECT lightdb_bgw.terminate($1)", &[&every])
+        .unwrap();
+    assert_eq!(wait_for_shutdown(&mut admin, every), "stopped");
+    let err = admin
+        .query("SELECT * FROM lightdb_bgw.result($1)", &[&every])
+        .expect_err("still division by zero");
+    assert_eq!(sqlstate(&err), "22012", "{err:?}");
+    assert_eq!(db_error(&err).message(), "division by zero");
 }
 
 /// Rows kept in shared memory before a run commits are freed when the run

@@ -19,7 +19,7 @@ use crate::capture::{self, Limits};
 use crate::error::BgwError;
 use crate::gucs;
 use crate::process;
-use crate::registry::{self, NoSpace, WorkerRecord};
+use crate::registry::{self, NoSpace, Outcome, WorkerRecord};
 use crate::runtime;
 
 pub fn run(
@@ -62,14 +62,17 @@ pub fn run(
         match outcome {
             Ok((rows, stashed)) => {
                 registry::record_run(me.at, rows, micros);
+                registry::publish_result(me.at, Outcome::Rows(stashed));
                 runtime::record_error(None);
-                registry::publish_result(me.at, Some(stashed));
             }
             Err(err) => {
                 registry::record_run(me.at, 0, micros);
                 pgrx::warning!("{}: {err}", runtime::describe(record));
                 runtime::record_error(Some(&err));
-                registry::publish_result(me.at, None);
+                // Kept with the result (its own copy); if even that does
+                // not fit, the recorded error is read instead.
+                let kept = registry::stash_result(&err.encode(), 0, gucs::max_result_memory()).ok();
+                registry::publish_result(me.at, Outcome::Failed(kept));
             }
         }
         let Some(interval) = interval else {

@@ -56,7 +56,7 @@ pub use reserve::{attach_handle, rename, reserve, Grant, Reservation};
 pub use results::{
     drop_pending as drop_pending_result, expire as expire_results, forget,
     publish as publish_result, read as read_result, result_memory, stash as stash_result,
-    Forgotten, NoSpace, RunResult, Stashed,
+    Forgotten, NoSpace, Outcome, RunResult, Stashed,
 };
 pub use shmem::init;
 use shmem::store_text;

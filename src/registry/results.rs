@@ -1,7 +1,8 @@
 //! Results of `sql` runs, kept for any session to read: the rows of a
 //! run's last row-returning statement (jsonb values, framed by
 //! [`crate::rows`]) out of line in the text area, or the
-//! run's failure (its full error, already kept in the slot). A worker
+//! run's failure (its full error, a copy of its own, counted as a
+//! result). A worker
 //! stashes its rows before its run commits and publishes them after,
 //! replacing the previous result; readers copy them under the shared lock.
 //! Results are freed by `forget`, by retention and when the slot is
@@ -95,10 +96,21 @@ pub fn stash(framed: &[u8], rows: i64, cap: u64) -> Result<Stashed, NoSpace> {
     }
 }
 
-/// Publishes the result of the run that just ended: its stashed rows, or
-/// (`None`) a failure whose error the worker recorded. The previous
-/// result is freed; waiters wake.
-pub fn publish(at: SlotRef, rows: Option<Stashed>) {
+/// How a run ended, as its result keeps it.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Its rows, stashed.
+    Rows(Stashed),
+    /// Its error, stashed (encoded): kept with the result, so that the
+    /// worker's later errors (its next run's, its exit's) do not replace
+    /// it. `None` if it could not be kept: the worker's recorded error is
+    /// read instead.
+    Failed(Option<Stashed>),
+}
+
+/// Publishes the result of the run that just ended. The previous result
+/// is freed; waiters wake.
+pub fn publish(at: SlotRef, outcome: Outcome) {
     let Some(mut locked) = Locked::acquire(true) else {
         return;
     };
@@ -115,17 +127,20 @@ pub fn publish(at: SlotRef, rows: Option<Stashed>) {
     };
     // SAFETY: reading the clock has no preconditions.
     entry.result_at = unsafe { pg_sys::GetCurrentTimestamp() };
-    match rows {
+    let (state, kept) = match outcome {
+        Outcome::Rows(stashed) => (ResultState::Rows, Some(stashed)),
+        Outcome::Failed(error) => (ResultState::Failed, error),
+    };
+    entry.result_state = state as u8;
+    match kept {
         Some(mut stashed) => {
             entry.result = std::mem::replace(&mut stashed.text, TextRef::NONE);
             settle(entry.result);
             entry.result_rows = stashed.rows;
-            entry.result_state = ResultState::Rows as u8;
         }
         None => {
             entry.result = TextRef::NONE;
             entry.result_rows = 0;
-            entry.result_state = ResultState::Failed as u8;
         }
     }
     drop(entry);
@@ -168,7 +183,12 @@ pub fn read(id: i64, retention: Option<i64>) -> Option<RunResult> {
             locked.with_text(slot.result, Block::from_bytes),
         )),
         ResultState::Failed => {
-            let error = ErrorText::decode(&locked.text(slot.error)).ok();
+            let kept = if slot.result.is_none() {
+                slot.error
+            } else {
+                slot.result
+            };
+            let error = ErrorText::decode(&locked.text(kept)).ok();
             Some(RunResult::Failed(error))
         }
     }
