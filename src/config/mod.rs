@@ -328,11 +328,13 @@ pub fn restart_secs(months: i32, days: i32, micros: i64) -> Result<u32, String> 
     if months != 0 {
         return Err("restart_after must not use months or years".into());
     }
-    let total = days as i64 * 86_400_000_000 + micros;
+    // In 128 bits: the most days and microseconds an interval holds do not
+    // wrap around to a small value.
+    let total = days as i128 * 86_400_000_000 + micros as i128;
     if total < 0 {
         return Err("restart_after must not be negative".into());
     }
-    if total > MAX_DURATION.as_micros() as i64 {
+    if total > MAX_DURATION.as_micros() as i128 {
         return Err("restart_after must be at most one day".into());
     }
     if total % 1_000_000 != 0 {

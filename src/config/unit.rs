@@ -142,6 +142,10 @@ fn restart_after() {
         Err("restart_after must be at least 1 second".into())
     );
     assert_eq!(restart_secs(0, 0, 1_000_000), Ok(1));
+    // '213503983 days 00:00:00.551616' wrapped around to 57,491 s in 64 bits.
+    assert!(restart_secs(0, 213_503_983, 551_616).is_err());
+    assert!(restart_secs(0, i32::MAX, i64::MAX).is_err());
+    assert!(restart_secs(0, i32::MIN, i64::MIN).is_err());
 }
 
 #[test]
