@@ -119,6 +119,13 @@ pub fn authorise(
     bypass_allowconn: bool,
 ) -> Result<Authorised, BgwError> {
     let role_c = c_name(role)?;
+    // What other sessions committed since this transaction last looked (a
+    // revoked CONNECT, a role made NOLOGIN or no longer superuser): a
+    // worker served by a process already connected (a spare's) is not
+    // checked again by the server as a new connection would be.
+    // SAFETY: a backend inside a transaction may process invalidations at
+    // any time; the server does so at every lock it takes.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
     // SAFETY: a catalog lookup in a backend inside a transaction; the name
     // is NUL-terminated and outlives the call.
     let oid = unsafe { pg_sys::get_role_oid(role_c.as_ptr(), true) };

@@ -141,7 +141,7 @@ pub fn connect(record: &WorkerRecord, woken: bool) {
                         database_oid: record.database_oid,
                         role_oid: record.role_oid,
                         bypass_allowconn: record.bypass_allowconn,
-                        superuser: role_is_superuser(record.role_oid),
+                        superuser: session_is_superuser(),
                     },
                     // SAFETY: reading the clock has no preconditions.
                     unsafe { pg_sys::GetCurrentTimestamp() },
@@ -156,16 +156,16 @@ pub fn connect(record: &WorkerRecord, woken: bool) {
     }
 }
 
-/// Whether `role_oid` is a superuser now, as the server read it at this
-/// process's connection, in a transaction of its own.
-fn role_is_superuser(role_oid: u32) -> bool {
-    // SAFETY: connected, outside any transaction; a catalog lookup in a
-    // transaction of its own (an error is FATAL, as any at connection).
+/// Whether the role this process connected as is a superuser, as the
+/// server read it while connecting (its `is_superuser` setting, made from
+/// the same catalog row as the session's rights): not a second reading,
+/// which a change committed in between could make differ.
+fn session_is_superuser() -> bool {
+    // SAFETY: a built-in setting's value, a string the server keeps; read
+    // at once.
     unsafe {
-        pg_sys::StartTransactionCommand();
-        let superuser = pg_sys::superuser_arg(pg_sys::Oid::from(role_oid));
-        pg_sys::CommitTransactionCommand();
-        superuser
+        let value = pg_sys::GetConfigOption(c"is_superuser".as_ptr(), false, false);
+        !value.is_null() && std::ffi::CStr::from_ptr(value).to_bytes() == b"on"
     }
 }
 

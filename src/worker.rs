@@ -205,9 +205,18 @@ fn give_back(
         runtime::set_application_name("");
         runtime::report_activity(None);
     }
-    // Connected too long ago, or otherwise than by OID: it leaves instead.
-    let entry =
-        lendable.and_then(|connection| registry::rejoin_spare(handle, pid, connection, now));
+    // Connected too long ago, or otherwise than by OID, or connected while
+    // `spare_workers` connected processes wait idle already: it leaves
+    // instead. Without that bound a role's given-back processes, each
+    // connected to another database, would hold slots beyond its quota
+    // (those not connected serve anybody; the dispatcher lets go of the
+    // ones beyond the setting once they linger).
+    let room = lendable.is_some_and(|connection| {
+        connection.is_none() || registry::idle_spares_connected() < crate::gucs::spare_workers()
+    });
+    let entry = lendable
+        .filter(|_| room)
+        .and_then(|connection| registry::rejoin_spare(handle, pid, connection, now));
     SPARE_ENTRY.with(|e| e.set(entry));
     match ended {
         kinds::Ended::Exit(code) => registry::give_back(at, id, handle, code, None),

@@ -152,8 +152,10 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
     let (cluster, mut admin) = Cluster::with_extension(
         "given_back_sql",
         &[
-            ("max_worker_processes", "12"),
-            ("lightdb_bgw.spare_workers", "2"),
+            ("max_worker_processes", "16"),
+            // Room for the connected processes the runs below give back
+            // (gb_user's, gb_other's, gb_super's, gb_user's in gb_db).
+            ("lightdb_bgw.spare_workers", "4"),
         ],
     );
     admin
@@ -286,4 +288,25 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
         "{:?}",
         began.elapsed()
     );
+
+    // Runs in many databases leave at most `spare_workers` connected
+    // processes waiting: a role cannot hold slots beyond its quota so.
+    for i in 0..7 {
+        admin
+            .batch_execute(&format!("CREATE DATABASE gb_many{i} OWNER gb_user"))
+            .unwrap();
+        run_once(
+            &mut user,
+            "SELECT pg_backend_pid() AS pid",
+            Some(&format!("gb_many{i}")),
+        );
+    }
+    let waiting: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity              WHERE backend_type = 'lightdb_bgw' AND datname IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(waiting <= 4, "{waiting} connected processes wait idle");
 }

@@ -63,8 +63,8 @@ use shmem::store_text;
 use slot::{put_str, Slot};
 pub use slot::{PgHandle, ResultState, SlotRef, SlotState, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
 pub use spare_census::{
-    idle_spares, retire_connected_to, retire_lingering, retire_spare, spare_census,
-    unconnected_spares,
+    idle_spares, idle_spares_connected, retire_connected_to, retire_lingering, retire_spare,
+    spare_census, unconnected_spares,
 };
 pub use spares::{
     abandon_spare, begin_spare, rejoin_spare, room_wanted, spare_assignment, spare_leaving,
@@ -144,6 +144,8 @@ pub fn claim(
         || entry.generation != at.generation
         || entry.state == SlotState::Free as u8
         || entry.terminate_requested
+        // Another process runs it already (a hand-over gone wrong).
+        || (entry.state == SlotState::Started as u8 && entry.pid > 0 && entry.pid != pid)
     {
         return false;
     }

@@ -18,6 +18,15 @@ pub fn idle_spares() -> u32 {
         .count() as u32
 }
 
+/// How many spares wait idle now connected to a database (given back by
+/// their workers).
+pub fn idle_spares_connected() -> u32 {
+    entries()
+        .iter()
+        .filter(|e| e.state.load(Ordering::Acquire) == IDLE && e.connection().is_some())
+        .count() as u32
+}
+
 /// Marks one idle spare to be let go; returns its handle, for the caller
 /// to terminate it.
 pub fn retire_spare() -> Option<PgHandle> {
