@@ -4,7 +4,9 @@
 //! process back does is `given_back.rs`); workers a spare cannot serve get
 //! their own process, and an idle spare gives its slot up for them; the
 //! setting follows a reload; spares leave the superuser reserve alone and
-//! stand aside for the launch queue.
+//! stand aside for the launch queue; a launch ended by a FATAL while it
+//! waits for a spare's slot leaves nothing behind, and one ended while
+//! it waits for its worker stops that worker.
 
 mod common;
 
@@ -169,4 +171,114 @@ fn spares_give_their_slots_to_workers_they_cannot_run_and_to_the_queue() {
         assert_eq!(stop_worker(&mut admin, id), "stopped");
     }
     wait_for_spares(&cluster, 2);
+}
+
+/// A session ended by a FATAL (pg_terminate_backend) while its launch
+/// waits for the slot of a spare it let go leaves nothing behind: no slot
+/// of the registry taken, and the dispatcher starts spares again (the
+/// launch's wish for room is taken back).
+#[test]
+fn a_launch_ended_by_a_fatal_while_it_waits_for_room_leaves_nothing() {
+    // Four slots: the logical replication launcher, the dispatcher, the
+    // spare, one free.
+    let (cluster, mut admin) = Cluster::with_extension(
+        "spares_fatal",
+        &[
+            ("max_worker_processes", "4"),
+            ("lightdb_bgw.spare_workers", "1"),
+            ("lightdb_bgw.superuser_reserved_workers", "0"),
+        ],
+    );
+    let spare = *wait_for_spares(&cluster, 1).iter().next().unwrap();
+    // A restartable worker gets its own process: the last free slot.
+    let restartable = "'sleep', database => NULL, restart_after => '1 min'";
+    let blocker = launch(&mut admin, restartable);
+    let rows = |admin: &mut Client| -> i64 {
+        admin
+            .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
+            .unwrap()
+            .get(0)
+    };
+    let before = rows(&mut admin);
+
+    // The spare stops answering: the next launch lets it go and waits for
+    // its slot, and is ended meanwhile.
+    Cluster::kill(spare, libc::SIGSTOP);
+    let mut victim = cluster.connect("postgres");
+    let victim_pid: i32 = victim
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let sql = format!("SELECT lightdb_bgw.launch({restartable})");
+    let launching = std::thread::spawn(move || victim.query_one(&sql, &[]).is_ok());
+    eventually("the launch to wait for the spare's slot", LONG, || {
+        admin
+            .query_one(
+                "SELECT wait_event_type = 'Extension' FROM pg_stat_activity WHERE pid = $1",
+                &[&victim_pid],
+            )
+            .ok()?
+            .get::<_, Option<bool>>(0)
+            .filter(|&waiting| waiting)
+    });
+    admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&victim_pid])
+        .unwrap();
+    assert!(!launching.join().unwrap(), "the launch was ended");
+    Cluster::kill(spare, libc::SIGCONT);
+
+    eventually("the ended launch's slot to be given back", LONG, || {
+        (rows(&mut admin) == before).then_some(())
+    });
+    let again = wait_for_spares(&cluster, 1);
+    assert!(!again.contains(&spare), "a new spare, not the one let go");
+    assert_eq!(stop_worker(&mut admin, blocker), "stopped");
+}
+
+/// A session ended by a FATAL while `launch(..., wait => true)` waits for
+/// its worker to run (here handed to a spare that does not answer) never
+/// got the worker's id: the worker is stopped as the session exits, not
+/// left to run once the spare wakes.
+#[test]
+fn a_launch_ended_by_a_fatal_while_it_waits_stops_its_worker() {
+    let (cluster, mut admin) = Cluster::with_extension(
+        "spares_unreturned",
+        &[
+            ("max_worker_processes", "8"),
+            ("lightdb_bgw.spare_workers", "1"),
+        ],
+    );
+    let spare = *wait_for_spares(&cluster, 1).iter().next().unwrap();
+    Cluster::kill(spare, libc::SIGSTOP);
+    let mut victim = cluster.connect("postgres");
+    let victim_pid: i32 = victim
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let launching = std::thread::spawn(move || {
+        victim
+            .query_one("SELECT lightdb_bgw.launch('sleep', database => NULL)", &[])
+            .is_ok()
+    });
+    eventually("the launch to wait for its worker", LONG, || {
+        admin
+            .query_one(
+                "SELECT wait_event_type = 'Extension' FROM pg_stat_activity WHERE pid = $1",
+                &[&victim_pid],
+            )
+            .ok()?
+            .get::<_, Option<bool>>(0)
+            .filter(|&waiting| waiting)
+    });
+    let id: i64 = admin
+        .query_one("SELECT max(id) FROM lightdb_bgw.workers", &[])
+        .unwrap()
+        .get(0);
+    admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&victim_pid])
+        .unwrap();
+    assert!(!launching.join().unwrap(), "the launch was ended");
+    Cluster::kill(spare, libc::SIGCONT);
+    assert_eq!(wait_for_shutdown(&mut admin, id), "stopped");
+    assert_eq!(status(&mut admin, id), "stopped");
 }

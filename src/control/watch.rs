@@ -268,13 +268,43 @@ pub fn stop_record(rec: &WorkerRecord) {
 /// A wait that ends in an error (a cancel, statement_timeout) returns no id
 /// either: the worker it waited for is stopped, so nothing is left that
 /// the caller cannot name.
+/// A FATAL (the session terminated) ends the wait without an error to
+/// catch: the worker is stopped as the process exits.
 pub(super) fn wait_for_launch(id: i64, start_time: StartTime) -> Result<(), BgwError> {
-    PgTryBuilder::new(|| ready_or_stopped(id, start_time))
+    unreturned(Some(id));
+    let waited = PgTryBuilder::new(|| ready_or_stopped(id, start_time))
         .catch_others(|caught| {
+            unreturned(None);
             stop_unclaimed(id);
             caught.rethrow()
         })
-        .execute()
+        .execute();
+    unreturned(None);
+    waited
+}
+
+thread_local! {
+    /// The worker a launch of this process waits for, its id not returned.
+    static UNRETURNED: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Notes (or forgets) the worker whose launch waits; the first time, sets
+/// up its stop when the process exits meanwhile.
+fn unreturned(id: Option<i64>) {
+    static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if id.is_some() && !INSTALLED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: registering an exit callback has no precondition; it runs
+        // before shared memory is let go.
+        unsafe { pg_sys::before_shmem_exit(Some(stop_unreturned), pg_sys::Datum::from(0usize)) };
+    }
+    UNRETURNED.with(|u| u.set(id));
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn stop_unreturned(_code: i32, _arg: pg_sys::Datum) {
+    if let Some(id) = UNRETURNED.with(|u| u.take()) {
+        stop_unclaimed(id);
+    }
 }
 
 /// Stops worker `id`, registered by a launch that returns no id after all.

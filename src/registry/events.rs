@@ -158,6 +158,14 @@ pub fn broadcast_unsettled() {
     }
 }
 
+/// Takes back `n` waits this process counted and never dropped (it exits;
+/// see `held.rs`).
+pub(super) fn take_back_unsettled(n: u32) {
+    if let Some(e) = events().filter(|_| n > 0) {
+        e.unsettled_waiters.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
 /// A wait on the registry's condition variables. Create it *before*
 /// checking the condition, so no change between the check and the sleep is
 /// missed; dropping it ends the wait.
@@ -172,6 +180,7 @@ impl ChangeWait {
     pub fn prepare() -> Option<ChangeWait> {
         let e = events()?;
         e.unsettled_waiters.fetch_add(1, Ordering::AcqRel);
+        super::held::unsettled(true);
         Some(Self::on(e.cv.get(), Some(&e.unsettled_waiters)))
     }
 
@@ -205,6 +214,7 @@ impl Drop for ChangeWait {
     fn drop(&mut self) {
         if let Some(count) = self.counted {
             count.fetch_sub(1, Ordering::AcqRel);
+            super::held::unsettled(false);
         }
         // SAFETY: cancelling a prepared sleep has no other precondition.
         unsafe { pg_sys::ConditionVariableCancelSleep() };

@@ -7,13 +7,15 @@
 //! `slot.rs` (what is kept beside it `beside.rs`), the choice of history
 //! entry to reuse `reuse.rs`, texts kept out of line `texts.rs`, and the
 //! spare processes waiting for a launch `spares.rs` (counted and let go
-//! in `spare_census.rs`; a worker giving its process back `given_back.rs`). Waiters sleep on the
+//! in `spare_census.rs`; a worker giving its process back `given_back.rs`);
+//! what a process holds that its exit gives back `held.rs`. Waiters sleep on the
 //! registry's condition variables, which every change of state
 //! broadcasts (`events.rs`).
 
 mod beside;
 mod events;
 mod given_back;
+mod held;
 mod listing;
 mod locked;
 mod lookup;
@@ -58,7 +60,22 @@ pub use results::{
     publish as publish_result, read as read_result, result_memory, stash as stash_result,
     Forgotten, NoSpace, Outcome, RunResult, Stashed,
 };
-pub use shmem::init;
+
+/// Sets up the registry in the postmaster (from `_PG_init`): its shared
+/// memory, and what gives back what an exiting process still held.
+pub fn init(capacity: u32, text_limit: usize, statics: Vec<crate::workerdef::WorkerDef>) {
+    held::set_give_back(give_back_held);
+    shmem::init(capacity, text_limit, statics);
+}
+
+/// Gives back what a process held when a FATAL ended it (see `held.rs`).
+fn give_back_held(held: held::Held) {
+    for (at, id) in held.reserved {
+        reserve::release_at(at, id);
+    }
+    spares::take_back_room_wanted(held.room_wanted);
+    events::take_back_unsettled(held.unsettled);
+}
 use shmem::store_text;
 use slot::{put_str, Slot};
 pub use slot::{PgHandle, ResultState, SlotRef, SlotState, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};

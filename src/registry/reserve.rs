@@ -43,6 +43,7 @@ impl Reservation {
     /// The worker is registered: the slot stays its own. Returns the id.
     pub fn keep(mut self) -> i64 {
         self.kept = true;
+        super::held::unreserved(self.at, self.id);
         self.id
     }
 }
@@ -50,7 +51,8 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.kept {
-            release(self);
+            release_at(self.at, self.id);
+            super::held::unreserved(self.at, self.id);
         }
     }
 }
@@ -143,11 +145,13 @@ pub fn reserve(
         remove_config(old.id);
     }
     remember_slot(id, index);
+    let at = SlotRef {
+        index: index as u32,
+        generation,
+    };
+    super::held::reserved(at, id);
     Ok(Reservation {
-        at: SlotRef {
-            index: index as u32,
-            generation,
-        },
+        at,
         id,
         queued: matches!(placement, Placement::Queue(_)),
         kept: false,
@@ -183,14 +187,15 @@ pub fn rename(r: &Reservation, name: &str) {
 
 /// Gives back a reservation whose registration failed: nothing is left,
 /// neither the slot nor its texts nor a config kept on disk.
-fn release(r: &Reservation) {
+/// Gives back the slot reserved at `at` for worker `id`, if it still is.
+pub(super) fn release_at(at: SlotRef, id: i64) {
     if let Some(mut locked) = Locked::acquire(true) {
-        let entry = locked.slots()[r.at.index as usize];
-        if entry.id == r.id && entry.generation == r.at.generation {
-            locked.empty_slot(r.at.index as usize);
+        let entry = locked.slots()[at.index as usize];
+        if entry.id == id && entry.generation == at.generation {
+            locked.empty_slot(at.index as usize);
         }
     }
-    remove_config(r.id);
+    remove_config(id);
 }
 
 /// Records the postmaster's handle of a registered worker, so any session

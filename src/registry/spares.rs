@@ -113,6 +113,7 @@ impl RoomWanted {
     pub fn announce() -> RoomWanted {
         if let Some(t) = table() {
             t.room_wanted.fetch_add(1, Ordering::AcqRel);
+            super::held::room_wanted(true);
         }
         RoomWanted(())
     }
@@ -122,7 +123,16 @@ impl Drop for RoomWanted {
     fn drop(&mut self) {
         if let Some(t) = table() {
             t.room_wanted.fetch_sub(1, Ordering::AcqRel);
+            super::held::room_wanted(false);
         }
+    }
+}
+
+/// Takes back `n` wishes for room this process announced and never
+/// dropped (it exits; see `held.rs`).
+pub(super) fn take_back_room_wanted(n: u32) {
+    if let Some(t) = table().filter(|_| n > 0) {
+        t.room_wanted.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
