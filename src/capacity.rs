@@ -162,21 +162,37 @@ fn setting_in<'a>(entries: &'a [String], name: &str) -> Option<&'a str> {
     })
 }
 
-/// The quota of `role_oid`'s workers: its own setting for the worker's
-/// database, else for every database, else this session's value; `None`
-/// for no limit.
+/// The quota of `role_oid`'s workers, in the order the server applies
+/// settings to a session: the role's own setting for the worker's
+/// database, else for every database, else the database's setting, else
+/// this session's value; `None` for no limit. A value is read as the
+/// server reads an integer setting (`1.0`, `0x10` and the like).
 pub fn role_quota(role_oid: u32, database_oid: u32) -> Option<u32> {
     let name = gucs::MAX_WORKERS_PER_ROLE_NAME;
-    let databases: &[u32] = if database_oid != 0 {
-        &[database_oid, 0]
+    let mut sources = if database_oid != 0 {
+        role_settings(&[database_oid, 0], role_oid)
     } else {
-        &[0]
+        role_settings(&[0], role_oid)
     };
-    let own = role_settings(databases, role_oid)
+    if database_oid != 0 {
+        sources.extend(role_settings(&[database_oid], 0));
+    }
+    let own = sources
         .iter()
-        .find_map(|entries| setting_in(entries, name).and_then(|v| v.trim().parse().ok()));
+        .find_map(|entries| setting_in(entries, name).and_then(read_int));
     let limit: i64 = own.unwrap_or_else(|| gucs::max_workers_per_role().map_or(-1, i64::from));
     (limit >= 0).then(|| limit.min(u32::MAX as i64) as u32)
+}
+
+/// An integer setting's value as the server reads it; `None` if it does
+/// not (the server would refuse it too).
+fn read_int(value: &str) -> Option<i64> {
+    let value = std::ffi::CString::new(value).ok()?;
+    let mut out = 0i32;
+    // SAFETY: the value is NUL-terminated and outlives the call; no unit
+    // flags, no hint wanted.
+    let ok = unsafe { pg_sys::parse_int(value.as_ptr(), &mut out, 0, std::ptr::null_mut()) };
+    ok.then_some(i64::from(out))
 }
 
 /// The admission of a launch from SQL by the current user of a worker of

@@ -1,5 +1,6 @@
-//! Per-role quotas and the superuser reserve (also against a supervisor's
-//! children), and the slot of a worker terminated before it started.
+//! Per-role quotas (read as the server reads settings) and the superuser
+//! reserve (also against a supervisor's children), and the slot of a
+//! worker terminated before it started.
 
 use super::*;
 
@@ -105,6 +106,30 @@ fn quotas_per_role_and_the_superuser_reserve() {
     assert_eq!(su.len(), 2, "the reserve is still the superuser's: {err:?}");
     stop_all(&mut admin, &su);
     assert_eq!(stop_worker(&mut bob, sup), "stopped");
+
+    // The quota is read as the server reads settings: a value written
+    // '1.0' is 1, and a database's own setting holds for a role without
+    // one of its own.
+    admin
+        .batch_execute(
+            "CREATE ROLE carol LOGIN; ALTER ROLE carol SET lightdb_bgw.max_workers_per_role = '1.0'",
+        )
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE quota_db").unwrap();
+    admin
+        .batch_execute("ALTER DATABASE quota_db SET lightdb_bgw.max_workers_per_role = 1")
+        .unwrap();
+    grant_all(&mut admin, "carol");
+    let mut carol = cluster.connect_as("postgres", "carol");
+    let (hers, err) = fill(&mut carol);
+    assert_eq!(hers.len(), 1, "carol's quota of '1.0'");
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+    stop_all(&mut carol, &hers);
+    let in_db = "SELECT lightdb_bgw.launch('sleep', database => 'quota_db', wait => false)";
+    let first: i64 = bob.query_one(in_db, &[]).unwrap().get(0);
+    let err = bob.query_one(in_db, &[]).expect_err("quota_db's quota");
+    assert_eq!(sqlstate(&err), "53000", "{err:?}");
+    assert_eq!(stop_worker(&mut bob, first), "stopped");
 }
 
 /// A worker terminated before its process started holds its postmaster
