@@ -162,13 +162,24 @@ fn setting_in<'a>(entries: &'a [String], name: &str) -> Option<&'a str> {
     })
 }
 
-/// The quota of `role_oid`'s workers, in the order the server applies
-/// settings to a session: the role's own setting for the worker's
-/// database, else for every database, else the database's setting, else
-/// this session's value; `None` for no limit. A value is read as the
-/// server reads an integer setting (`1.0`, `0x10` and the like).
+/// The quota of `role_oid`'s workers (`max_workers_per_role`), `None` for
+/// no limit; see [`role_limit`].
 pub fn role_quota(role_oid: u32, database_oid: u32) -> Option<u32> {
-    let name = gucs::MAX_WORKERS_PER_ROLE_NAME;
+    role_limit(
+        gucs::MAX_WORKERS_PER_ROLE_NAME,
+        gucs::max_workers_per_role(),
+        role_oid,
+        database_oid,
+    )
+}
+
+/// The setting `name` for `role_oid`'s workers in `database_oid`, in the
+/// order the server applies settings to a session: the role's own setting
+/// for the database, else for every database, else the database's
+/// setting, else this session's value (`session`); `None` for no limit.
+/// A value is read as the server reads an integer setting (`1.0`, `0x10`
+/// and the like).
+fn role_limit(name: &str, session: Option<u32>, role_oid: u32, database_oid: u32) -> Option<u32> {
     let mut sources = if database_oid != 0 {
         role_settings(&[database_oid, 0], role_oid)
     } else {
@@ -180,7 +191,7 @@ pub fn role_quota(role_oid: u32, database_oid: u32) -> Option<u32> {
     let own = sources
         .iter()
         .find_map(|entries| setting_in(entries, name).and_then(read_int));
-    let limit: i64 = own.unwrap_or_else(|| gucs::max_workers_per_role().map_or(-1, i64::from));
+    let limit: i64 = own.unwrap_or_else(|| session.map_or(-1, i64::from));
     (limit >= 0).then(|| limit.min(u32::MAX as i64) as u32)
 }
 
@@ -205,6 +216,16 @@ pub fn admission(role_oid: u32, database_oid: u32, queue: bool) -> Admission {
         pm_free: Some(pm_free_or_spare),
         reserved: gucs::superuser_reserved_workers(),
         queue: queue.then(gucs::max_queued),
+        queue_per_role: queue
+            .then(|| {
+                role_limit(
+                    gucs::MAX_QUEUED_PER_ROLE_NAME,
+                    gucs::max_queued_per_role(),
+                    role_oid,
+                    database_oid,
+                )
+            })
+            .flatten(),
     }
 }
 
@@ -218,6 +239,7 @@ pub fn child_admission(supervisor_by_superuser: bool) -> Admission {
         pm_free: Some(pm_free_or_spare),
         reserved: gucs::superuser_reserved_workers(),
         queue: None,
+        queue_per_role: None,
     }
 }
 

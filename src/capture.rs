@@ -153,9 +153,9 @@ impl Kept {
         // lives in the scratch context until it is reset below.
         unsafe {
             let old = pg_sys::MemoryContextSwitchTo(self.scratch);
-            plan.frame(values, nulls, &mut self.framed);
+            let within = plan.frame(values, nulls, &mut self.framed, self.max);
             pg_sys::MemoryContextSwitchTo(old);
-            if self.framed.len() > self.max {
+            if !within || self.framed.len() > self.max {
                 self.framed.truncate(before);
                 too_large(self.max);
             }

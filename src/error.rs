@@ -40,6 +40,8 @@ pub enum BgwError {
     ReservedForSuperusers(u32),
     /// The launch queue holds `lightdb_bgw.max_queued` workers (53400).
     QueueFull(u32),
+    /// The role has this many workers queued (`max_queued_per_role`).
+    RoleQueueFull { role: String, limit: u32 },
     /// A configured size limit is exceeded (54000); names the setting.
     SizeLimit {
         message: String,
@@ -94,7 +96,7 @@ impl BgwError {
             BgwError::NoPostmasterSlot
             | BgwError::OverQuota { .. }
             | BgwError::ReservedForSuperusers(_) => ERRCODE_INSUFFICIENT_RESOURCES,
-            BgwError::RegistryFull(_) | BgwError::QueueFull(_) => {
+            BgwError::RegistryFull(_) | BgwError::QueueFull(_) | BgwError::RoleQueueFull { .. } => {
                 ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
             }
             BgwError::SizeLimit { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
@@ -133,6 +135,11 @@ impl BgwError {
             BgwError::QueueFull(n) => {
                 format!("the lightdb_bgw launch queue is full ({n} workers)")
             }
+            BgwError::RoleQueueFull { role, limit } => {
+                format!(
+                    "role \"{role}\" already has {limit} workers in the lightdb_bgw launch queue"
+                )
+            }
         }
     }
 
@@ -168,6 +175,10 @@ impl BgwError {
             ),
             BgwError::QueueFull(_) => Some(
                 "Wait for queued workers to start or raise \"lightdb_bgw.max_queued\"."
+                    .into(),
+            ),
+            BgwError::RoleQueueFull { .. } => Some(
+                "The limit is set by \"lightdb_bgw.max_queued_per_role\"; wait for the role's queued workers to start."
                     .into(),
             ),
             BgwError::RegistryFull(_) => Some(

@@ -94,11 +94,20 @@ impl RowJsonb {
 
     /// Frames the row `values`/`nulls` (one each a column of the plan's
     /// row type) into `out` as one jsonb object; what it needs on the way
-    /// is allocated in the current memory context.
+    /// is allocated in the current memory context. False, with nothing
+    /// appended, when `out` would pass `limit` bytes: known from the
+    /// values made before any of them is copied, so a row too large is
+    /// never copied at all.
     ///
     /// # Safety
     /// The values are valid datums of the columns' types.
-    pub unsafe fn frame(&mut self, values: &[pg_sys::Datum], nulls: &[bool], out: &mut Vec<u8>) {
+    pub unsafe fn frame(
+        &mut self,
+        values: &[pg_sys::Datum],
+        nulls: &[bool],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> bool {
         self.cells.clear();
         for column in &mut self.columns {
             let cell = match nulls[column.index] {
@@ -109,6 +118,16 @@ impl RowJsonb {
             self.cells.push(cell);
         }
         let (columns, cells) = (&self.columns, &self.cells);
+        // At least the keys and the values' bytes, and an entry each.
+        let least: usize = columns
+            .iter()
+            .zip(cells)
+            // SAFETY: as below.
+            .map(|(c, cell)| c.key().len() + 8 + unsafe { scalar_len(cell) })
+            .sum();
+        if out.len().saturating_add(least) > limit {
+            return false;
+        }
         // SAFETY: the cells' strings and numerics live in the current
         // memory context (or the plan) until the row is framed.
         let written = rows::frame_with(out, |out| {
@@ -127,9 +146,13 @@ impl RowJsonb {
                 let jsonb = self.by_the_server();
                 let ptr = jsonb as *const pg_sys::varlena;
                 let len = varlena::varsize_any(ptr);
+                if out.len().saturating_add(len) > limit {
+                    return false;
+                }
                 rows::frame(out, std::slice::from_raw_parts(ptr as *const u8, len));
             }
         }
+        true
     }
 
     /// The row made by the server's `JsonbValueToJsonb` from its pairs
@@ -202,6 +225,18 @@ impl Column {
                 Convert::ToJsonb(flinfo) => Cell::Value(through(flinfo, datum)),
             }
         }
+    }
+}
+
+/// How many bytes `cell`'s value takes at least once written.
+///
+/// # Safety
+/// As [`scalar`].
+unsafe fn scalar_len(cell: &Cell) -> usize {
+    // SAFETY: the caller's contract.
+    match unsafe { scalar(cell) } {
+        Some(Scalar::String(bytes)) | Some(Scalar::Numeric(bytes)) => bytes.len(),
+        _ => 0,
     }
 }
 

@@ -115,6 +115,10 @@ fn reserve_error(refusal: Refusal, def: &WorkerDef) -> BgwError {
             setting: "lightdb_bgw.max_text_memory",
         },
         Refusal::QueueFull(max) => BgwError::QueueFull(max),
+        Refusal::RoleQueueFull(limit) => BgwError::RoleQueueFull {
+            role: def.role.clone().unwrap_or_default(),
+            limit,
+        },
         Refusal::NoRoom(NoRoom::Quota(limit)) => BgwError::OverQuota {
             role: def.role.clone().unwrap_or_default(),
             limit,

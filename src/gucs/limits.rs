@@ -8,6 +8,8 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 pub static MAX_QUEUED: GucSetting<i32> = GucSetting::<i32>::new(1000);
 /// -1: no limit.
 pub static MAX_WORKERS_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(-1);
+/// -1: no limit but `MAX_QUEUED`.
+pub static MAX_QUEUED_PER_ROLE: GucSetting<i32> = GucSetting::<i32>::new(-1);
 pub static SUPERUSER_RESERVED_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static SPARE_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
@@ -18,8 +20,9 @@ pub static MAX_RESULT_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(96 * 1
 /// Seconds; 0: kept until forgotten or the slot is reused.
 pub static RESULT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 
-/// The name of the per-role quota, as `ALTER ROLE ... SET` stores it.
+/// The names of the per-role limits, as `ALTER ROLE ... SET` stores them.
 pub const MAX_WORKERS_PER_ROLE_NAME: &str = "lightdb_bgw.max_workers_per_role";
+pub const MAX_QUEUED_PER_ROLE_NAME: &str = "lightdb_bgw.max_queued_per_role";
 
 /// Defines the settings of this file.
 pub(super) fn define() {
@@ -44,6 +47,16 @@ fn define_capacity() {
         c"How many dynamic workers of one role may be registered at once; -1: no limit.",
         c"Read for the worker's role (ALTER ROLE ... SET) at launch; over it a launch gets SQLSTATE 53000 or waits in the queue.",
         &MAX_WORKERS_PER_ROLE,
+        -1,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"lightdb_bgw.max_queued_per_role",
+        c"How many workers of one role may wait in the launch queue; -1: no limit but lightdb_bgw.max_queued.",
+        c"Read for the worker's role (ALTER ROLE ... SET) at launch; a queueing launch beyond it gets SQLSTATE 53400.",
+        &MAX_QUEUED_PER_ROLE,
         -1,
         1_000_000,
         GucContext::Suset,
@@ -126,6 +139,13 @@ pub fn max_queued() -> u32 {
 /// The quota in this session's settings, `None` for no limit.
 pub fn max_workers_per_role() -> Option<u32> {
     let limit = MAX_WORKERS_PER_ROLE.get();
+    (limit >= 0).then_some(limit as u32)
+}
+
+/// The per-role bound of the queue in this session's settings, `None`
+/// for none.
+pub fn max_queued_per_role() -> Option<u32> {
+    let limit = MAX_QUEUED_PER_ROLE.get();
     (limit >= 0).then_some(limit as u32)
 }
 

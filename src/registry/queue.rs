@@ -28,6 +28,10 @@ pub struct Admission {
     pub reserved: u32,
     /// `queue => true`: the queue's bound (`lightdb_bgw.max_queued`).
     pub queue: Option<u32>,
+    /// How many of the role's workers may be queued
+    /// (`lightdb_bgw.max_queued_per_role`), `None` for no bound but the
+    /// queue's.
+    pub queue_per_role: Option<u32>,
 }
 
 impl Admission {
@@ -40,6 +44,7 @@ impl Admission {
             pm_free: None,
             reserved: 0,
             queue: None,
+            queue_per_role: None,
         }
     }
 }
@@ -126,6 +131,8 @@ pub enum Refusal {
     RegistryFull(u32),
     /// The queue holds its bound.
     QueueFull(u32),
+    /// The role has this many workers queued, its bound.
+    RoleQueueFull(u32),
     /// No room now, and the launch does not queue.
     NoRoom(NoRoom),
 }
@@ -144,11 +151,22 @@ pub(super) fn place(locked: &Locked, role_oid: u32, adm: &Admission) -> Result<P
         adm.reserved,
     );
     let (queued, next) = queue_census(locked);
+    let of_role = || {
+        let slots = locked.slots();
+        locked
+            .marked(0, Some(SlotState::Queued))
+            .into_iter()
+            .filter(|&i| slots[i].role_oid == role_oid)
+            .count() as u32
+    };
     match (fits, adm.queue) {
         (Ok(()), None) => Ok(Placement::Register),
         (Ok(()), Some(_)) if queued == 0 => Ok(Placement::Register),
         (Err(why), None) => Err(Refusal::NoRoom(why)),
         (_, Some(max)) if queued >= max => Err(Refusal::QueueFull(max)),
+        (_, Some(_)) if adm.queue_per_role.is_some_and(|bound| of_role() >= bound) => Err(
+            Refusal::RoleQueueFull(adm.queue_per_role.unwrap_or_default()),
+        ),
         (_, Some(_)) => Ok(Placement::Queue(next)),
     }
 }

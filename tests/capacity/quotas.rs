@@ -1,4 +1,5 @@
-//! Per-role quotas (read as the server reads settings) and the superuser
+//! Per-role quotas (read as the server reads settings), a role's bound in
+//! the launch queue, and the superuser
 //! reserve (also against a supervisor's children), and the slot of a
 //! worker terminated before it started.
 
@@ -16,7 +17,8 @@ fn quotas_per_role_and_the_superuser_reserve() {
     admin
         .batch_execute(
             "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
-             ALTER ROLE alice SET lightdb_bgw.max_workers_per_role = 2;",
+             ALTER ROLE alice SET lightdb_bgw.max_workers_per_role = 2;
+             ALTER ROLE alice SET lightdb_bgw.max_queued_per_role = 1;",
         )
         .unwrap();
     grant_all(&mut admin, "alice, bob");
@@ -43,6 +45,21 @@ fn quotas_per_role_and_the_superuser_reserve() {
     // ... or waits in the queue until one of hers stops.
     let queued = launch(&mut alice, &format!("{FOREVER}, queue => true"));
     assert_eq!(status(&mut alice, queued), "queued");
+    // ... one at a time: her bound in the queue.
+    let err = alice
+        .query_one(
+            &format!("SELECT lightdb_bgw.launch({FOREVER}, queue => true)"),
+            &[],
+        )
+        .expect_err("alice's bound in the queue");
+    assert_eq!(sqlstate(&err), "53400", "{err:?}");
+    assert!(
+        db_error(&err)
+            .hint()
+            .unwrap_or("")
+            .contains("lightdb_bgw.max_queued_per_role"),
+        "{err:?}"
+    );
 
     // bob has no quota: he takes what is left but the reserve.
     let mut bob = cluster.connect_as("postgres", "bob");
