@@ -127,6 +127,13 @@ pub fn report_activity(running: Option<&str>) {
     }
 }
 
+/// Reports the process idle with no text at all: a process given back
+/// shows nothing of the worker it ran.
+pub fn clear_activity() {
+    // SAFETY: the empty text is copied into shared memory by the server.
+    unsafe { pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, c"".as_ptr()) }
+}
+
 /// Sleeps on the latch for at most `timeout` (`None`: until woken), then
 /// serves interrupts: SIGTERM ends the process here (exit code 1, as
 /// PostgreSQL's own workers), postmaster death ends it at once, and a

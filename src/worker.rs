@@ -203,7 +203,7 @@ fn give_back(
     let lendable = connection::lendable_as(now);
     if lendable.flatten().is_some() {
         runtime::set_application_name("");
-        runtime::report_activity(None);
+        runtime::clear_activity();
     }
     // Connected too long ago, or otherwise than by OID, or connected while
     // `spare_workers` connected processes wait idle already: it leaves

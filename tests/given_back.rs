@@ -189,6 +189,17 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
     );
     let process = backend_pid(&first);
     assert_eq!(backend_pid(&second), process, "{first} then {second}");
+    // Given back, the process shows nothing of the run it ran.
+    eventually("the process given back to show no query", LONG, || {
+        let shown: Option<String> = admin
+            .query_one(
+                "SELECT query FROM pg_stat_activity WHERE pid = $1",
+                &[&(process as i32)],
+            )
+            .ok()?
+            .get(0);
+        (shown.as_deref() == Some("")).then_some(())
+    });
     assert_eq!(second["who"], "gb_user");
     assert_eq!(second["work_mem"], "4MB");
     for key in ["prepared", "locks"] {

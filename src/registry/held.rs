@@ -41,10 +41,11 @@ pub fn set_give_back(give_back: fn(Held)) {
     let _ = GIVE_BACK.set(give_back);
 }
 
-/// Installs the exit callback, once a process.
+/// Installs the exit callback, once a process (not in the unit tests,
+/// which run no server).
 fn install() {
     static INSTALLED: AtomicBool = AtomicBool::new(false);
-    if !INSTALLED.swap(true, Ordering::Relaxed) {
+    if !cfg!(test) && !INSTALLED.swap(true, Ordering::Relaxed) {
         // SAFETY: registering an exit callback has no precondition; it runs
         // before shared memory is let go.
         unsafe { pg_sys::before_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize)) };

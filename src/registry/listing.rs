@@ -95,7 +95,8 @@ pub fn listing() -> Listing {
         }
         let slot = &slots[index];
         if state == SlotState::Queued as u8 {
-            queued.push((slot.queue_seq, order.len()));
+            // In the dispatcher's order: place, then id.
+            queued.push((slot.queue_seq, slot.id, order.len()));
         }
         order.push(Entry {
             id: slot.id,
@@ -106,7 +107,7 @@ pub fn listing() -> Listing {
     }
     drop(locked);
     queued.sort_unstable();
-    for (position, (_, at)) in queued.into_iter().enumerate() {
+    for (position, (_, _, at)) in queued.into_iter().enumerate() {
         order[at].queue_position = Some(position as u32 + 1);
     }
     order.sort_unstable_by_key(|e| e.id);

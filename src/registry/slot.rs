@@ -237,7 +237,8 @@ pub(super) const CRASH_NOTE: &str = "interrupted by a crash-reinitialisation of 
 /// registry. The postmaster's handles are void (its slots were rebuilt), so
 /// they are dropped; a worker that was running or waiting comes back if it
 /// has a restart policy and was not terminated (the postmaster restarts it
-/// at once), and is stopped otherwise. Anything unreadable is freed.
+/// at once), and is stopped otherwise; one taken from the launch queue
+/// and not started yet is queued again. Anything unreadable is freed.
 pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
     let state = slot.state;
     if state > SlotState::Queued as u8 || slot.id <= 0 {
@@ -248,7 +249,7 @@ pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
     if state == SlotState::Free as u8 {
         return;
     }
-    slot.has_handle = false;
+    let had_handle = std::mem::replace(&mut slot.has_handle, false);
     slot.reaped = false;
     // Out-of-line texts and results went with the old shared memory.
     slot.config = TextRef::NONE;
@@ -264,6 +265,20 @@ pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
         // Still queued, in its place: the dispatcher registers it when
         // there is room; its config comes back from disk.
         slot.terminate_requested = false;
+        return;
+    }
+    // Taken from the queue and not started yet when the crash came (being
+    // registered, or registered and dropped by the postmaster, which keeps
+    // only restartable workers): queued again, in its place; its config
+    // comes back from disk as a queued worker's does.
+    let restartable = slot.restart_secs >= 0 && slot.kind != Kind::Raw as u8;
+    if state == SlotState::NotYetStarted as u8
+        && slot.queue_seq != 0
+        && slot.started_at == 0
+        && !slot.terminate_requested
+        && !(restartable && had_handle)
+    {
+        slot.state = SlotState::Queued as u8;
         return;
     }
     let was_running = state == SlotState::Started as u8;
