@@ -97,12 +97,7 @@ fn a_supervisors_children_keep_its_role() {
     };
     let first = eventually("the first child runs", LONG, || child_of(&mut admin));
     impersonate_alice(&mut admin);
-    admin
-        .query_one(
-            "SELECT pg_terminate_backend(lightdb_bgw.pid($1))",
-            &[&first],
-        )
-        .unwrap();
+    terminate_backend(&mut admin, first);
     let second = eventually("the child is relaunched", LONG, || {
         child_of(&mut admin).filter(|&id| id > first)
     });

@@ -79,13 +79,28 @@ fn seen_only_as(client: &mut Client, who: &str) {
     assert!(!row.get::<_, bool>(1), "no worker became a superuser");
 }
 
+/// `pg_terminate_backend` of worker `id`'s process, once it is a backend:
+/// `started` comes as soon as the postmaster has forked the process, a
+/// little before it is one.
+fn terminate_backend(admin: &mut Client, id: i64) {
+    eventually(
+        "the worker's process to take pg_terminate_backend",
+        LONG,
+        || {
+            admin
+                .query_one("SELECT pg_terminate_backend(lightdb_bgw.pid($1))", &[&id])
+                .ok()?
+                .get::<_, Option<bool>>(0)
+                .filter(|&done| done)
+        },
+    );
+}
+
 /// Ends the worker's process with SIGTERM (exit code 1): the postmaster
 /// restarts it after its `restart_after`. Waits until its exit is recorded.
 fn kill_for_restart(admin: &mut Client, id: i64) {
     let restarts: i32 = field(admin, "restarts", id);
-    admin
-        .query_one("SELECT pg_terminate_backend(lightdb_bgw.pid($1))", &[&id])
-        .unwrap();
+    terminate_backend(admin, id);
     eventually("the exit is recorded", LONG, || {
         let status: String = field(admin, "status", id);
         let now: i32 = field(admin, "restarts", id);

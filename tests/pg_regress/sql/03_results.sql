@@ -157,6 +157,11 @@ ALTER ROLE small_results SET lightdb_bgw.max_result_size = '1kB';
 SELECT result_memory() AS memory_before \gset
 SELECT run('SELECT repeat(''x'', 100) FROM generate_series(1, 100)', role => 'small_results') AS big \gset
 SELECT err(format('SELECT * FROM result(%s)', :big));
+-- Only the run's error is kept with its result, none of its rows; forget
+-- gives that back too.
+SELECT wait_for_shutdown(:big, '30s');
+SELECT result_memory() - :memory_before BETWEEN 1 AND 1000 AS only_its_error_kept;
+SELECT forget(:big) AS forgotten;
 SELECT result_memory() = :memory_before AS nothing_kept;
 
 -- forget drops a stopped worker's result and entry; then it is unknown.
