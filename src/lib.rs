@@ -30,6 +30,7 @@ pub mod launch;
 pub mod preload;
 pub mod process;
 pub mod registry;
+pub mod reported;
 pub mod row_jsonb;
 pub mod rows;
 pub mod runtime;

@@ -94,10 +94,9 @@ impl RowJsonb {
 
     /// Frames the row `values`/`nulls` (one each a column of the plan's
     /// row type) into `out` as one jsonb object; what it needs on the way
-    /// is allocated in the current memory context. False, with nothing
-    /// appended, when `out` would pass `limit` bytes: known from the
-    /// values made before any of them is copied, so a row too large is
-    /// never copied at all.
+    /// is allocated in the current memory context. False, nothing
+    /// appended, when `out` would pass `limit` bytes (known before a byte
+    /// of the row is copied).
     ///
     /// # Safety
     /// The values are valid datums of the columns' types.
@@ -118,7 +117,7 @@ impl RowJsonb {
             self.cells.push(cell);
         }
         let (columns, cells) = (&self.columns, &self.cells);
-        // At least the keys and the values' bytes, and an entry each.
+        // At least the keys, the values' bytes and an entry each.
         let least: usize = columns
             .iter()
             .zip(cells)
@@ -228,10 +227,8 @@ impl Column {
     }
 }
 
-/// How many bytes `cell`'s value takes at least once written.
-///
-/// # Safety
-/// As [`scalar`].
+/// How many bytes `cell`'s value takes at least once written. Safety: as
+/// [`scalar`].
 unsafe fn scalar_len(cell: &Cell) -> usize {
     // SAFETY: the caller's contract.
     match unsafe { scalar(cell) } {

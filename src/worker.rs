@@ -1,7 +1,8 @@
 //! A worker process's entry (and a spare's, which waits until a launch
 //! hands it a slot; see `spare.rs`): signals, finding its registry slot
 //! (and its postmaster handle), getting its config back after a crash,
-//! running its kind, remembering its last error and recording its exit.
+//! running its kind, recording the error it leaves with (caught by
+//! `reported.rs`) and its exit.
 //! A spare's worker whose kind allows it (`kinds::gives_back`) gives the
 //! process back when it stops: the process waits as a spare again, keeping
 //! its connection, for the next launch. This is the one place that knows
@@ -10,7 +11,6 @@
 use std::cell::Cell;
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -21,6 +21,7 @@ use crate::kinds;
 use crate::launch;
 use crate::process;
 use crate::registry::{self, SlotRef};
+use crate::reported;
 use crate::runtime::{self, Identity};
 use crate::spare;
 
@@ -28,12 +29,6 @@ thread_local! {
     /// The entry of the spare table this process holds while it is a spare.
     static SPARE_ENTRY: Cell<Option<usize>> = const { Cell::new(None) };
 }
-
-/// The last ERROR or FATAL this process reported, for `workers.last_error`.
-static LAST_REPORTED_ERROR: Mutex<Option<ErrorText>> = Mutex::new(None);
-
-/// The `emit_log_hook` installed before ours, called after ours.
-static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 
 /// Entry point of every built-in worker (`bgw_function_name`). The main
 /// argument is the registry slot; `bgw_extra` carries id and generation.
@@ -226,9 +221,7 @@ fn give_back(
             registry::give_back(at, id, handle, 1, Some(&error.short()));
         }
     }
-    if let Ok(mut last) = LAST_REPORTED_ERROR.lock() {
-        *last = None;
-    }
+    reported::forget();
     runtime::clear_identity();
     entry
 }
@@ -281,9 +274,8 @@ fn install_exit_callbacks() {
     unsafe {
         pg_sys::before_shmem_exit(Some(on_leaving), pg_sys::Datum::from(0usize));
         pg_sys::on_shmem_exit(Some(on_exit), pg_sys::Datum::from(0usize));
-        PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
-        pg_sys::emit_log_hook = Some(remember_error);
     }
+    reported::install();
 }
 
 /// Entry point of a spare: waits, idle, until a launch hands it a slot,
@@ -345,10 +337,7 @@ unsafe extern "C-unwind" fn on_leaving(_code: i32, _arg: pg_sys::Datum) {
     let Some(me) = runtime::try_identity() else {
         return;
     };
-    let Ok(mut last) = LAST_REPORTED_ERROR.lock() else {
-        return;
-    };
-    let Some(error) = last.as_mut() else {
+    let Some(mut error) = reported::last() else {
         return;
     };
     if connection::gone_for_good(&error.sqlstate) {
@@ -356,8 +345,9 @@ unsafe extern "C-unwind" fn on_leaving(_code: i32, _arg: pg_sys::Datum) {
             launch::terminate_handle(handle);
         }
         error.message.push_str(" (the worker stops for good)");
+        reported::replace(error.clone());
     }
-    registry::record_error(me.at, Some(error));
+    registry::record_error(me.at, Some(&error));
 }
 
 /// As late as the registry lock can still be taken: records the exit.
@@ -366,47 +356,6 @@ unsafe extern "C-unwind" fn on_exit(code: i32, _arg: pg_sys::Datum) {
     let Some(me) = runtime::try_identity() else {
         return;
     };
-    let error = LAST_REPORTED_ERROR
-        .lock()
-        .ok()
-        .and_then(|e| e.as_ref().map(ErrorText::short));
+    let error = reported::last().map(|e| e.short());
     registry::record_exit(me.at, code, error.as_deref());
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn remember_error(edata: *mut pg_sys::ErrorData) {
-    chain_log_hook(edata);
-    // SAFETY: the server passes the error being reported, valid during the
-    // call.
-    unsafe {
-        if edata.is_null() || (*edata).elevel < pgrx::PgLogLevel::ERROR as i32 {
-            return;
-        }
-        let text = |p: *const std::ffi::c_char| {
-            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
-        };
-        let error = ErrorText {
-            sqlstate: CStr::from_ptr(pg_sys::unpack_sql_state((*edata).sqlerrcode))
-                .to_string_lossy()
-                .into_owned(),
-            message: text((*edata).message).unwrap_or_else(|| "(no message)".into()),
-            detail: text((*edata).detail),
-            hint: text((*edata).hint),
-            context: text((*edata).context),
-        };
-        if let Ok(mut slot) = LAST_REPORTED_ERROR.lock() {
-            *slot = Some(error);
-        }
-    }
-}
-
-/// Passes the report on to the hook that was installed before ours.
-fn chain_log_hook(edata: *mut pg_sys::ErrorData) {
-    // SAFETY: the previous hook was read once at start and is a valid
-    // function pointer or None; it gets the report we were given.
-    unsafe {
-        if let Some(prev) = PREV_EMIT_LOG_HOOK {
-            prev(edata);
-        }
-    }
 }

@@ -4,7 +4,9 @@
 //! `lookup.rs`, taking a slot `reserve.rs`, reading it all for a listing
 //! `listing.rs`, room and the launch queue `queue.rs`, results of `sql`
 //! runs `results.rs`, the memory itself `shmem.rs`, one slot's layout
-//! `slot.rs` (what is kept beside it `beside.rs`), the choice of history
+//! `slot.rs` (what is kept beside it `beside.rs`, what it becomes after a
+//! crash-reinitialisation `recover.rs`), what the dispatcher learns of
+//! the postmaster's reaping `sweep.rs`, the choice of history
 //! entry to reuse `reuse.rs`, texts kept out of line `texts.rs`, and the
 //! spare processes waiting for a launch `spares.rs` (counted and let go
 //! in `spare_census.rs`; a worker giving its process back `given_back.rs`);
@@ -21,6 +23,7 @@ mod locked;
 mod lookup;
 mod queue;
 mod record;
+mod recover;
 mod reserve;
 mod results;
 mod reuse;
@@ -28,11 +31,11 @@ mod shmem;
 mod slot;
 mod spare_census;
 mod spares;
+mod sweep;
 mod texts;
 
 use pgrx::pg_sys;
 
-use beside::MARK_SWEEP;
 pub use events::broadcast as wake_all;
 #[cfg(feature = "bench")]
 pub use events::{bench_stamp, set_bench_stamp};
@@ -60,6 +63,9 @@ pub use results::{
     publish as publish_result, read as read_result, result_memory, stash as stash_result,
     Forgotten, NoSpace, Outcome, RunResult, Stashed,
 };
+#[cfg(feature = "bench")]
+pub use sweep::freed_at;
+pub use sweep::sweep_reaped;
 
 /// Sets up the registry in the postmaster (from `_PG_init`): its shared
 /// memory, and what gives back what an exiting process still held.
@@ -325,54 +331,6 @@ pub fn stop_for_good(at: SlotRef) -> Option<PgHandle> {
         handle = entry.has_handle.then_some(entry.handle);
     });
     handle
-}
-
-/// Marks the stopped workers the postmaster has forgotten too, so that
-/// nobody asks it about them again (run by the dispatcher after each of
-/// the postmaster's notifications, which came at `now`: that is when
-/// their postmaster slots were freed, at the latest). Returns their slots,
-/// and those of workers registered but not running their own code yet
-/// that the postmaster has since started or let go of: the changes whose
-/// waiters only the dispatcher can wake. `pm_pid` is what the postmaster
-/// says of a handle: its pid, 0 before it forks, `None` once it let go.
-pub fn sweep_reaped(now: i64, pm_pid: impl Fn(PgHandle) -> Option<i32>) -> Vec<usize> {
-    let mut found = Vec::new();
-    let Some(mut locked) = Locked::acquire(true) else {
-        return found;
-    };
-    for index in locked.marked(MARK_SWEEP, None) {
-        let Some(mut slot) = locked.slot_mut(index) else {
-            continue;
-        };
-        if slot.state == SlotState::Stopped as u8
-            && slot.has_handle
-            && !slot.reaped
-            && pm_pid(slot.handle).is_none()
-        {
-            slot.reaped = true;
-            slot.freed_at = now;
-            found.push(index);
-        }
-    }
-    // Forked (started, as the postmaster's handle says), or gone before it
-    // ran its code (the fork failed, it died in the server's set-up).
-    for index in locked.marked(0, Some(SlotState::NotYetStarted)) {
-        let slot = &locked.slots()[index];
-        if slot.has_handle && pm_pid(slot.handle) != Some(0) {
-            found.push(index);
-        }
-    }
-    found
-}
-
-/// When the dispatcher learned that the postmaster had freed worker
-/// `id`'s slot (for the benchmark's queue figure).
-#[cfg(feature = "bench")]
-pub fn freed_at(id: i64) -> Option<i64> {
-    let locked = Locked::acquire(false)?;
-    let index = index_of(&locked, id)?;
-    let at = locked.slots()[index].freed_at;
-    (at != 0).then_some(at)
 }
 
 /// Marks the worker `id` for termination. A worker that is not running now

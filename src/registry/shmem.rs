@@ -15,8 +15,9 @@ use pgrx::pg_sys;
 
 use super::beside::{id_of, mark_of, reuse_key, MarkCounts};
 use super::events::{self, Events};
+use super::recover::recover_slot;
 use super::reuse::Candidates;
-use super::slot::{fill_slot, recover_slot, Slot, SlotState};
+use super::slot::{fill_slot, Slot, SlotState};
 use super::spares::{self, Spares};
 use super::texts::{self, TextRef};
 use crate::workerdef::WorkerDef;
