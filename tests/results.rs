@@ -215,10 +215,7 @@ fn result_memory_comes_back_after_ten_thousand_runs_forget_and_retention() {
         .unwrap_err();
     assert_eq!(sqlstate(&err), "55000", "{err:?}");
     assert!(
-        db_error(&err)
-            .hint()
-            .unwrap_or("")
-            .contains("lightdb_bgw.result_retention"),
+        hint_of(&err).contains("lightdb_bgw.result_retention"),
         "{err:?}"
     );
 }

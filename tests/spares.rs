@@ -193,42 +193,21 @@ fn a_launch_ended_by_a_fatal_while_it_waits_for_room_leaves_nothing() {
     // A restartable worker gets its own process: the last free slot.
     let restartable = "'sleep', database => NULL, restart_after => '1 min'";
     let blocker = launch(&mut admin, restartable);
-    let rows = |admin: &mut Client| -> i64 {
-        admin
-            .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
-            .unwrap()
-            .get(0)
-    };
-    let before = rows(&mut admin);
+    let before = worker_rows(&mut admin);
 
     // The spare stops answering: the next launch lets it go and waits for
     // its slot, and is ended meanwhile.
     Cluster::kill(spare, libc::SIGSTOP);
-    let mut victim = cluster.connect("postgres");
-    let victim_pid: i32 = victim
-        .query_one("SELECT pg_backend_pid()", &[])
-        .unwrap()
-        .get(0);
-    let sql = format!("SELECT lightdb_bgw.launch({restartable})");
-    let launching = std::thread::spawn(move || victim.query_one(&sql, &[]).is_ok());
-    eventually("the launch to wait for the spare's slot", LONG, || {
-        admin
-            .query_one(
-                "SELECT wait_event_type = 'Extension' FROM pg_stat_activity WHERE pid = $1",
-                &[&victim_pid],
-            )
-            .ok()?
-            .get::<_, Option<bool>>(0)
-            .filter(|&waiting| waiting)
-    });
-    admin
-        .query_one("SELECT pg_terminate_backend($1)", &[&victim_pid])
-        .unwrap();
-    assert!(!launching.join().unwrap(), "the launch was ended");
+    ended_while_waiting(
+        &cluster,
+        &mut admin,
+        format!("SELECT lightdb_bgw.launch({restartable})"),
+        |_| (),
+    );
     Cluster::kill(spare, libc::SIGCONT);
 
     eventually("the ended launch's slot to be given back", LONG, || {
-        (rows(&mut admin) == before).then_some(())
+        (worker_rows(&mut admin) == before).then_some(())
     });
     let again = wait_for_spares(&cluster, 1);
     assert!(!again.contains(&spare), "a new spare, not the one let go");
@@ -250,17 +229,39 @@ fn a_launch_ended_by_a_fatal_while_it_waits_stops_its_worker() {
     );
     let spare = *wait_for_spares(&cluster, 1).iter().next().unwrap();
     Cluster::kill(spare, libc::SIGSTOP);
+    let id: i64 = ended_while_waiting(
+        &cluster,
+        &mut admin,
+        "SELECT lightdb_bgw.launch('sleep', database => NULL)".into(),
+        |admin| {
+            admin
+                .query_one("SELECT max(id) FROM lightdb_bgw.workers", &[])
+                .unwrap()
+                .get(0)
+        },
+    );
+    Cluster::kill(spare, libc::SIGCONT);
+    assert_eq!(wait_for_shutdown(&mut admin, id), "stopped");
+    assert_eq!(status(&mut admin, id), "stopped");
+}
+
+/// Runs `sql` (a launch) in a session of its own, waits until it sleeps on
+/// the registry's events, runs `meanwhile`, then ends that session with
+/// `pg_terminate_backend` (a FATAL: nothing to catch, no Rust drop) and
+/// checks that the launch did not return. Returns what `meanwhile` did.
+fn ended_while_waiting<T>(
+    cluster: &Cluster,
+    admin: &mut Client,
+    sql: String,
+    meanwhile: impl FnOnce(&mut Client) -> T,
+) -> T {
     let mut victim = cluster.connect("postgres");
     let victim_pid: i32 = victim
         .query_one("SELECT pg_backend_pid()", &[])
         .unwrap()
         .get(0);
-    let launching = std::thread::spawn(move || {
-        victim
-            .query_one("SELECT lightdb_bgw.launch('sleep', database => NULL)", &[])
-            .is_ok()
-    });
-    eventually("the launch to wait for its worker", LONG, || {
+    let launching = std::thread::spawn(move || victim.query_one(&sql, &[]).is_ok());
+    eventually("the launch to wait on the registry", LONG, || {
         admin
             .query_one(
                 "SELECT wait_event_type = 'Extension' FROM pg_stat_activity WHERE pid = $1",
@@ -270,15 +271,10 @@ fn a_launch_ended_by_a_fatal_while_it_waits_stops_its_worker() {
             .get::<_, Option<bool>>(0)
             .filter(|&waiting| waiting)
     });
-    let id: i64 = admin
-        .query_one("SELECT max(id) FROM lightdb_bgw.workers", &[])
-        .unwrap()
-        .get(0);
+    let seen = meanwhile(admin);
     admin
         .query_one("SELECT pg_terminate_backend($1)", &[&victim_pid])
         .unwrap();
     assert!(!launching.join().unwrap(), "the launch was ended");
-    Cluster::kill(spare, libc::SIGCONT);
-    assert_eq!(wait_for_shutdown(&mut admin, id), "stopped");
-    assert_eq!(status(&mut admin, id), "stopped");
+    seen
 }

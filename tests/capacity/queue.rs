@@ -15,13 +15,7 @@ fn queued_launches_from_five_sessions_all_run_first_in_first_out() {
     );
     let (blockers, err) = fill(&mut admin);
     assert_eq!(sqlstate(&err), "53000", "{err:?}");
-    assert!(
-        db_error(&err)
-            .hint()
-            .unwrap_or("")
-            .contains("queue => true"),
-        "{err:?}"
-    );
+    assert!(hint_of(&err).contains("queue => true"), "{err:?}");
     let capacity = blockers.len();
     assert!(capacity >= 2, "at least two slots to share: {capacity}");
 
@@ -176,10 +170,7 @@ fn queued_workers_can_be_terminated_are_bounded_and_survive_a_crash() {
     let a = launch(&mut admin, &sql("first"));
     let b = launch(&mut admin, &sql("second"));
     let c = launch(&mut admin, &format!("{FOREVER}, queue => true"));
-    let rows_before: i64 = admin
-        .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
-        .unwrap()
-        .get(0);
+    let rows_before = worker_rows(&mut admin);
     let err = admin
         .query_one(
             &format!("SELECT lightdb_bgw.launch({FOREVER}, queue => true)"),
@@ -187,17 +178,8 @@ fn queued_workers_can_be_terminated_are_bounded_and_survive_a_crash() {
         )
         .unwrap_err();
     assert_eq!(sqlstate(&err), "53400", "{err:?}");
-    assert!(
-        db_error(&err)
-            .hint()
-            .unwrap_or("")
-            .contains("lightdb_bgw.max_queued"),
-        "{err:?}"
-    );
-    let rows_after: i64 = admin
-        .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
-        .unwrap()
-        .get(0);
+    assert!(hint_of(&err).contains("lightdb_bgw.max_queued"), "{err:?}");
+    let rows_after = worker_rows(&mut admin);
     assert_eq!(rows_after, rows_before, "a refused launch leaves nothing");
     assert_eq!(stop_worker(&mut admin, c), "stopped");
 

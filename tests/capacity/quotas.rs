@@ -36,10 +36,7 @@ fn quotas_per_role_and_the_superuser_reserve() {
     assert_eq!(hers.len(), 2);
     assert_eq!(sqlstate(&err), "53000", "{err:?}");
     assert!(
-        db_error(&err)
-            .hint()
-            .unwrap_or("")
-            .contains("lightdb_bgw.max_workers_per_role"),
+        hint_of(&err).contains("lightdb_bgw.max_workers_per_role"),
         "{err:?}"
     );
     // ... or waits in the queue until one of hers stops.
@@ -54,10 +51,7 @@ fn quotas_per_role_and_the_superuser_reserve() {
         .expect_err("alice's bound in the queue");
     assert_eq!(sqlstate(&err), "53400", "{err:?}");
     assert!(
-        db_error(&err)
-            .hint()
-            .unwrap_or("")
-            .contains("lightdb_bgw.max_queued_per_role"),
+        hint_of(&err).contains("lightdb_bgw.max_queued_per_role"),
         "{err:?}"
     );
 
@@ -67,10 +61,7 @@ fn quotas_per_role_and_the_superuser_reserve() {
     assert_eq!(his.len(), free - 2 - 2, "bob leaves the superuser reserve");
     assert_eq!(sqlstate(&err), "53000", "{err:?}");
     assert!(
-        db_error(&err)
-            .hint()
-            .unwrap_or("")
-            .contains("lightdb_bgw.superuser_reserved_workers"),
+        hint_of(&err).contains("lightdb_bgw.superuser_reserved_workers"),
         "{err:?}"
     );
     // alice's queued worker still waits (her quota), not taking the reserve.

@@ -50,11 +50,25 @@ pub fn wait_for_shutdown(client: &mut Client, id: i64) -> String {
         .get(0)
 }
 
+/// How many rows `lightdb_bgw.workers` lists (the registry's entries the
+/// caller may see).
+pub fn worker_rows(client: &mut Client) -> i64 {
+    client
+        .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
+        .unwrap_or_else(|e| panic!("count workers: {e:?}"))
+        .get(0)
+}
+
 /// The SQLSTATE of a failed query, e.g. "55000".
 pub fn sqlstate(err: &postgres::Error) -> String {
     err.code()
         .map(|c| c.code().to_string())
         .unwrap_or_else(|| format!("no SQLSTATE: {err}"))
+}
+
+/// The hint of a failed query, empty without one.
+pub fn hint_of(err: &postgres::Error) -> &str {
+    db_error(err).hint().unwrap_or("")
 }
 
 /// The server's detail/hint of a failed query.

@@ -24,14 +24,8 @@ fn slot_exhaustion_fails_cleanly_and_recovers() {
         );
     };
     assert_eq!(sqlstate(&err), "53000", "{err}");
-    assert!(db_error(&err)
-        .hint()
-        .unwrap_or("")
-        .contains("\"max_worker_processes\""));
-    let listed: i64 = client
-        .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
-        .unwrap()
-        .get(0);
+    assert!(hint_of(&err).contains("\"max_worker_processes\""));
+    let listed = worker_rows(&mut client);
     assert_eq!(
         listed as usize,
         ids.len(),
@@ -61,10 +55,7 @@ fn a_full_registry_fails_with_53400_and_makes_room_from_history() {
         .query_one("SELECT lightdb_bgw.launch('sleep')", &[])
         .unwrap_err();
     assert_eq!(sqlstate(&err), "53400", "{err}");
-    assert!(db_error(&err)
-        .hint()
-        .unwrap_or("")
-        .contains("\"lightdb_bgw.max_workers\""));
+    assert!(hint_of(&err).contains("\"lightdb_bgw.max_workers\""));
     assert_eq!(stop_worker(&mut client, ids[0]), "stopped");
     let newest = launch(&mut client, "'sleep'");
     assert!(newest > ids[2], "a new id, never a reused one");

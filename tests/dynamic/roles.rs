@@ -141,10 +141,7 @@ fn bypass_allowconn_reaches_a_database_that_refuses_connections() {
         )
         .unwrap_err();
     assert_eq!(sqlstate(&err), "55000", "{err}");
-    assert!(db_error(&err)
-        .hint()
-        .unwrap_or("")
-        .contains("bypass_allowconn"));
+    assert!(hint_of(&err).contains("bypass_allowconn"));
     let id = launch(
         &mut client,
         "'sleep', database => 'closed', bypass_allowconn => true",

@@ -138,14 +138,12 @@ fn a_supervisor_whose_role_is_gone_stops_for_good() {
         note.contains("28000") && note.contains("the supervisor stops for good"),
         "{note}"
     );
-    let workers = |admin: &mut Client| -> i64 {
-        admin
-            .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
-            .unwrap()
-            .get(0)
-    };
-    let before = workers(&mut admin);
+    let before = worker_rows(&mut admin);
     std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(workers(&mut admin), before, "no child launched any more");
+    assert_eq!(
+        worker_rows(&mut admin),
+        before,
+        "no child launched any more"
+    );
     assert_eq!(field::<String>(&mut admin, "status", sup), "stopped");
 }

@@ -42,10 +42,7 @@ fn failed_registrations_give_their_slot_back() {
             assert_eq!(sqlstate(&err), code, "{sql}: {err}");
         }
     }
-    let rows: i64 = admin
-        .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
-        .unwrap()
-        .get(0);
+    let rows = worker_rows(&mut admin);
     assert_eq!(rows, 0, "nothing left behind");
     let ids: Vec<i64> = (0..4).map(|_| launch(&mut admin, "'sleep'")).collect();
     for id in ids {
@@ -73,10 +70,7 @@ fn launch_checks_connect_rights_and_waits_until_the_worker_is_connected() {
         )
         .unwrap_err();
     assert_eq!(sqlstate(&err), "55000", "{err}");
-    assert!(db_error(&err)
-        .hint()
-        .unwrap_or("")
-        .contains("bypass_allowconn"));
+    assert!(hint_of(&err).contains("bypass_allowconn"));
     let mut alice = cluster.connect_as("postgres", "alice");
     for client in [&mut alice, &mut admin] {
         let err = client
