@@ -8,6 +8,7 @@
 //! the postmaster loaded (see `end_after_proc_exit`).
 
 use std::ffi::c_int;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgrx::pg_sys;
 
@@ -47,6 +48,16 @@ pub fn install_worker_signal_handlers() {
     // SAFETY: the handlers are in place; a background worker starts with
     // every signal blocked and must unblock them itself.
     unsafe { pg_sys::BackgroundWorkerUnblockSignals() };
+}
+
+/// Registers `callback` to run before the process lets go of shared
+/// memory, once a process however often asked (`installed` marks it).
+pub fn before_shmem_exit_once(installed: &AtomicBool, callback: pg_sys::pg_on_exit_callback) {
+    if !installed.swap(true, Ordering::Relaxed) {
+        // SAFETY: registering an exit callback has no precondition; it runs
+        // before shared memory is let go.
+        unsafe { pg_sys::before_shmem_exit(callback, pg_sys::Datum::from(0usize)) };
+    }
 }
 
 /// Ends the process with `code` through `proc_exit`, which runs every exit

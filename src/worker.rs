@@ -325,15 +325,12 @@ unsafe extern "C-unwind" fn on_spare_exit(_code: i32, _arg: pg_sys::Datum) {
     }
 }
 
-/// Before the process lets go of shared memory: frees the rows of a run
-/// that a FATAL ended before they were published, and records the error
-/// it is leaving with, in full. When what the worker was authorised as is gone
+/// Before the process lets go of shared memory: records the error it is
+/// leaving with, in full. When what the worker was authorised as is gone
 /// (its role or database), it also stops for good, in the registry and in
 /// the postmaster, instead of a restart loop.
 #[pg_guard]
 unsafe extern "C-unwind" fn on_leaving(_code: i32, _arg: pg_sys::Datum) {
-    // Rows of a run that ended in a FATAL before they were published.
-    registry::drop_pending_result();
     let Some(me) = runtime::try_identity() else {
         return;
     };

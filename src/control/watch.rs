@@ -14,6 +14,7 @@ use crate::codec;
 use crate::error::BgwError;
 use crate::launch::{self, PmStatus};
 use crate::preload;
+use crate::process;
 use crate::registry::{self, ChangeWait, Lifecycle, ResultState, SlotState, WorkerRecord};
 use crate::spec::StartTime;
 use crate::sqlstate::split_recorded;
@@ -292,10 +293,8 @@ thread_local! {
 /// up its stop when the process exits meanwhile.
 fn unreturned(id: Option<i64>) {
     static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if id.is_some() && !INSTALLED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        // SAFETY: registering an exit callback has no precondition; it runs
-        // before shared memory is let go.
-        unsafe { pg_sys::before_shmem_exit(Some(stop_unreturned), pg_sys::Datum::from(0usize)) };
+    if id.is_some() {
+        process::before_shmem_exit_once(&INSTALLED, Some(stop_unreturned));
     }
     UNRETURNED.with(|u| u.set(id));
 }

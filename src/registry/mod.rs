@@ -59,9 +59,8 @@ use record::record_of;
 pub use record::{Lifecycle, WorkerRecord};
 pub use reserve::{attach_handle, rename, reserve, Grant, Reservation};
 pub use results::{
-    drop_pending as drop_pending_result, expire as expire_results, forget,
-    publish as publish_result, read as read_result, result_memory, stash as stash_result,
-    Forgotten, NoSpace, Outcome, RunResult, Stashed,
+    expire as expire_results, forget, publish as publish_result, read as read_result,
+    result_memory, stash as stash_result, Forgotten, NoSpace, Outcome, RunResult, Stashed,
 };
 #[cfg(feature = "bench")]
 pub use sweep::freed_at;
@@ -81,6 +80,9 @@ fn give_back_held(held: held::Held) {
     }
     spares::take_back_room_wanted(held.room_wanted);
     events::take_back_unsettled(held.unsettled);
+    if !held.stash.is_none() {
+        results::free_stash(held.stash);
+    }
 }
 use shmem::store_text;
 use slot::{put_str, Slot};

@@ -9,12 +9,12 @@
 //! reused; their total is accounted in the registry's header and capped by
 //! `lightdb_bgw.max_result_memory`.
 
-use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
 use pgrx::pg_sys;
 
 use super::beside::MARK_RESULT;
+use super::held;
 use super::locked::drop_text;
 use super::locked::Locked;
 use super::shmem::{self, store_text};
@@ -23,33 +23,6 @@ use super::texts::TextRef;
 use super::{broadcast_slot, index_of, record_at, WorkerRecord};
 use crate::codec::ErrorText;
 use crate::rows::Block;
-
-thread_local! {
-    /// The rows this process stashed and has neither published nor
-    /// dropped. A FATAL (a terminate while the run commits, say) ends the
-    /// process without Rust's drops: the worker's exit frees them then
-    /// ([`drop_pending`]).
-    static PENDING: Cell<TextRef> = const { Cell::new(TextRef::NONE) };
-}
-
-/// Forgets `text` as this process's pending stash, if it is.
-fn settle(text: TextRef) {
-    PENDING.with(|p| {
-        if p.get() == text {
-            p.set(TextRef::NONE);
-        }
-    });
-}
-
-/// Frees the rows this process stashed and never published or dropped:
-/// run as the worker leaves, while the text area is still mapped.
-pub fn drop_pending() {
-    let text = PENDING.with(|p| p.replace(TextRef::NONE));
-    if !text.is_none() {
-        drop_text(text);
-        unaccount(text.len);
-    }
-}
 
 /// Rows stashed by a running worker, not yet published. Dropping it
 /// gives the memory back (the run failed after all).
@@ -62,11 +35,17 @@ pub struct Stashed {
 impl Drop for Stashed {
     fn drop(&mut self) {
         if !self.text.is_none() {
-            settle(self.text);
-            drop_text(self.text);
-            unaccount(self.text.len);
+            held::settled(self.text);
+            free_stash(self.text);
         }
     }
+}
+
+/// Frees stashed rows and takes them off the results' total (dropped,
+/// or left by a process a FATAL ended, see `held.rs`).
+pub(super) fn free_stash(text: TextRef) {
+    drop_text(text);
+    unaccount(text.len);
 }
 
 /// Why rows could not be stashed.
@@ -86,7 +65,7 @@ pub fn stash(framed: &[u8], rows: i64, cap: u64) -> Result<Stashed, NoSpace> {
     }
     match store_text(framed) {
         Some(text) => {
-            PENDING.with(|p| p.set(text));
+            held::stashed(text);
             Ok(Stashed { text, rows })
         }
         None => {
@@ -135,7 +114,7 @@ pub fn publish(at: SlotRef, outcome: Outcome) {
     match kept {
         Some(mut stashed) => {
             entry.result = std::mem::replace(&mut stashed.text, TextRef::NONE);
-            settle(entry.result);
+            held::settled(entry.result);
             entry.result_rows = stashed.rows;
         }
         None => {
