@@ -23,6 +23,7 @@ pub mod databases;
 pub mod dispatcher;
 pub mod error;
 pub mod gucs;
+pub mod heap_row;
 pub mod jsonb_text;
 pub mod jsonb_write;
 pub mod kinds;

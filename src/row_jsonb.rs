@@ -17,6 +17,7 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::JsonbIteratorToken as Token;
 use pgrx::varlena;
 
+use crate::heap_row::attribute;
 use crate::jsonb_write::{self, Scalar};
 use crate::rows;
 
@@ -265,25 +266,6 @@ unsafe fn scalar<'a>(cell: &Cell) -> Option<Scalar<'a>> {
             }
             _ => return None,
         })
-    }
-}
-
-/// The `index`th attribute of `desc` (PostgreSQL 18 lays them out behind
-/// a compact form).
-///
-/// # Safety
-/// `desc` is valid, with more than `index` attributes, and outlives `'a`.
-unsafe fn attribute<'a>(
-    desc: pg_sys::TupleDesc,
-    index: usize,
-) -> &'a pg_sys::FormData_pg_attribute {
-    // SAFETY: the caller's contract.
-    unsafe {
-        #[cfg(feature = "pg18")]
-        let att = pg_sys::TupleDescAttr(desc, index as std::ffi::c_int);
-        #[cfg(not(feature = "pg18"))]
-        let att = (*desc).attrs.as_ptr().add(index);
-        &*att
     }
 }
 

@@ -154,8 +154,12 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
         &[
             ("max_worker_processes", "16"),
             // Room for the connected processes the runs below give back
-            // (gb_user's, gb_other's, gb_super's, gb_user's in gb_db).
-            ("lightdb_bgw.spare_workers", "4"),
+            // (gb_user's, gb_other's, gb_super's before and after it is
+            // demoted, gb_user's in gb_db): a connected process is kept
+            // only while fewer than the setting wait, and is let go after
+            // 5 s idle, which a slow run of this test may or may not
+            // reach before its last one.
+            ("lightdb_bgw.spare_workers", "6"),
         ],
     );
     admin
@@ -302,7 +306,7 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
 
     // Runs in many databases leave at most `spare_workers` connected
     // processes waiting: a role cannot hold slots beyond its quota so.
-    for i in 0..7 {
+    for i in 0..8 {
         admin
             .batch_execute(&format!("CREATE DATABASE gb_many{i} OWNER gb_user"))
             .unwrap();
@@ -314,10 +318,11 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
     }
     let waiting: i64 = admin
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity              WHERE backend_type = 'lightdb_bgw' AND datname IS NOT NULL",
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE backend_type = 'lightdb_bgw' AND datname IS NOT NULL",
             &[],
         )
         .unwrap()
         .get(0);
-    assert!(waiting <= 4, "{waiting} connected processes wait idle");
+    assert!(waiting <= 6, "{waiting} connected processes wait idle");
 }

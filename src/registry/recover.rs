@@ -77,3 +77,91 @@ pub(super) fn recover_slot(slot: &mut Slot, now: i64) {
         put_str(&mut slot.last_error, CRASH_NOTE);
     }
 }
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+    use crate::config::KindConfig;
+    use crate::registry::slot::{bytes_of, fill_slot};
+    use crate::spec::StartTime;
+    use crate::workerdef::WorkerDef;
+
+    /// A slot holding a `sleep` worker as a launch leaves it, with
+    /// `restart_after` (seconds) and texts out of line.
+    fn slot(restart_after: Option<u32>) -> Slot {
+        // SAFETY: a slot is plain numbers and bytes; all zeros is a free
+        // slot.
+        let mut slot: Slot = unsafe { std::mem::zeroed() };
+        let def = WorkerDef {
+            kind: Kind::Sleep,
+            name: "w".into(),
+            database: None,
+            role: None,
+            start_time: StartTime::RecoveryFinished,
+            restart_after,
+            config: KindConfig::defaults(Kind::Sleep),
+        };
+        fill_slot(&mut slot, 7, 1, &def, Some("alice"), 100);
+        slot.config = TextRef { ptr: 64, len: 10 };
+        slot.config_jsonb = TextRef { ptr: 128, len: 10 };
+        slot
+    }
+
+    #[test]
+    fn a_worker_taken_from_the_queue_and_not_started_is_queued_again() {
+        let mut taken = slot(None);
+        taken.queue_seq = 3;
+        taken.has_handle = true;
+        recover_slot(&mut taken, 200);
+        assert_eq!(taken.state, SlotState::Queued as u8);
+        assert_eq!(taken.queue_seq, 3, "in its place");
+        assert!(taken.config.is_none() && !taken.has_handle);
+        assert_eq!(taken.stopped_at, 0);
+
+        // A restartable one the postmaster had registered keeps its
+        // registration: the postmaster starts it again itself.
+        let mut registered = slot(Some(60));
+        registered.queue_seq = 3;
+        registered.has_handle = true;
+        recover_slot(&mut registered, 200);
+        assert_eq!(registered.state, SlotState::NotYetStarted as u8);
+        assert!(registered.find_handle);
+
+        // Terminated while it was being registered: stopped, not queued.
+        let mut terminated = slot(None);
+        terminated.queue_seq = 3;
+        terminated.terminate_requested = true;
+        recover_slot(&mut terminated, 200);
+        assert_eq!(terminated.state, SlotState::Stopped as u8);
+        assert_eq!(terminated.stopped_at, 200);
+    }
+
+    #[test]
+    fn running_workers_come_back_or_stop_with_the_reason() {
+        let mut once = slot(None);
+        once.state = SlotState::Started as u8;
+        once.started_at = 150;
+        once.pid = 42;
+        recover_slot(&mut once, 200);
+        assert_eq!(once.state, SlotState::Stopped as u8);
+        assert_eq!((once.pid, once.stopped_at), (0, 200));
+        assert_eq!(bytes_of(&once.last_error), CRASH_NOTE.as_bytes());
+
+        let mut restartable = slot(Some(1));
+        restartable.state = SlotState::Started as u8;
+        restartable.started_at = 150;
+        restartable.queue_seq = 9;
+        recover_slot(&mut restartable, 200);
+        assert_eq!(restartable.state, SlotState::NotYetStarted as u8);
+        assert!(restartable.find_handle, "it finds its new handle itself");
+        assert_eq!(bytes_of(&restartable.last_error), CRASH_NOTE.as_bytes());
+
+        let mut stopped = slot(None);
+        stopped.state = SlotState::Stopped as u8;
+        stopped.stopped_at = 120;
+        recover_slot(&mut stopped, 200);
+        assert_eq!(stopped.state, SlotState::Stopped as u8);
+        assert_eq!(stopped.stopped_at, 120, "history is kept as it was");
+        assert!(stopped.config_jsonb.is_none(), "its texts are gone");
+    }
+}
