@@ -230,11 +230,14 @@ pub fn admission(role_oid: u32, database_oid: u32, queue: bool) -> Admission {
 }
 
 /// The admission of a supervisor's child, authorised with the supervisor:
-/// no quota and no queue, but the postmaster slots kept for superusers
-/// stay theirs unless a superuser launched the supervisor.
-pub fn child_admission(supervisor_by_superuser: bool) -> Admission {
+/// the role's quota as it was when the supervisor was launched (its
+/// children count as its role's launches do: a supervisor is no way
+/// around the quota), no queue (the supervisor tries again itself), and
+/// the postmaster slots kept for superusers stay theirs unless a
+/// superuser launched the supervisor.
+pub fn child_admission(supervisor_by_superuser: bool, quota: Option<u32>) -> Admission {
     Admission {
-        quota: None,
+        quota,
         by_superuser: supervisor_by_superuser,
         pm_free: Some(pm_free_or_spare),
         reserved: gucs::superuser_reserved_workers(),

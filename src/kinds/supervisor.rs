@@ -143,7 +143,7 @@ pub fn run(record: &WorkerRecord, children: u32, child_config: &KindConfig) {
                 &launched_by,
                 authorised,
                 false,
-                &capacity::child_admission(record.by_superuser),
+                &capacity::child_admission(record.by_superuser, record.quota),
             ) {
                 Ok(id) => {
                     if child.fast_deaths > 0 || child.not_before.is_some() {

@@ -31,6 +31,9 @@ pub struct WorkerRecord {
     pub error: Option<ErrorText>,
     pub bypass_allowconn: bool,
     pub by_superuser: bool,
+    /// The role's quota (`lightdb_bgw.max_workers_per_role`) as it was at
+    /// launch, `None` for none.
+    pub quota: Option<u32>,
     pub terminate_requested: bool,
     pub handle: Option<PgHandle>,
     pub queue_seq: u64,
@@ -160,6 +163,7 @@ pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) 
         error,
         bypass_allowconn: slot.bypass_allowconn,
         by_superuser: slot.by_superuser,
+        quota: (slot.quota >= 0).then_some(slot.quota as u32),
         queue_seq: slot.queue_seq,
         terminate_requested: slot.terminate_requested,
         handle: slot.has_handle.then_some(slot.handle),

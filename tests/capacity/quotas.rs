@@ -115,6 +115,39 @@ fn quotas_per_role_and_the_superuser_reserve() {
     stop_all(&mut admin, &su);
     assert_eq!(stop_worker(&mut bob, sup), "stopped");
 
+    // A supervisor is no way around the quota: alice's (one of her two)
+    // runs one child, the others noted, and her workers stay two.
+    let sup = launch(
+        &mut alice,
+        "'supervisor', database => NULL, \
+         config => '{\"children\": 3, \"child_kind\": \"sleep\"}'",
+    );
+    let live_of_alice = "SELECT count(*) FROM lightdb_bgw.workers \
+                         WHERE role = 'alice' AND status IN ('started', 'not_yet_started')";
+    eventually(
+        "alice's supervisor runs what her quota allows",
+        LONG,
+        || {
+            let live: i64 = admin.query_one(live_of_alice, &[]).unwrap().get(0);
+            let note: Option<String> = admin
+                .query_one(
+                    "SELECT last_error FROM lightdb_bgw.workers WHERE id = $1",
+                    &[&sup],
+                )
+                .unwrap()
+                .get(0);
+            (live == 2
+                && note
+                    .is_some_and(|n| n.contains("role \"alice\" already has 2 background workers")))
+            .then_some(())
+        },
+    );
+    // The supervisor tries again every second: still two.
+    std::thread::sleep(Duration::from_millis(2500));
+    let live: i64 = admin.query_one(live_of_alice, &[]).unwrap().get(0);
+    assert_eq!(live, 2, "alice's workers with her supervisor's children");
+    assert_eq!(stop_worker(&mut alice, sup), "stopped");
+
     // The quota is read as the server reads settings: a value written
     // '1.0' is 1, and a database's own setting holds for a role without
     // one of its own.
