@@ -100,13 +100,7 @@ fn quotas_per_role_and_the_superuser_reserve() {
             )
             .unwrap()
             .get(0);
-        let note: Option<String> = admin
-            .query_one(
-                "SELECT last_error FROM lightdb_bgw.workers WHERE id = $1",
-                &[&sup],
-            )
-            .unwrap()
-            .get(0);
+        let note = last_error(&mut admin, sup);
         (running as usize == fit && note.is_some_and(|n| n.contains("cannot launch child")))
             .then_some(())
     });
@@ -129,13 +123,7 @@ fn quotas_per_role_and_the_superuser_reserve() {
         LONG,
         || {
             let live: i64 = admin.query_one(live_of_alice, &[]).unwrap().get(0);
-            let note: Option<String> = admin
-                .query_one(
-                    "SELECT last_error FROM lightdb_bgw.workers WHERE id = $1",
-                    &[&sup],
-                )
-                .unwrap()
-                .get(0);
+            let note = last_error(&mut admin, sup);
             (live == 2
                 && note
                     .is_some_and(|n| n.contains("role \"alice\" already has 2 background workers")))

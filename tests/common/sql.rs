@@ -59,6 +59,17 @@ pub fn worker_rows(client: &mut Client) -> i64 {
         .get(0)
 }
 
+/// Worker `id`'s `last_error` as `workers` shows it to `client`.
+pub fn last_error(client: &mut Client, id: i64) -> Option<String> {
+    client
+        .query_one(
+            "SELECT last_error FROM lightdb_bgw.workers WHERE id = $1",
+            &[&id],
+        )
+        .unwrap_or_else(|e| panic!("last_error of {id}: {e:?}"))
+        .get(0)
+}
+
 /// The SQLSTATE of a failed query, e.g. "55000".
 pub fn sqlstate(err: &postgres::Error) -> String {
     err.code()

@@ -79,13 +79,7 @@ fn non_superusers_are_confined_to_their_roles() {
     for id in [reads_secret, writes_ok] {
         let _ = wait_for_shutdown(&mut alice, id);
     }
-    let err: Option<String> = admin
-        .query_one(
-            "SELECT last_error FROM lightdb_bgw.workers WHERE id = $1",
-            &[&reads_secret],
-        )
-        .unwrap()
-        .get(0);
+    let err = last_error(&mut admin, reads_secret);
     assert!(
         err.as_deref()
             .unwrap_or("")
