@@ -126,14 +126,8 @@ impl HeapRow {
         let mut at = hoff;
         let mut var_width = false;
         for (index, (value, column)) in values.iter().zip(&self.columns).enumerate() {
-            if matches!(value, Value::Null) {
-                continue;
-            }
-            if has_null {
-                bytes[bitmap + index / 8] |= 1 << (index % 8);
-            }
             at = match *value {
-                Value::Null => at,
+                Value::Null => continue,
                 Value::ByValue(datum) => fill_by_value(bytes, at, column, datum),
                 Value::Text(text) => {
                     var_width = true;
@@ -153,6 +147,9 @@ impl HeapRow {
                     at + fixed.len()
                 }
             };
+            if has_null {
+                bytes[bitmap + index / 8] |= 1 << (index % 8);
+            }
         }
         let len = at;
         let td = self
