@@ -22,8 +22,10 @@
 //! And it frees the results of `sql` runs once they are older than
 //! `lightdb_bgw.result_retention`, waking when the next one is due.
 //!
-//! It shows in `pg_stat_activity` with `backend_type` `lightdb_bgw
-//! dispatcher`; it needs no database.
+//! It connects to no database (as the logical replication launcher does),
+//! which is what puts it in `pg_stat_activity`, with `backend_type`
+//! `lightdb_bgw dispatcher`; a process with a database connection cannot
+//! start before the server is consistent, so neither does it.
 
 use std::time::Duration;
 
@@ -54,8 +56,9 @@ pub fn register() {
         worker_type: NAME.to_string(),
         main_arg: 0,
         extra: Vec::new(),
-        flags: pg_sys::BGWORKER_SHMEM_ACCESS as i32,
-        start_time: StartTime::PostmasterStart,
+        flags: (pg_sys::BGWORKER_SHMEM_ACCESS | pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION)
+            as i32,
+        start_time: StartTime::ConsistentState,
         restart_after: Some(1),
         notify_pid: 0,
     };
@@ -72,6 +75,12 @@ pub fn register() {
 pub extern "C-unwind" fn lightdb_bgw_dispatcher_main(_arg: pg_sys::Datum) {
     process::install_worker_signal_handlers();
     process::end_after_proc_exit();
+    // SAFETY: registered with BGWORKER_BACKEND_DATABASE_CONNECTION; no
+    // database and no role: shared catalogs only, as the bootstrap
+    // superuser, which gives it its pg_stat_activity entry.
+    unsafe {
+        pg_sys::BackgroundWorkerInitializeConnectionByOid(pg_sys::InvalidOid, pg_sys::InvalidOid, 0)
+    };
     // SAFETY: MyProcPid is set for every server process; the exit callback
     // runs while shared memory is still attached.
     unsafe {
@@ -130,9 +139,20 @@ fn start_queued() {
             launch::register_dynamic(worker)
         })
         .catch_others(|caught| {
-            Err(BgwError::Internal(format!(
-                "could not register the worker: {caught:?}"
-            )))
+            let report = match &caught {
+                pg_sys::panic::CaughtError::PostgresError(report)
+                | pg_sys::panic::CaughtError::ErrorReport(report)
+                | pg_sys::panic::CaughtError::RustPanic {
+                    ereport: report, ..
+                } => report,
+            };
+            Err(BgwError::Worker {
+                sqlstate: sqlstate_text(report.sql_error_code()),
+                message: format!("could not register the worker: {}", report.message()),
+                detail: report.detail().map(str::to_string),
+                hint: report.hint().map(str::to_string),
+                context: None,
+            })
         })
         .execute();
         match registered {

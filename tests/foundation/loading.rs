@@ -15,6 +15,11 @@ fn not_preloaded_functions_raise_55000_with_a_hint() {
         "SELECT * FROM lightdb_bgw.kinds()",
         "SELECT * FROM lightdb_bgw.workers",
         "SELECT * FROM lightdb_bgw.worker_list()",
+        "SELECT lightdb_bgw.run('SELECT 1')",
+        "SELECT * FROM lightdb_bgw.result(1)",
+        "SELECT lightdb_bgw.forget(1)",
+        "SELECT lightdb_bgw.cancel(1)",
+        "SELECT lightdb_bgw.result_memory()",
     ] {
         let err = client.query(query, &[]).expect_err(query);
         assert_eq!(sqlstate(&err), "55000", "{query}: {err}");

@@ -137,6 +137,36 @@ fn static_workers_are_listed_and_restart_after_sigterm() {
             "2 lightdb_bgw counter 1 counter Some(\"postgres\") recovery_finished 00:00:10 true",
         ]
     );
+    // The extension's own dispatcher shows in pg_stat_activity under its
+    // own backend_type, connected to no database; a cancel does not end it.
+    let dispatcher = |client: &mut Client| {
+        client
+            .query(
+                "SELECT pid, datname FROM pg_stat_activity \
+                 WHERE backend_type = 'lightdb_bgw dispatcher'",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, Option<String>>(1)))
+            .collect::<Vec<_>>()
+    };
+    let seen = dispatcher(&mut client);
+    assert!(
+        seen.len() == 1 && seen[0].1.is_none(),
+        "one dispatcher, no database: {seen:?}"
+    );
+    let cancelled: bool = client
+        .query_one("SELECT pg_cancel_backend($1)", &[&seen[0].0])
+        .unwrap()
+        .get(0);
+    assert!(cancelled);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        dispatcher(&mut client),
+        seen,
+        "a cancel leaves the dispatcher running"
+    );
     // PostgreSQL's rule: a worker with a restart time that is killed by
     // SIGTERM comes back after that time, and the registry counts it.
     let sleep_pid: i32 = rows[0].get(8);
