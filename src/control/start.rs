@@ -10,7 +10,7 @@ use std::time::Duration;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::watch::{wait_checked, wait_for_launch, Target};
+use super::watch::{starts_after_promotion, wait_checked, wait_for_launch, Target};
 use crate::authz::{self, Authorised};
 use crate::capacity;
 use crate::codec;
@@ -339,7 +339,7 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
     let handle = spare::with_room(|| launch::register_dynamic(worker))?;
     registry::attach_handle(reservation.at, handle, false);
     let id = reservation.keep();
-    if wait_for_start {
+    if wait_for_start && !starts_after_promotion(id, raw.start_time) {
         wait_checked(id, Target::Startup, None)?;
     }
     Ok(id)

@@ -313,6 +313,22 @@ fn stop_unclaimed(id: i64) {
     }
 }
 
+/// Whether worker `id`, launched on a hot standby, starts only once
+/// recovery has finished, which may never come: a wait for it would be
+/// without bound, so the launch returns at once and a NOTICE says so
+/// (`launch` and `launch_raw` alike).
+pub(super) fn starts_after_promotion(id: i64, start_time: StartTime) -> bool {
+    // SAFETY: a plain read of the server's recovery state.
+    let waits =
+        start_time == StartTime::RecoveryFinished && unsafe { pg_sys::RecoveryInProgress() };
+    if waits {
+        notice!(
+            "worker {id} starts once recovery has finished (after promotion); not waiting for it"
+        );
+    }
+    waits
+}
+
 /// `launch(..., wait => true)`: returns once worker `id` is connected as
 /// its role (or, needing no connection, runs). A worker that stops, or
 /// fails and waits for a restart, before that is terminated and its own
@@ -320,11 +336,7 @@ fn stop_unclaimed(id: i64) {
 /// standby a worker that starts only once recovery finishes is not waited
 /// for (that may never come): a NOTICE says so.
 fn ready_or_stopped(id: i64, start_time: StartTime) -> Result<(), BgwError> {
-    // SAFETY: a plain read of the server's recovery state.
-    if start_time == StartTime::RecoveryFinished && unsafe { pg_sys::RecoveryInProgress() } {
-        notice!(
-            "worker {id} starts once recovery has finished (after promotion); not waiting for it"
-        );
+    if starts_after_promotion(id, start_time) {
         return Ok(());
     }
     wait_checked(id, Target::Ready, None)?;

@@ -89,6 +89,31 @@ fn start_times_on_a_hot_standby_before_and_after_promotion() {
         ))),
         "{said:?}"
     );
+    // launch_raw (wait => true by default) keeps the same rule (a wait
+    // without bound would end at the statement timeout instead).
+    noticed
+        .batch_execute("SET statement_timeout = '20s'")
+        .unwrap();
+    let began = Instant::now();
+    let raw: i64 = noticed
+        .query_one(
+            "SELECT lightdb_bgw.launch_raw('lightdb_bgw', 'lightdb_bgw_main', \
+             'standby raw', flags => '{shmem_access}')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    let said = notices.lock().unwrap().clone();
+    assert!(
+        said.iter()
+            .any(|n| n.contains(&format!("worker {raw} starts once recovery has finished"))),
+        "{said:?}"
+    );
     // Static workers on the standby: the sleep (postmaster_start) runs, the
     // counter (recovery_finished) waits.
     assert_eq!(
