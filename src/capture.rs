@@ -49,9 +49,12 @@ pub struct Limits {
     pub max_result: usize,
 }
 
-/// The statements of `sql`, as the server's parser splits them.
-fn statements(sql: &str) -> Vec<String> {
-    let text = CString::new(sql).unwrap_or_default();
+/// The statements of `sql`, as the server's parser splits them; a text
+/// with a NUL byte (which no SQL value holds) is refused with 22023.
+fn statements(sql: &str) -> Vec<CString> {
+    let Ok(text) = CString::new(sql) else {
+        BgwError::invalid("the SQL text contains a NUL byte").report()
+    };
     // SAFETY: the raw parser reads a NUL-terminated string and returns a
     // List of RawStmt in the current memory context (or raises a syntax
     // error); locations are byte offsets into the text.
@@ -71,7 +74,8 @@ fn statements(sql: &str) -> Vec<String> {
                     0 => sql.len(),
                     len => (start + len as usize).min(sql.len()),
                 };
-                sql.get(start..end).unwrap_or("").to_string()
+                CString::new(sql.get(start..end).unwrap_or(""))
+                    .expect("a part of a text without NUL bytes has none")
             })
             .collect()
     }
@@ -325,8 +329,7 @@ pub fn run_text(sql: &str, read_only: bool, limits: Limits) -> Ran {
             returned: false,
             max: limits.max_result,
         };
-        for statement in &statements {
-            let text = CString::new(statement.as_str()).unwrap_or_default();
+        for text in &statements {
             // The `timeout` key and the session's statement_timeout (the
             // role's, or one the text SET) both hold: the shorter wins.
             let session = (pg_sys::StatementTimeout > 0).then_some(pg_sys::StatementTimeout);
@@ -334,7 +337,7 @@ pub fn run_text(sql: &str, read_only: bool, limits: Limits) -> Ran {
             if let Some(ms) = limit {
                 enable_timeout_after(STATEMENT_TIMEOUT, ms);
             }
-            let rc = execute(&text, read_only, &mut kept);
+            let rc = execute(text, read_only, &mut kept);
             if limit.is_some() {
                 disable_timeout(STATEMENT_TIMEOUT, false);
             }

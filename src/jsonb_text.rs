@@ -64,7 +64,7 @@ pub struct JsonbBytes(pub Vec<u8>);
 impl JsonbBytes {
     /// The jsonb of `json` (valid JSON text, as serde_json prints it).
     pub fn from_json(json: &str) -> JsonbBytes {
-        let text = std::ffi::CString::new(json).unwrap_or_default();
+        let text = std::ffi::CString::new(json).expect("JSON text escapes NUL as \\u0000");
         // SAFETY: jsonb_in takes a NUL-terminated C string and returns a
         // fresh, untoasted jsonb varlena in the current memory context,
         // whose bytes we copy.

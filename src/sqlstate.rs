@@ -156,7 +156,7 @@ unsafe extern "C-unwind" fn raise_callback(arg: *mut c_void) {
 pub fn push_raise(code: Option<&str>, context: Option<&str>) {
     let raise = Box::new(Raise {
         code: code.and_then(pack),
-        context: context.map(|c| CString::new(c.replace('\0', " ")).unwrap_or_default()),
+        context: context.map(|c| CString::new(c.replace('\0', " ")).expect("NUL bytes replaced")),
     });
     // SAFETY: palloc'd in the current context, which lives until the error
     // is cleaned up; the callback struct is linked on top of the stack.

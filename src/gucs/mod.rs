@@ -247,7 +247,7 @@ fn fatal(code: PgSqlErrorCode, message: String, detail: Option<String>, hint: Op
 
 /// Sets the detail line PostgreSQL prints when a check hook refuses a value.
 fn set_check_detail(detail: &str) {
-    let text = CString::new(detail.replace('\0', " ")).unwrap_or_default();
+    let text = CString::new(detail.replace('\0', " ")).expect("NUL bytes replaced");
     // SAFETY: pstrdup copies into the current memory context, which the GUC
     // machinery keeps until it has reported the failure.
     unsafe {
