@@ -8,6 +8,7 @@
 //! which not every server ships).
 
 mod listing;
+mod results;
 
 #[pgrx::pg_schema]
 mod tests {
