@@ -1,7 +1,8 @@
 //! Cluster tests of databases coming and going: DROP DATABASE and ALTER
 //! DATABASE ... RENAME succeed at once, without FORCE, with a static and a
-//! dynamic (restartable) worker connected; the workers are stopped for good
-//! with a NOTICE naming each. A static worker whose database is gone at a
+//! dynamic (restartable) worker connected, and ... SET TABLESPACE with a
+//! dynamic one; the workers are stopped for good with a NOTICE naming
+//! each. A static worker whose database is gone at a
 //! later start stops for good instead of looping. A command the server
 //! refuses (not the owner, a transaction block, read-only, a name taken,
 //! ...) stops nobody and names nobody.
@@ -14,8 +15,48 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
+type Notices = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Runs `command` (a database command), which must not wait for the
+/// workers connected to `database`, and checks that the NOTICEs name each
+/// of `ids` and that each is stopped.
+fn stops_first(admin: &mut Client, notices: &Notices, command: &str, database: &str, ids: &[i64]) {
+    notices.lock().unwrap().clear();
+    let began = Instant::now();
+    admin.batch_execute(command).unwrap();
+    let took = began.elapsed();
+    println!(
+        "{command} with {} worker(s) connected took {took:?}",
+        ids.len()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "{command}: no wait for the workers: {took:?}"
+    );
+    let said = notices.lock().unwrap().clone();
+    for &id in ids {
+        assert!(
+            said.iter()
+                .any(|n| n.starts_with(&format!("stopped worker {id} "))
+                    && n.contains(&format!("\"{database}\""))),
+            "{command}: a NOTICE names worker {id}: {said:?}"
+        );
+        assert_eq!(status(admin, id), "stopped", "{command}: worker {id}");
+    }
+}
+
+fn restartable_in(admin: &mut Client, database: &str) -> i64 {
+    launch(
+        admin,
+        &format!(
+            "'sql', database => '{database}', restart_after => '1s', \
+             config => '{{\"sql\": \"SELECT 1\", \"interval\": \"100ms\"}}'"
+        ),
+    )
+}
+
 #[test]
-fn dropping_or_renaming_a_database_stops_its_workers_first() {
+fn dropping_renaming_or_moving_a_database_stops_its_workers_first() {
     let (mut cluster, mut admin) = Cluster::with_extension(
         "databases",
         &[
@@ -27,40 +68,65 @@ fn dropping_or_renaming_a_database_stops_its_workers_first() {
     );
     // The static counter's database exists from the next start on.
     admin.batch_execute("CREATE DATABASE doomed").unwrap();
-    admin.batch_execute("CREATE DATABASE renamed_one").unwrap();
     drop(admin);
     cluster.restart();
     let (mut admin, notices) = cluster.connect_with_notices("postgres");
     admin
         .batch_execute("CREATE EXTENSION IF NOT EXISTS lightdb_bgw")
         .unwrap();
-    eventually("the static counter runs in doomed", LONG, || {
-        (status(&mut admin, 1) == "started").then_some(())
-    });
-    let dynamic = launch(
+    let static_runs = |admin: &mut Client| {
+        eventually("the static counter runs in doomed", LONG, || {
+            (status(admin, 1) == "started").then_some(())
+        })
+    };
+
+    // ALTER DATABASE ... RENAME with a static and a restartable worker.
+    static_runs(&mut admin);
+    let dynamic = restartable_in(&mut admin, "doomed");
+    stops_first(
         &mut admin,
-        "'sql', database => 'doomed', restart_after => '1s', \
-         config => '{\"sql\": \"SELECT 1\", \"interval\": \"100ms\"}'",
+        &notices,
+        "ALTER DATABASE doomed RENAME TO renamed",
+        "doomed",
+        &[1, dynamic],
+    );
+    admin
+        .batch_execute("ALTER DATABASE renamed RENAME TO doomed")
+        .unwrap();
+
+    // ALTER DATABASE ... SET TABLESPACE, to a tablespace of its own.
+    let elsewhere = cluster.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    chown_postgres(&elsewhere);
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLESPACE elsewhere LOCATION '{}'",
+            elsewhere.display()
+        ))
+        .unwrap();
+    let moved = restartable_in(&mut admin, "doomed");
+    stops_first(
+        &mut admin,
+        &notices,
+        "ALTER DATABASE doomed SET TABLESPACE elsewhere",
+        "doomed",
+        &[moved],
     );
 
-    let began = Instant::now();
-    admin.batch_execute("DROP DATABASE doomed").unwrap();
-    let took = began.elapsed();
-    println!("DROP DATABASE with two workers connected took {took:?}");
-    assert!(
-        took < Duration::from_secs(5),
-        "no wait for the workers: {took:?}"
+    // DROP DATABASE with a static and a restartable worker (the static
+    // worker follows its database's name at the next start).
+    drop(admin);
+    cluster.restart();
+    let (mut admin, notices) = cluster.connect_with_notices("postgres");
+    static_runs(&mut admin);
+    let dynamic = restartable_in(&mut admin, "doomed");
+    stops_first(
+        &mut admin,
+        &notices,
+        "DROP DATABASE doomed",
+        "doomed",
+        &[1, dynamic],
     );
-    let said = notices.lock().unwrap().clone();
-    for id in [1, dynamic] {
-        assert!(
-            said.iter().any(
-                |n| n.starts_with(&format!("stopped worker {id} ")) && n.contains("\"doomed\"")
-            ),
-            "a NOTICE names worker {id}: {said:?}"
-        );
-        assert_eq!(status(&mut admin, id), "stopped");
-    }
     // Stopped for good: no restart, also past the restart delay.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(status(&mut admin, dynamic), "stopped");
@@ -73,23 +139,10 @@ fn dropping_or_renaming_a_database_stops_its_workers_first() {
         .get(0);
     assert_eq!(restarts, 0);
 
-    // ALTER DATABASE ... RENAME with a worker connected.
-    let inside = launch(&mut admin, "'sleep', database => 'renamed_one'");
-    admin
-        .batch_execute("ALTER DATABASE renamed_one RENAME TO renamed_two")
-        .unwrap();
-    assert_eq!(status(&mut admin, inside), "stopped");
-    let said = notices.lock().unwrap().clone();
-    assert!(
-        said.iter()
-            .any(|n| n.starts_with(&format!("stopped worker {inside} "))
-                && n.contains("\"renamed_one\"")),
-        "{said:?}"
-    );
-
     // At the next start the static counter's database is gone: it stops
-    // for good with the reason, no restart loop.
+    // for good with the reason and one log line, no restart loop.
     drop(admin);
+    let logged = cluster.log().len();
     cluster.restart();
     let mut admin = cluster.connect("postgres");
     let reached: String = admin
@@ -110,6 +163,15 @@ fn dropping_or_renaming_a_database_stops_its_workers_first() {
     let error = error.unwrap_or_default();
     assert!(error.starts_with("3D000:"), "{error}");
     assert!(error.contains("stops for good"), "{error}");
+    let log = cluster.log();
+    assert_eq!(
+        log[logged..]
+            .matches("FATAL:  database \"doomed\" does not exist")
+            .count(),
+        1,
+        "one log line: {}",
+        &log[logged..]
+    );
 }
 
 /// The pid of worker `id`, which must be running.

@@ -382,7 +382,7 @@ fn tail(s: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn chown_postgres(path: &Path) {
+pub fn chown_postgres(path: &Path) {
     if running_as_root() {
         let out = Command::new("chown")
             .arg("postgres:postgres")
