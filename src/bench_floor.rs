@@ -55,14 +55,23 @@ fn bench_freed_at(id: i64) -> Option<TimestampWithTimeZone> {
 }
 
 /// Registers a floor worker and waits for the postmaster to start it, as
-/// PostgreSQL's own callers do; returns its pid.
+/// PostgreSQL's own callers do; returns its pid. With `running`, waits
+/// on until the worker itself says that it runs (and is connected, with
+/// `database`): the event `launch(..., wait => true)` waits for.
 #[pg_extern]
-fn floor_launch(database: bool) -> i32 {
+fn floor_launch(database: bool, running: default!(bool, false)) -> i32 {
+    // SAFETY: reading the clock has no preconditions.
+    let began = unsafe { pg_sys::GetCurrentTimestamp() };
     let mut handle = register(database, -1);
     let mut pid: pg_sys::pid_t = 0;
     // SAFETY: a handle of a worker this backend registered with itself as
     // notify pid.
     unsafe { pg_sys::WaitForBackgroundWorkerStartup(as_handle(&mut handle), &mut pid) };
+    // The worker stamps the time once it runs and signals this backend,
+    // whose SIGUSR1 handler sets its latch.
+    while running && registry::bench_stamp() < began {
+        runtime::nap(Some(Duration::from_millis(100)));
+    }
     if let Ok(mut map) = HANDLES.lock() {
         map.get_or_insert_with(HashMap::new).insert(pid, handle);
     }
@@ -115,6 +124,16 @@ pub extern "C-unwind" fn lightdb_bgw_floor_main(arg: pg_sys::Datum) {
         };
     }
     let sleep_ms = arg.value() as i64;
+    if sleep_ms < 0 {
+        // Running (and connected): tell the launcher, as `floor_launch`
+        // with `running` waits for.
+        // SAFETY: reading the clock has no preconditions; kill has no
+        // memory effects, and the notify pid is the launching backend's.
+        unsafe {
+            registry::set_bench_stamp(pg_sys::GetCurrentTimestamp());
+            libc::kill((*pg_sys::MyBgworkerEntry).bgw_notify_pid, libc::SIGUSR1);
+        }
+    }
     if sleep_ms >= 0 {
         std::thread::sleep(Duration::from_millis(sleep_ms as u64));
         // SAFETY: reading the clock has no preconditions.

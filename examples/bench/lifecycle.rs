@@ -72,14 +72,18 @@ pub fn latency(cluster: &Cluster, figures: &mut Vec<Figure>) {
         ),
     ];
     for (database, label) in [(false, "no database"), (true, "with database")] {
-        let mut floor = Vec::new();
+        // The floor to started, and to its own worker running (connected).
+        let mut floors = [Vec::new(), Vec::new()];
         let mut ours = [Vec::new(), Vec::new()];
         for _ in 0..ROUNDS {
-            floor.extend(floor_launch_latency(cluster, database, 8));
+            for ((until, _), got) in UNTILS.iter().zip(floors.iter_mut()) {
+                got.extend(floor_launch_latency(cluster, database, *until, 8));
+            }
             for ((until, _), got) in UNTILS.iter().zip(ours.iter_mut()) {
                 got.extend(launch_sleep_latency(cluster, database, *until, 8));
             }
         }
+        let [floor, floor_running] = floors;
         for spares in [0, SPARES] {
             set_spares(cluster, spares);
             for (i, (until, what)) in UNTILS.iter().enumerate() {
@@ -99,6 +103,20 @@ pub fn latency(cluster: &Cluster, figures: &mut Vec<Figure>) {
                     ref_p50: percentile(&floor, 0.5),
                     higher_is_better: false,
                 });
+                // The same event on both sides: the worker's own code runs
+                // (connected) and the launcher knows it.
+                if *until == Until::Ready {
+                    figures.push(Figure {
+                        name: format!("{what} ({label}{})", with_spares(spares)),
+                        unit: "ms",
+                        p50: percentile(&ours, 0.5),
+                        p95: percentile(&ours, 0.95),
+                        reference: "floor: register -> its worker runs (connected) and says so"
+                            .into(),
+                        ref_p50: percentile(&floor_running, 0.5),
+                        higher_is_better: false,
+                    });
+                }
             }
         }
         set_spares(cluster, 0);

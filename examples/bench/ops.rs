@@ -62,14 +62,20 @@ pub fn launch_sleep_latency(cluster: &Cluster, database: bool, until: Until, n: 
 }
 
 /// The floor: PostgreSQL's own RegisterDynamicBackgroundWorker +
-/// WaitForBackgroundWorkerStartup, from the `bench` build.
-pub fn floor_launch_latency(cluster: &Cluster, database: bool, n: usize) -> Vec<f64> {
+/// WaitForBackgroundWorkerStartup, from the `bench` build; with
+/// `Until::Ready`, on until the floor's worker says it runs (and is
+/// connected).
+pub fn floor_launch_latency(cluster: &Cluster, database: bool, until: Until, n: usize) -> Vec<f64> {
     let mut client = connect(cluster);
+    let running = until == Until::Ready;
     let mut out = Vec::new();
     for i in 0..n + 5 {
         let began = Instant::now();
         let pid: i32 = client
-            .query_one("SELECT lightdb_bgw.floor_launch($1)", &[&database])
+            .query_one(
+                "SELECT lightdb_bgw.floor_launch($1, $2)",
+                &[&database, &running],
+            )
             .unwrap()
             .get(0);
         let took = began.elapsed();

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::common::{sqlstate, status, stop_worker, Client, Cluster};
-use crate::ops::floor_launch_latency;
+use crate::ops::{floor_launch_latency, Until};
 use crate::report::{percentile, Figure};
 
 /// How many short workers wait in the queue.
@@ -52,7 +52,7 @@ pub fn run(cluster: &Cluster, client: &mut Client, figures: &mut Vec<Figure>) {
     for &id in rest {
         assert_eq!(stop_worker(client, id), "stopped", "blocker {id}");
     }
-    let floor = floor_launch_latency(cluster, false, 40);
+    let floor = floor_launch_latency(cluster, false, Until::Started, 40);
 
     let p50 = percentile(&handoffs, 0.5);
     let p95 = percentile(&handoffs, 0.95);
