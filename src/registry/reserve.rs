@@ -11,8 +11,8 @@ use super::locked::Locked;
 use super::queue::{place, Admission, Placement, Refusal};
 use super::shmem::{self, store_text};
 use super::slot::{fill_slot, put_str, PgHandle, SlotRef, SlotState};
-use super::texts::remove_config;
-use super::{remember_slot, update_own};
+use super::texts::{remove_config, TextRef};
+use super::{broadcast_slot, remember_slot, update_own};
 use crate::codec;
 use crate::workerdef::WorkerDef;
 
@@ -73,8 +73,9 @@ pub fn reserve(
     pm_stopped: impl Fn(PgHandle) -> bool,
 ) -> Result<Reservation, Refusal> {
     let capacity = shmem::capacity();
-    let config = store_text(&codec::encode(&def.config)).ok_or(Refusal::TextsFull)?;
-    let Some(jsonb) = store_text(config_jsonb) else {
+    let config =
+        store_making_room(&codec::encode(&def.config), &pm_stopped).ok_or(Refusal::TextsFull)?;
+    let Some(jsonb) = store_making_room(config_jsonb, &pm_stopped) else {
         drop_text(config);
         return Err(Refusal::TextsFull);
     };
@@ -106,7 +107,7 @@ pub fn reserve(
         .flatten();
     let index = free
         .or_else(|| take_reusable(&mut locked))
-        .or_else(|| oldest_unswept(&locked, pm_stopped));
+        .or_else(|| oldest_unswept(&locked, &pm_stopped));
     let Some(index) = index else {
         drop(locked);
         drop_text(config);
@@ -171,7 +172,7 @@ fn take_reusable(locked: &mut Locked) -> Option<usize> {
 /// Failing [`take_reusable`]: the stopped dynamic worker that stopped longest
 /// ago among those whose reaping nobody has seen yet, asking the
 /// postmaster (`pm_stopped`) whether it forgot it.
-fn oldest_unswept(locked: &Locked, pm_stopped: impl Fn(PgHandle) -> bool) -> Option<usize> {
+fn oldest_unswept(locked: &Locked, pm_stopped: &impl Fn(PgHandle) -> bool) -> Option<usize> {
     let slots = locked.slots();
     locked
         .marked(MARK_SWEEP, None)
@@ -180,14 +181,36 @@ fn oldest_unswept(locked: &Locked, pm_stopped: impl Fn(PgHandle) -> bool) -> Opt
         .min_by_key(|&i| (slots[i].stopped_at, slots[i].id))
 }
 
+/// Stores `text` out of line. When `lightdb_bgw.max_text_memory` is
+/// reached, history makes room as it does for slots: the entries of the
+/// stopped workers that stopped longest ago are dropped, their texts (and
+/// results) with them, one at a time, until the text fits or no history
+/// is left.
+fn store_making_room(text: &[u8], pm_stopped: &impl Fn(PgHandle) -> bool) -> Option<TextRef> {
+    loop {
+        if let Some(stored) = store_text(text) {
+            return Some(stored);
+        }
+        let mut locked = Locked::acquire(true)?;
+        let index = take_reusable(&mut locked).or_else(|| oldest_unswept(&locked, pm_stopped))?;
+        let old = locked.slots()[index];
+        locked.empty_slot(index);
+        drop(locked);
+        if old.config_file {
+            remove_config(old.id);
+        }
+        broadcast_slot(index);
+    }
+}
+
 /// Names a reserved worker after its id is known.
 pub fn rename(r: &Reservation, name: &str) {
     update_own(r.at, |entry| put_str(&mut entry.name, name));
 }
 
-/// Gives back a reservation whose registration failed: nothing is left,
-/// neither the slot nor its texts nor a config kept on disk.
-/// Gives back the slot reserved at `at` for worker `id`, if it still is.
+/// Gives back the slot reserved at `at` for worker `id`, if it still is (a
+/// reservation whose registration failed): nothing is left, neither the
+/// slot nor its texts nor a config kept on disk.
 pub(super) fn release_at(at: SlotRef, id: i64) {
     if let Some(mut locked) = Locked::acquire(true) {
         let entry = locked.slots()[at.index as usize];

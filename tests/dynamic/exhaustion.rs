@@ -1,5 +1,5 @@
-//! Running out of postmaster slots and registry slots, and the
-//! supervisor relaunching a child.
+//! Running out of postmaster slots, registry slots and out-of-line memory,
+//! and the supervisor relaunching a child.
 
 use super::*;
 
@@ -63,6 +63,57 @@ fn a_full_registry_fails_with_53400_and_makes_room_from_history() {
         .query_one("SELECT lightdb_bgw.status($1)", &[&ids[0]])
         .unwrap_err();
     assert_eq!(sqlstate(&err), "42704", "the oldest history made room");
+}
+
+#[test]
+fn full_text_memory_fails_with_54000_and_history_makes_room() {
+    // 2 MB for configs: each launch below keeps about 0.8 MB (its config
+    // and the jsonb the view shows).
+    let cluster = preloaded("textsfull", &[("lightdb_bgw.max_text_memory", "2MB")]);
+    let mut client = cluster.connect("postgres");
+    let big = "'sql', config => jsonb_build_object('sql', 'SELECT 1 -- ' || repeat('x', 400000), \
+               'interval', '1h')";
+    let mut ids = Vec::new();
+    let err = loop {
+        assert!(ids.len() < 10, "10 launches of 0.8 MB fit in 2 MB");
+        match client.query_one(&format!("SELECT lightdb_bgw.launch({big})"), &[]) {
+            Ok(row) => ids.push(row.get::<_, i64>(0)),
+            Err(err) => break err,
+        }
+    };
+    assert!(!ids.is_empty(), "the first launch fits: {err}");
+    assert_eq!(sqlstate(&err), "54000", "{err}");
+    assert!(
+        hint_of(&err).contains("\"lightdb_bgw.max_text_memory\""),
+        "{err:?}"
+    );
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM lightdb_bgw.workers", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, ids.len() as i64, "the refused launch left no row");
+    // Stopped, their configs are history: a new launch drops the oldest
+    // entry (and its texts) to make room, as a full registry does.
+    for &id in &ids {
+        assert_eq!(stop_worker(&mut client, id), "stopped", "worker {id}");
+    }
+    let newest = launch(&mut client, big);
+    let err = client
+        .query_one("SELECT lightdb_bgw.status($1)", &[&ids[0]])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42704", "the oldest history made room");
+    // Forgotten, the rest give their memory back: as many launches fit
+    // again as at first.
+    assert_eq!(stop_worker(&mut client, newest), "stopped");
+    for &id in ids[1..].iter().chain([&newest]) {
+        client
+            .query_one("SELECT lightdb_bgw.forget($1)", &[&id])
+            .unwrap();
+    }
+    let again: Vec<i64> = ids.iter().map(|_| launch(&mut client, big)).collect();
+    for id in again {
+        assert_eq!(stop_worker(&mut client, id), "stopped", "worker {id}");
+    }
 }
 
 #[test]
