@@ -319,4 +319,33 @@ mod tests {
             "no slot is left taken"
         );
     }
+    /// Messages the hook installed before ours saw.
+    static SEEN_BEFORE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+    #[pg_guard]
+    unsafe extern "C-unwind" fn hook_before_ours(edata: *mut pg_sys::ErrorData) {
+        // SAFETY: the server passes the report being emitted, valid now.
+        let message = unsafe { std::ffi::CStr::from_ptr((*edata).message) };
+        if let Ok(mut seen) = SEEN_BEFORE.lock() {
+            seen.push(message.to_string_lossy().into_owned());
+        }
+    }
+
+    /// Our `emit_log_hook` (installed in every worker process) passes each
+    /// report on to the hook another library installed before it.
+    #[pg_test]
+    fn the_log_hook_chains_to_the_one_before_it() {
+        // SAFETY: this backend's only thread; the hook it had is put back.
+        let had = unsafe {
+            let had = pg_sys::emit_log_hook;
+            pg_sys::emit_log_hook = Some(hook_before_ours);
+            had
+        };
+        crate::reported::install();
+        warning!("lightdb_bgw pg_test: a report for both hooks");
+        // SAFETY: as above.
+        unsafe { pg_sys::emit_log_hook = had };
+        let seen = SEEN_BEFORE.lock().unwrap().clone();
+        assert_eq!(seen, ["lightdb_bgw pg_test: a report for both hooks"]);
+    }
 }
