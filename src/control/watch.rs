@@ -254,10 +254,7 @@ pub fn stop_record(rec: &WorkerRecord) {
         return;
     }
     if rec.recyclable && rec.state == SlotState::Started && rec.pid > 0 {
-        // SAFETY: SIGUSR1 sets the process's latch (the server's own
-        // handler); if the worker stopped meanwhile, the process (given
-        // back, or another worker's now) only wakes once for nothing.
-        unsafe { libc::kill(rec.pid, libc::SIGUSR1) };
+        registry::wake_giving_back(rec.id);
         return;
     }
     if let Some(handle) = rec.handle {

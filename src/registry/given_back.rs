@@ -83,13 +83,26 @@ pub fn stop_asked(at: SlotRef, id: i64) -> bool {
 /// process while it still runs that worker (and is cleared before the
 /// process runs the next). True if sent.
 pub fn signal_running(id: i64, signal: i32) -> bool {
+    signal_started(id, signal, false)
+}
+
+/// Wakes (SIGUSR1: the server's handler sets the latch) the process of
+/// worker `id`, started and one that gives its process back when it
+/// stops, so that it sees it was asked to stop; under the registry lock
+/// as in [`signal_running`], so the signal reaches that process while it
+/// still runs that worker, never a pid reused since. True if sent.
+pub fn wake_giving_back(id: i64) -> bool {
+    signal_started(id, libc::SIGUSR1, true)
+}
+
+fn signal_started(id: i64, signal: i32, recyclable: bool) -> bool {
     let Some(locked) = Locked::acquire(false) else {
         return false;
     };
     let Some(slot) = index_of(&locked, id).map(|i| &locked.slots()[i]) else {
         return false;
     };
-    if slot.state != SlotState::Started as u8 || slot.pid <= 0 || slot.recyclable {
+    if slot.state != SlotState::Started as u8 || slot.pid <= 0 || slot.recyclable != recyclable {
         return false;
     }
     // SAFETY: kill has no memory effects; the pid is the worker's own,

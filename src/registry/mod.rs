@@ -44,7 +44,7 @@ pub use events::{
     broadcast_slot as wake_slot_waiters, broadcast_unsettled, clear_dispatcher_pid, dispatcher_pid,
     poke_dispatcher, set_dispatcher_pid, ChangeWait,
 };
-pub use given_back::{begin_give_back, give_back, signal_running, stop_asked};
+pub use given_back::{begin_give_back, give_back, signal_running, stop_asked, wake_giving_back};
 pub use listing::{listing, Listed, Listing};
 use locked::drop_text;
 use locked::Locked;
