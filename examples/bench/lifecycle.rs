@@ -61,29 +61,18 @@ pub fn latency(cluster: &Cluster, figures: &mut Vec<Figure>) {
 
     // 1b. against the floor's launch -> started: the same event (the
     // postmaster has started the process), and the worker running and
-    // connected (what launch(wait => true) waits for). Without spares, in
-    // rounds that take turns with the floor's, as the noise of a shared
-    // machine moves all three alike; with spares after them.
-    const UNTILS: [(Until, &str); 2] = [
-        (Until::Started, "launch -> started (wait_for_startup)"),
-        (
-            Until::Ready,
-            "launch -> running and connected (wait => true)",
-        ),
-    ];
+    // connected (what launch(wait => true) waits for), also against the
+    // floor's own worker running (connected). Without spares, in rounds
+    // that take turns with the floor's, as the noise of a shared machine
+    // moves all alike; with spares after them.
     for (database, label) in [(false, "no database"), (true, "with database")] {
-        // The floor to started, and to its own worker running (connected).
-        let mut floors = [Vec::new(), Vec::new()];
-        let mut ours = [Vec::new(), Vec::new()];
-        for _ in 0..ROUNDS {
-            for ((until, _), got) in UNTILS.iter().zip(floors.iter_mut()) {
-                got.extend(floor_launch_latency(cluster, database, *until, 8));
+        let (floors, mut ours) = rounds(|until, ours| {
+            if ours {
+                launch_sleep_latency(cluster, database, until, 8)
+            } else {
+                floor_launch_latency(cluster, database, until, 8)
             }
-            for ((until, _), got) in UNTILS.iter().zip(ours.iter_mut()) {
-                got.extend(launch_sleep_latency(cluster, database, *until, 8));
-            }
-        }
-        let [floor, floor_running] = floors;
+        });
         for spares in [0, SPARES] {
             set_spares(cluster, spares);
             for (i, (until, what)) in UNTILS.iter().enumerate() {
@@ -92,34 +81,95 @@ pub fn latency(cluster: &Cluster, figures: &mut Vec<Figure>) {
                 } else {
                     launch_sleep_latency(cluster, database, *until, 40)
                 };
-                figures.push(Figure {
-                    name: format!("{what} ({label}{})", with_spares(spares)),
-                    unit: "ms",
-                    p50: percentile(&ours, 0.5),
-                    p95: percentile(&ours, 0.95),
-                    reference:
-                        "floor: RegisterDynamicBackgroundWorker + WaitForBackgroundWorkerStartup"
-                            .into(),
-                    ref_p50: percentile(&floor, 0.5),
-                    higher_is_better: false,
-                });
-                // The same event on both sides: the worker's own code runs
-                // (connected) and the launcher knows it.
-                if *until == Until::Ready {
-                    figures.push(Figure {
-                        name: format!("{what} ({label}{})", with_spares(spares)),
-                        unit: "ms",
-                        p50: percentile(&ours, 0.5),
-                        p95: percentile(&ours, 0.95),
-                        reference: "floor: register -> its worker runs (connected) and says so"
-                            .into(),
-                        ref_p50: percentile(&floor_running, 0.5),
-                        higher_is_better: false,
-                    });
-                }
+                let name = format!("{what} ({label}{})", with_spares(spares));
+                let references = [(STARTED_FLOOR, &floors[0]), (RUNNING_FLOOR, &floors[1])];
+                // Against the floor's running only a wait until running.
+                let wanted = if *until == Until::Ready { 2 } else { 1 };
+                against(figures, &name, &ours, &references[..wanted]);
             }
         }
         set_spares(cluster, 0);
+    }
+
+    // 1c. The same with 2 clients launching at once (without spares),
+    // against the floor's launch -> started at 2 clients. (The floor's
+    // worker says that it runs through one time stamp, which a second
+    // client's worker would overwrite: not measured at 2 clients.)
+    for (database, label) in [(false, "no database"), (true, "with database")] {
+        let mut floor = Vec::new();
+        let mut ours = [Vec::new(), Vec::new()];
+        for _ in 0..ROUNDS {
+            floor.extend(two_clients(|| {
+                floor_launch_latency(cluster, database, Until::Started, 8)
+            }));
+            for ((until, _), got) in UNTILS.iter().zip(ours.iter_mut()) {
+                got.extend(two_clients(|| {
+                    launch_sleep_latency(cluster, database, *until, 8)
+                }));
+            }
+        }
+        for (i, (_, what)) in UNTILS.iter().enumerate() {
+            let name = format!("{what} ({label}, 2 clients)");
+            against(figures, &name, &ours[i], &[(STARTED_FLOOR, &floor)]);
+        }
+    }
+}
+
+/// The floor's two references: launch -> started, and launch -> its own
+/// worker running (connected) and saying so, the event launch(wait =>
+/// true) waits for.
+const STARTED_FLOOR: &str =
+    "floor: RegisterDynamicBackgroundWorker + WaitForBackgroundWorkerStartup";
+const RUNNING_FLOOR: &str = "floor: register -> its worker runs (connected) and says so";
+
+/// What the launch figures wait for, and their names.
+const UNTILS: [(Until, &str); 2] = [
+    (Until::Started, "launch -> started (wait_for_startup)"),
+    (
+        Until::Ready,
+        "launch -> running and connected (wait => true)",
+    ),
+];
+
+/// `ROUNDS` rounds in which the floor's samples and ours take turns, for
+/// each of `UNTILS`; `sample(until, ours)` measures one batch. Returns
+/// (the floor's, ours), each indexed as `UNTILS`.
+fn rounds(sample: impl Fn(Until, bool) -> Vec<f64>) -> ([Vec<f64>; 2], [Vec<f64>; 2]) {
+    let mut floors = [Vec::new(), Vec::new()];
+    let mut ours = [Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        for (side, of) in [(false, &mut floors), (true, &mut ours)] {
+            for ((until, _), got) in UNTILS.iter().zip(of.iter_mut()) {
+                got.extend(sample(*until, side));
+            }
+        }
+    }
+    (floors, ours)
+}
+
+/// Runs `sample` in 2 clients at once; all their samples.
+fn two_clients(sample: impl Fn() -> Vec<f64> + Sync) -> Vec<f64> {
+    std::thread::scope(|s| {
+        let a = s.spawn(&sample);
+        let b = s.spawn(&sample);
+        let mut all = a.join().expect("client 1");
+        all.extend(b.join().expect("client 2"));
+        all
+    })
+}
+
+/// Pushes the figure `name` (`ours`) against each of `references`.
+fn against(figures: &mut Vec<Figure>, name: &str, ours: &[f64], references: &[(&str, &Vec<f64>)]) {
+    for (reference, floor) in references {
+        figures.push(Figure {
+            name: name.to_string(),
+            unit: "ms",
+            p50: percentile(ours, 0.5),
+            p95: percentile(ours, 0.95),
+            reference: reference.to_string(),
+            ref_p50: percentile(floor, 0.5),
+            higher_is_better: false,
+        });
     }
 }
 
