@@ -97,11 +97,22 @@ pub fn notify(channel: &str, payload: &str) {
 
 /// Shows `name` as `application_name` in `pg_stat_activity`.
 pub fn set_application_name(name: &str) {
-    let value = c_text("application_name", name).unwrap_or_else(|e| e.report());
+    set_session(c"application_name", name);
+}
+
+/// Sets the session's `search_path` (a worker whose own SQL must not
+/// find objects other roles may create).
+pub fn set_search_path(path: &str) {
+    set_session(c"search_path", path);
+}
+
+/// Sets setting `name` to `value` for the session.
+fn set_session(name: &std::ffi::CStr, value: &str) {
+    let value = c_text(&name.to_string_lossy(), value).unwrap_or_else(|e| e.report());
     // SAFETY: SetConfigOption copies both strings.
     unsafe {
         pg_sys::SetConfigOption(
-            c"application_name".as_ptr(),
+            name.as_ptr(),
             value.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,

@@ -119,7 +119,7 @@ extension_sql!(
 CREATE FUNCTION lightdb_bgw.result(id bigint, rowtype anyelement, timeout interval DEFAULT NULL)
 RETURNS SETOF anyelement
 LANGUAGE sql VOLATILE PARALLEL RESTRICTED
-AS $$ SELECT jsonb_populate_record(rowtype, r) FROM lightdb_bgw.result(id, timeout) AS r $$;
+AS $$ SELECT pg_catalog.jsonb_populate_record(rowtype, r) FROM lightdb_bgw.result(id, timeout) AS r $$;
 COMMENT ON FUNCTION lightdb_bgw.result(bigint, anyelement, interval) IS
   'The rows of a run''s result typed as rowtype, as jsonb_populate_record makes them';
 "#,

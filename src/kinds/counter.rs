@@ -7,6 +7,14 @@
 //! leaves at once on SIGTERM (also in the middle of a fold) and on
 //! postmaster death, and survives a failed fold (the table dropped, a lock
 //! timeout) by recording the error and trying again next naptime.
+//!
+//! It touches only a schema and a table its own role owns: `CREATE ... IF
+//! NOT EXISTS` finds what someone else may have made first under the same
+//! name (a counter's default schema is easy to guess), and a table of
+//! another role's runs that role's triggers with the counter's rights. So
+//! before each write the table is locked and both owners are checked
+//! (42501 otherwise, recorded and tried again next naptime); and its SQL
+//! runs with `search_path` `pg_catalog, pg_temp`.
 
 use std::time::{Duration, Instant};
 
@@ -47,9 +55,14 @@ impl CounterConfig {
     }
 }
 
-/// The SQL texts of one counter, with quoted identifiers.
+/// The SQL texts of one counter, with quoted identifiers: `create` makes
+/// the schema and table if missing, `guard` locks the table and says
+/// whether the worker's role owns it and its schema, `ensure` finishes
+/// the set-up (after the guard), `fold` folds.
 pub struct CounterSql {
     pub qualified: String,
+    pub create: String,
+    pub guard: String,
     pub ensure: String,
     pub fold: String,
 }
@@ -58,15 +71,25 @@ impl CounterSql {
     pub fn new(schema: &str, table: &str) -> Self {
         let qualified = format!("{}.{}", quote_ident(schema), quote_ident(table));
         let index = quote_ident(&format!("{table}_one_total"));
-        let ensure = format!(
+        let create = format!(
             "CREATE SCHEMA IF NOT EXISTS {schema_q};\n\
              CREATE TABLE IF NOT EXISTS {qualified} (\n\
                  type text NOT NULL CHECK (type IN ('total', 'delta')),\n\
-                 value bigint NOT NULL);\n\
-             CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {qualified} ((type)) WHERE type = 'total';\n\
-             INSERT INTO {qualified} (type, value)\n\
-                 SELECT 'total', 0 WHERE NOT EXISTS (SELECT FROM {qualified} WHERE type = 'total')",
+                 value bigint NOT NULL)",
             schema_q = quote_ident(schema),
+        );
+        let guard = format!(
+            "SELECT c.relkind = 'r' AND c.relowner = u.oid AND n.nspowner = u.oid, \
+                    c.relowner::regrole::text \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, \
+                  (SELECT oid FROM pg_roles WHERE rolname = current_user) u \
+             WHERE c.oid = '{}'::regclass",
+            qualified.replace('\'', "''")
+        );
+        let ensure = format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {qualified} ((type)) WHERE type = 'total';\n\
+             INSERT INTO {qualified} (type, value)\n\
+                 SELECT 'total', 0 WHERE NOT EXISTS (SELECT FROM {qualified} WHERE type = 'total')"
         );
         let fold = format!(
             "WITH deleted AS (DELETE FROM {qualified} WHERE type = 'delta' RETURNING value),\n\
@@ -76,6 +99,8 @@ impl CounterSql {
         );
         CounterSql {
             qualified,
+            create,
+            guard,
             ensure,
             fold,
         }
@@ -84,6 +109,7 @@ impl CounterSql {
 
 pub fn run(record: &WorkerRecord, config: &CounterConfig) {
     runtime::set_application_name(&record.def.name);
+    runtime::set_search_path("pg_catalog, pg_temp");
     let sql = CounterSql::new(&config.schema, &config.table);
     log!(
         "{} initialized with {}",
@@ -97,10 +123,14 @@ pub fn run(record: &WorkerRecord, config: &CounterConfig) {
         if !ready {
             runtime::report_activity(Some(&sql.ensure));
             ready = note(runtime::in_transaction(|| {
-                Spi::connect_mut(|client| client.update(sql.ensure.as_str(), None, &[]).map(|_| ()))
-                    .unwrap_or_else(|err| {
-                        BgwError::Internal(format!("counter set-up failed: {err}")).report()
-                    })
+                Spi::connect_mut(|client| {
+                    client.update(sql.create.as_str(), None, &[])?;
+                    guard(client, &sql)?;
+                    client.update(sql.ensure.as_str(), None, &[]).map(|_| ())
+                })
+                .unwrap_or_else(|err| {
+                    BgwError::Internal(format!("counter set-up failed: {err}")).report()
+                })
             }))
             .is_some();
         }
@@ -108,7 +138,7 @@ pub fn run(record: &WorkerRecord, config: &CounterConfig) {
             runtime::report_activity(Some(&sql.fold));
             let notify = config.notify.clone();
             let folded = note(runtime::in_transaction(|| {
-                let (total, deltas) = fold(&sql.fold);
+                let (total, deltas) = fold(&sql);
                 if let Some(channel) = &notify {
                     runtime::notify(channel, &total.to_string());
                 }
@@ -132,10 +162,34 @@ pub fn run(record: &WorkerRecord, config: &CounterConfig) {
     }
 }
 
+/// Locks the counter's table (so that it stays the table checked until
+/// the transaction ends) and raises 42501 unless the worker's role owns
+/// it (a plain table) and its schema. Nothing of the table runs before.
+fn guard(client: &mut pgrx::spi::SpiClient<'_>, sql: &CounterSql) -> Result<(), pgrx::spi::Error> {
+    client.update(
+        &format!("LOCK TABLE {} IN ROW EXCLUSIVE MODE", sql.qualified),
+        None,
+        &[],
+    )?;
+    let checked = client.select(&sql.guard, Some(1), &[])?;
+    let row = checked.first();
+    if row.get::<bool>(1)? != Some(true) {
+        let owner = row.get::<String>(2)?.unwrap_or_default();
+        BgwError::NotAllowed(format!(
+            "counter table {} is owned by role {owner} or is not a plain table in a schema of the \
+             worker's own role; a counter uses only a schema and a table its role owns",
+            sql.qualified
+        ))
+        .report();
+    }
+    Ok(())
+}
+
 /// One fold: the new total and how many deltas went into it.
-fn fold(fold_sql: &str) -> (i64, i64) {
+fn fold(sql: &CounterSql) -> (i64, i64) {
     Spi::connect_mut(|client| {
-        let table = client.update(fold_sql, None, &[])?;
+        guard(client, sql)?;
+        let table = client.update(&sql.fold, None, &[])?;
         if table.is_empty() {
             // No total row (deleted by someone): nothing to fold into.
             return Ok((0, 0));
@@ -192,5 +246,10 @@ mod unit {
         assert!(plain
             .ensure
             .contains("CREATE UNIQUE INDEX IF NOT EXISTS \"counted_one_total\""));
+        assert!(plain
+            .guard
+            .ends_with("WHERE c.oid = '\"lightdb_bgw_counter_1\".\"counted\"'::regclass"));
+        let quoted = CounterSql::new("it's", "t");
+        assert!(quoted.guard.contains("'\"it''s\".\"t\"'::regclass"));
     }
 }

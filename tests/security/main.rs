@@ -5,7 +5,8 @@
 //! data of a worker; failed registrations give their slot back; a launch
 //! that waits returns only once the worker is connected; a supervisor
 //! backs off from a child that keeps dying; terminating a static worker
-//! goes through the postmaster.
+//! goes through the postmaster; a superuser's worker runs no code another
+//! role planted.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -16,6 +17,7 @@ use common::*;
 
 mod identity;
 mod launches;
+mod objects;
 mod supervision;
 mod visibility;
 
