@@ -15,6 +15,7 @@ use pgrx::pg_sys;
 
 use crate::error::BgwError;
 use crate::row_jsonb::RowJsonb;
+use crate::statements::statements;
 
 extern "C-unwind" {
     // utils/timeout.h, which the bindings leave out.
@@ -47,38 +48,6 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// The most bytes the kept rows may take (`lightdb_bgw.max_result_size`).
     pub max_result: usize,
-}
-
-/// The statements of `sql`, as the server's parser splits them; a text
-/// with a NUL byte (which no SQL value holds) is refused with 22023.
-fn statements(sql: &str) -> Vec<CString> {
-    let Ok(text) = CString::new(sql) else {
-        BgwError::invalid("the SQL text contains a NUL byte").report()
-    };
-    // SAFETY: the raw parser reads a NUL-terminated string and returns a
-    // List of RawStmt in the current memory context (or raises a syntax
-    // error); locations are byte offsets into the text.
-    unsafe {
-        #[cfg(not(feature = "pg13"))]
-        let list = pg_sys::raw_parser(text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        #[cfg(feature = "pg13")]
-        let list = pg_sys::raw_parser(text.as_ptr());
-        if list.is_null() {
-            return Vec::new();
-        }
-        (0..(*list).length as usize)
-            .map(|i| {
-                let raw = (*(*list).elements.add(i)).ptr_value as *const pg_sys::RawStmt;
-                let start = ((*raw).stmt_location.max(0) as usize).min(sql.len());
-                let end = match (*raw).stmt_len {
-                    0 => sql.len(),
-                    len => (start + len as usize).min(sql.len()),
-                };
-                CString::new(sql.get(start..end).unwrap_or(""))
-                    .expect("a part of a text without NUL bytes has none")
-            })
-            .collect()
-    }
 }
 
 /// About what making a row takes in the scratch memory beyond its jsonb's
@@ -121,6 +90,12 @@ struct Kept {
     rows: i64,
     returned: bool,
     max: usize,
+    /// The statement running is the text's last: none can replace its rows.
+    last: bool,
+    /// The statement running returned more than `max` bytes of rows: they
+    /// are dropped, and the run fails unless a later statement's replace
+    /// them.
+    over: bool,
 }
 
 impl Kept {
@@ -136,6 +111,7 @@ impl Kept {
         self.framed.clear();
         self.rows = 0;
         self.returned = true;
+        self.over = false;
     }
 
     /// The statement has sent its rows: its plan goes with its memory.
@@ -144,12 +120,15 @@ impl Kept {
     }
 
     /// One row of the statement, as its values, framed as one jsonb
-    /// object; raises 54000 when the kept rows would pass the limit.
+    /// object. Past the limit, the statement's rows are dropped: the text's
+    /// last statement raises 54000 at once; an earlier one goes on, and the
+    /// run fails at its end unless a later statement returns rows (only the
+    /// last row-returning statement's rows are kept).
     ///
     /// # Safety
     /// The values are valid datums of the row type given to `start`.
     unsafe fn add(&mut self, values: &[pg_sys::Datum], nulls: &[bool]) {
-        let Some(plan) = self.plan.as_mut() else {
+        let Some(plan) = self.plan.as_mut().filter(|_| !self.over) else {
             return;
         };
         let before = self.framed.len();
@@ -160,8 +139,14 @@ impl Kept {
             let within = plan.frame(values, nulls, &mut self.framed, self.max);
             pg_sys::MemoryContextSwitchTo(old);
             if !within || self.framed.len() > self.max {
-                self.framed.truncate(before);
-                too_large(self.max);
+                if self.last {
+                    self.framed.truncate(before);
+                    too_large(self.max);
+                }
+                self.over = true;
+                self.framed = Vec::new();
+                self.rows = 0;
+                return;
             }
             // What the rows left in the scratch memory goes every so many
             // rows or bytes, not after each.
@@ -328,8 +313,11 @@ pub fn run_text(sql: &str, read_only: bool, limits: Limits) -> Ran {
             rows: 0,
             returned: false,
             max: limits.max_result,
+            last: false,
+            over: false,
         };
-        for text in &statements {
+        for (i, text) in statements.iter().enumerate() {
+            kept.last = i + 1 == statements.len();
             // The `timeout` key and the session's statement_timeout (the
             // role's, or one the text SET) both hold: the shorter wins.
             let session = (pg_sys::StatementTimeout > 0).then_some(pg_sys::StatementTimeout);
@@ -342,13 +330,12 @@ pub fn run_text(sql: &str, read_only: bool, limits: Limits) -> Ran {
                 disable_timeout(STATEMENT_TIMEOUT, false);
             }
             if rc < 0 {
-                BgwError::WrongState {
-                    message: format!("the statement cannot run in a background worker (SPI code {rc})"),
-                    hint: Some("Transaction control (COMMIT, ROLLBACK) is not allowed in a sql worker's text.".into()),
-                }
-                .report();
+                not_here(rc).report();
             }
             processed = pg_sys::SPI_processed as i64;
+        }
+        if kept.over {
+            too_large(kept.max);
         }
         pg_sys::MemoryContextDelete(kept.scratch);
         pg_sys::SPI_finish();
@@ -358,6 +345,28 @@ pub fn run_text(sql: &str, read_only: bool, limits: Limits) -> Ran {
             framed: kept.framed,
             rows: kept.rows,
         }
+    }
+}
+
+/// Why a statement SPI refused (return code `rc`) cannot run in a worker.
+fn not_here(rc: c_int) -> BgwError {
+    let (what, hint) = match rc {
+        pg_sys::SPI_ERROR_COPY => (
+            "COPY to or from the client",
+            "A worker has no client: COPY to or from a file or a program, or return the rows with a query.",
+        ),
+        pg_sys::SPI_ERROR_TRANSACTION => (
+            "transaction control",
+            "Transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT) is not allowed in a sql worker's text: a run is one transaction.",
+        ),
+        _ => (
+            "the statement",
+            "Transaction control and COPY to or from the client are not allowed in a sql worker's text.",
+        ),
+    };
+    BgwError::WrongState {
+        message: format!("{what} cannot run in a background worker (SPI code {rc})"),
+        hint: Some(hint.into()),
     }
 }
 

@@ -38,6 +38,7 @@ pub mod runtime;
 pub mod spare;
 pub mod spec;
 pub mod sqlstate;
+pub mod statements;
 pub mod worker;
 pub mod workerdef;
 

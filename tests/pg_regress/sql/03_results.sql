@@ -163,6 +163,20 @@ SELECT wait_for_shutdown(:big, '30s');
 SELECT result_memory() - :memory_before BETWEEN 1 AND 1000 AS only_its_error_kept;
 SELECT forget(:big) AS forgotten;
 SELECT result_memory() = :memory_before AS nothing_kept;
+-- Only the last row-returning statement's rows are kept, so only they
+-- count: an earlier statement over the limit is replaced by a later one;
+-- when none replaces it, the run fails at its end.
+SELECT run('SELECT repeat(''x'', 100) FROM generate_series(1, 100); SELECT 1 AS small', role => 'small_results') AS replaced \gset
+SELECT * FROM result(:replaced);
+SELECT run('SELECT repeat(''x'', 100) FROM generate_series(1, 100); CREATE TEMP TABLE n (x int)', role => 'small_results') AS not_replaced \gset
+SELECT err(format('SELECT * FROM result(%s)', :not_replaced));
+
+-- What a worker cannot run: transaction control, COPY to or from the
+-- client (55000, with what to do instead).
+SELECT run('SELECT 1; COMMIT') AS committed \gset
+SELECT err(format('SELECT * FROM result(%s)', :committed));
+SELECT run('COPY (SELECT 1) TO STDOUT') AS copied \gset
+SELECT err(format('SELECT * FROM result(%s)', :copied));
 
 -- forget drops a stopped worker's result and entry; then it is unknown.
 SELECT forget(:id) AS forgotten, forget(:id) AS again;
