@@ -194,7 +194,10 @@ impl std::fmt::Display for ErrorText {
 impl ErrorText {
     /// `SQLSTATE: message`, as the `workers` view shows it.
     pub fn short(&self) -> String {
-        format!("{}: {}", self.sqlstate, self.message)
+        match self.sqlstate.as_str() {
+            "" => self.message.clone(), // a note, not an error
+            code => format!("{code}: {}", self.message),
+        }
     }
 
     /// The bytes the registry stores.

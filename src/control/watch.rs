@@ -345,14 +345,19 @@ fn ready_or_stopped(id: i64, start_time: StartTime) -> Result<(), BgwError> {
     }
     stop_unclaimed(id);
     let stopped = format!("worker {id} stopped before it was ready");
-    let recorded = rec.error.clone().or_else(|| {
-        let (sqlstate, message) = rec.last_error.as_deref().and_then(split_recorded)?;
-        Some(codec::ErrorText {
-            sqlstate: sqlstate.to_string(),
-            message: message.to_string(),
-            ..Default::default()
-        })
-    });
+    // A note (no SQLSTATE) is no error to raise.
+    let recorded = rec
+        .error
+        .clone()
+        .filter(|e| !e.sqlstate.is_empty())
+        .or_else(|| {
+            let (sqlstate, message) = rec.last_error.as_deref().and_then(split_recorded)?;
+            Some(codec::ErrorText {
+                sqlstate: sqlstate.to_string(),
+                message: message.to_string(),
+                ..Default::default()
+            })
+        });
     Err(match recorded {
         Some(error) => BgwError::Worker {
             sqlstate: error.sqlstate,

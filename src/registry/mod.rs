@@ -299,15 +299,14 @@ pub fn record_error(at: SlotRef, error: Option<&ErrorText>) {
 }
 
 /// Records a note of a running worker in `last_error` (a supervisor's
-/// backoff), or clears it with `None`.
+/// backoff), in full as an error is, without a SQLSTATE; or clears it
+/// with `None`.
 pub fn record_note(at: SlotRef, note: Option<&str>) {
-    let mut old = TextRef::NONE;
-    update_own(at, |entry| {
-        old = entry.error;
-        entry.error = TextRef::NONE;
-        put_str(&mut entry.last_error, note.unwrap_or(""));
+    let note = note.map(|message| ErrorText {
+        message: message.to_string(),
+        ..Default::default()
     });
-    drop_text(old);
+    record_error(at, note.as_ref());
 }
 
 /// Records that the running worker is connected as its role (or needs no

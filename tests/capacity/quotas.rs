@@ -110,11 +110,12 @@ fn quotas_per_role_and_the_superuser_reserve() {
     assert_eq!(stop_worker(&mut bob, sup), "stopped");
 
     // A supervisor is no way around the quota: alice's (one of her two)
-    // runs one child, the others noted, and her workers stay two.
+    // runs one child, the others noted (in full: four notes are longer
+    // than the slot's inline start), and her workers stay two.
     let sup = launch(
         &mut alice,
         "'supervisor', database => NULL, \
-         config => '{\"children\": 3, \"child_kind\": \"sleep\"}'",
+         config => '{\"children\": 5, \"child_kind\": \"sleep\"}'",
     );
     let live_of_alice = "SELECT count(*) FROM lightdb_bgw.workers \
                          WHERE role = 'alice' AND status IN ('started', 'not_yet_started')";
@@ -124,9 +125,12 @@ fn quotas_per_role_and_the_superuser_reserve() {
         || {
             let live: i64 = admin.query_one(live_of_alice, &[]).unwrap().get(0);
             let note = last_error(&mut admin, sup);
-            (live == 2
-                && note
-                    .is_some_and(|n| n.contains("role \"alice\" already has 2 background workers")))
+            (live == 2 && note.is_some_and(|n| {
+                n.contains("role \"alice\" already has 2 background workers")
+                    && n.ends_with(
+                        "cannot launch child 5: role \"alice\" already has 2 background workers",
+                    )
+            }))
             .then_some(())
         },
     );
