@@ -136,7 +136,8 @@ fn values<'a>(
     let worker_type = r.raw_type.as_deref().unwrap_or(WORKER_TYPE).as_bytes();
     let is_sql = r.kind == Kind::Sql && may_see;
     let has_runs = is_sql && r.runs > 0;
-    let has_result = is_sql && r.result_state == ResultState::Rows;
+    // A failed run's result is its error: 0 rows, the bytes of its copy.
+    let has_result = is_sql && r.result_state != ResultState::None;
     // A static worker's config is always `{}`.
     let config = match (may_see && !r.config_missing, r.config_jsonb.is_empty()) {
         (true, true) => Value::Varlena(empty_config),

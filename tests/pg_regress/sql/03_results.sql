@@ -114,6 +114,8 @@ SELECT run($q$DO $$ BEGIN RAISE EXCEPTION 'the run failed' USING DETAIL = 'what 
 SELECT err(format('SELECT * FROM result(%s)', :failed));
 SELECT err(format('SELECT * FROM result(%s)', :failed)) AS raised_again;
 SELECT last_error FROM workers WHERE id = :failed;
+-- Its result is that error: no rows, the bytes of the copy counted.
+SELECT result_rows, result_bytes > 0 AS error_kept FROM workers WHERE id = :failed;
 
 -- The timeout key and run's timeout: each statement's time limit.
 SELECT run('SELECT pg_sleep(30)', timeout => '100ms') AS slow \gset
