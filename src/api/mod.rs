@@ -81,7 +81,7 @@ fn launch_raw(
     worker_type: Option<&str>,
     main_arg: Option<i64>,
     extra: Option<Vec<u8>>,
-    flags: Option<Vec<String>>,
+    flags: Option<Vec<Option<String>>>,
     start_time: Option<&str>,
     restart_after: Option<Interval>,
     wait: Option<bool>,
@@ -97,7 +97,13 @@ fn launch_raw(
             name,
             main_arg: required(main_arg, "main_arg")?,
             extra: extra.unwrap_or_default(),
-            flags: launch::parse_flags(&required(flags, "flags")?).map_err(BgwError::invalid)?,
+            flags: launch::parse_flags(
+                &required(flags, "flags")?
+                    .into_iter()
+                    .map(|flag| required(flag, "an element of flags"))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+            .map_err(BgwError::invalid)?,
             start_time: control::parse_start_time(required(start_time, "start_time")?)?,
             restart_after: control::parse_restart(restart_after.map(interval_parts))?,
             notify_pid: 0,

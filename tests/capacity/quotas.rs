@@ -125,12 +125,13 @@ fn quotas_per_role_and_the_superuser_reserve() {
         || {
             let live: i64 = admin.query_one(live_of_alice, &[]).unwrap().get(0);
             let note = last_error(&mut admin, sup);
-            (live == 2 && note.is_some_and(|n| {
-                n.contains("role \"alice\" already has 2 background workers")
+            (live == 2
+                && note.is_some_and(|n| {
+                    n.contains("role \"alice\" already has 2 background workers")
                     && n.ends_with(
                         "cannot launch child 5: role \"alice\" already has 2 background workers",
                     )
-            }))
+                }))
             .then_some(())
         },
     );

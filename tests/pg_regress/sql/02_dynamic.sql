@@ -153,6 +153,7 @@ SELECT try($$SELECT lightdb_bgw.launch_raw('lightdb_bgw', repeat('f', 100), 'x')
 SELECT try($$SELECT lightdb_bgw.launch_raw('lightdb_bgw', 'f', 'x', extra => decode(repeat('00', 129), 'hex'))$$);
 SELECT try($$SELECT lightdb_bgw.launch_raw(NULL, 'f', 'x')$$);
 SELECT try($$SELECT lightdb_bgw.launch_raw('lightdb_bgw', 'lightdb_bgw_main', 'x', flags => '{}')$$);
+SELECT try($$SELECT lightdb_bgw.launch_raw('lightdb_bgw', 'lightdb_bgw_main', 'x', flags => '{shmem_access,NULL}')$$);
 SELECT try($$SELECT lightdb_bgw.launch_raw('lightdb_bgw', 'lightdb_bgw_main', 'x', start_time => 'postmaster_start')$$);
 SELECT try($$SELECT lightdb_bgw.status(-1)$$);
 SELECT try($$SELECT lightdb_bgw.pid(-1)$$);
