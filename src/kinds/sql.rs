@@ -59,10 +59,12 @@ pub fn run(
         let micros = began.elapsed().as_micros().min(i64::MAX as u128) as i64;
         runtime::report_activity(None);
         let ok = outcome.is_ok();
+        // A once-run that will not be restarted runs no more after this.
+        let last = interval.is_none() && (ok || record.def.restart_after.is_none());
         match outcome {
             Ok((rows, stashed)) => {
                 registry::record_run(me.at, rows, micros);
-                registry::publish_result(me.at, Outcome::Rows(stashed));
+                registry::publish_result(me.at, Outcome::Rows(stashed), last);
                 runtime::record_error(None);
             }
             Err(err) => {
@@ -72,7 +74,7 @@ pub fn run(
                 // Kept with the result (its own copy); if even that does
                 // not fit, the recorded error is read instead.
                 let kept = registry::stash_result(&err.encode(), 0, gucs::max_result_memory()).ok();
-                registry::publish_result(me.at, Outcome::Failed(kept));
+                registry::publish_result(me.at, Outcome::Failed(kept), last);
             }
         }
         let Some(interval) = interval else {

@@ -182,6 +182,7 @@ pub fn claim(
     entry.connected = ready;
     entry.recyclable = recyclable;
     entry.lent = false;
+    entry.done = false;
     if let Some(handle) = own_handle {
         entry.handle = handle;
         entry.has_handle = true;

@@ -61,7 +61,8 @@ pub enum NoRoom {
 }
 
 /// Whether one more worker of `role_oid` fits now. Registered workers
-/// (not yet started or started) count toward their role's quota; those
+/// (not yet started or started, their work not done) count toward their
+/// role's quota; those
 /// being registered right now count as used postmaster slots.
 pub(super) fn room(
     locked: &Locked,
@@ -81,7 +82,9 @@ pub(super) fn room(
                 let state = m & MARK_STATE;
                 state == SlotState::NotYetStarted as u8 || state == SlotState::Started as u8
             })
-            .filter(|&(i, _)| !slots[i].is_static && slots[i].role_oid == role_oid)
+            .filter(|&(i, _)| {
+                !slots[i].is_static && !slots[i].done && slots[i].role_oid == role_oid
+            })
             .count() as u32;
         if of_role >= quota {
             return Err(NoRoom::Quota(quota));

@@ -88,8 +88,10 @@ pub enum Outcome {
 }
 
 /// Publishes the result of the run that just ended. The previous result
-/// is freed; waiters wake.
-pub fn publish(at: SlotRef, outcome: Outcome) {
+/// is freed; waiters wake. `last`: the worker runs no more (a once-run
+/// that will not be restarted), so it no longer counts toward its role's
+/// quota while its process ends.
+pub fn publish(at: SlotRef, outcome: Outcome, last: bool) {
     let Some(mut locked) = Locked::acquire(true) else {
         return;
     };
@@ -111,6 +113,7 @@ pub fn publish(at: SlotRef, outcome: Outcome) {
         Outcome::Failed(error) => (ResultState::Failed, error),
     };
     entry.result_state = state as u8;
+    entry.done = last;
     match kept {
         Some(mut stashed) => {
             entry.result = std::mem::replace(&mut stashed.text, TextRef::NONE);

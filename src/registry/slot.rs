@@ -138,6 +138,10 @@ pub struct Slot {
     /// before, so the worker counts as started only once it claims its
     /// slot. The launcher.
     pub(super) lent: bool,
+    /// Its work is done (a once-run `sql` worker published its last
+    /// result) and its process is on its way out: no longer counted toward
+    /// its role's quota. The worker.
+    pub(super) done: bool,
     /// Runs of a `sql` worker, rows and duration of the last. The worker.
     pub(super) runs: i64,
     pub(super) last_rows: i64,
@@ -264,6 +268,7 @@ pub(super) fn fill_slot(
     slot.connected = false;
     slot.recyclable = false;
     slot.lent = false;
+    slot.done = false;
     slot.runs = 0;
     slot.last_rows = 0;
     slot.last_run_us = 0;

@@ -1,7 +1,8 @@
 //! Per-role quotas (read as the server reads settings), a role's bound in
 //! the launch queue, and the superuser
-//! reserve (also against a supervisor's children), and the slot of a
-//! worker terminated before it started.
+//! reserve (also against a supervisor's children), the slot of a
+//! worker terminated before it started, and a run whose result was read
+//! no longer counting toward the quota.
 
 use super::*;
 
@@ -198,4 +199,28 @@ fn a_worker_terminated_before_it_started_frees_its_slot_before_wait_for_shutdown
         assert_eq!(row.get::<_, String>(1), "stopped", "round {round}");
     }
     stop_all(&mut admin, rest);
+}
+
+#[test]
+fn a_role_at_its_quota_runs_again_once_its_result_is_read() {
+    let (cluster, mut admin) = Cluster::with_extension("quota_runs", &[]);
+    admin
+        .batch_execute(
+            "CREATE ROLE carol LOGIN; ALTER ROLE carol SET lightdb_bgw.max_workers_per_role = 1;",
+        )
+        .unwrap();
+    grant_all(&mut admin, "carol");
+    let mut carol = cluster.connect_as("postgres", "carol");
+    // Each run's worker is done once its result is read: the next run
+    // fits, although the process of the one before may still be ending.
+    for round in 0..200 {
+        let id: i64 = carol
+            .query_one("SELECT lightdb_bgw.run('SELECT 1 AS one')", &[])
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"))
+            .get(0);
+        let rows = carol
+            .query("SELECT * FROM lightdb_bgw.result($1)", &[&id])
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert_eq!(rows.len(), 1, "round {round}");
+    }
 }
