@@ -201,6 +201,17 @@ pub fn serve_interrupts() {
     }
 }
 
+/// Ends a running worker for good with `error` (what it was authorised
+/// as is gone): recorded with "(the worker stops for good)", marked so in
+/// the registry, and exit code 0, which unregisters it from the postmaster
+/// whatever its restart rule.
+pub fn stop_for_good(mut error: WorkError) -> ! {
+    error.message.push_str(" (the worker stops for good)");
+    record_error(Some(&error));
+    registry::stop_for_good(identity().at);
+    crate::process::exit(0)
+}
+
 /// An error a unit of work met, in full.
 pub type WorkError = ErrorText;
 

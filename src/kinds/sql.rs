@@ -16,6 +16,7 @@ use pgrx::pg_sys;
 
 use super::Ended;
 use crate::capture::{self, Limits};
+use crate::catalog;
 use crate::error::BgwError;
 use crate::gucs;
 use crate::process;
@@ -92,6 +93,16 @@ pub fn run(
             .filter(|d| !d.is_zero())
         {
             runtime::nap(Some(left));
+        }
+        // Its role dropped while it runs: every run would fail; it stops
+        // for good, as a worker whose role is gone when it connects does.
+        let oid = pg_sys::Oid::from(record.role_oid);
+        if runtime::in_transaction(|| catalog::role(oid, |_| ()).is_some()) == Ok(false) {
+            runtime::stop_for_good(runtime::WorkError {
+                sqlstate: "28000".into(),
+                message: format!("role with OID {oid} no longer exists"),
+                ..Default::default()
+            });
         }
     }
 }

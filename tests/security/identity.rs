@@ -1,6 +1,7 @@
 //! A worker keeps the role and database it was authorised for, by OID,
 //! also after a restart and for a supervisor's children; a supervisor
-//! whose role is gone stops for good.
+//! whose role is gone stops for good, and so does an interval worker whose
+//! role is dropped while it runs.
 
 use super::*;
 
@@ -146,4 +147,22 @@ fn a_supervisor_whose_role_is_gone_stops_for_good() {
         "no child launched any more"
     );
     assert_eq!(field::<String>(&mut admin, "status", sup), "stopped");
+}
+
+#[test]
+fn an_interval_worker_whose_role_is_dropped_stops_for_good() {
+    let (_cluster, mut admin, mut alice) = with_alice("identity_dropped");
+    let id = launch(
+        &mut alice,
+        "'sql', restart_after => '1s', config => '{\"interval\": \"50ms\", \"sql\": \
+         \"INSERT INTO seen SELECT current_user, false\"}'",
+    );
+    seen_more_than(&mut admin, 0, "alice's worker ran");
+    drop(alice);
+    // Her role is dropped while the worker runs: it stops for good before
+    // its next run, instead of failing every run for ever.
+    admin
+        .batch_execute("DROP OWNED BY alice; DROP ROLE alice")
+        .unwrap();
+    stopped_for_good(&mut admin, id, "28000: role with OID");
 }
