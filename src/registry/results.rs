@@ -17,7 +17,7 @@ use super::beside::MARK_RESULT;
 use super::held;
 use super::locked::drop_text;
 use super::locked::Locked;
-use super::shmem::{self, store_text};
+use super::shmem::{self, store_large_text};
 use super::slot::{ResultState, SlotRef, SlotState};
 use super::texts::TextRef;
 use super::{broadcast_slot, index_of, record_at, WorkerRecord};
@@ -63,7 +63,7 @@ pub fn stash(framed: &[u8], rows: i64, cap: u64) -> Result<Stashed, NoSpace> {
     if !account(len, cap) {
         return Err(NoSpace::Results(cap));
     }
-    match store_text(framed) {
+    match store_large_text(framed) {
         Some(text) => {
             held::stashed(text);
             Ok(Stashed { text, rows })

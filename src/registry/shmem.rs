@@ -304,6 +304,15 @@ pub(super) fn result_total() -> Option<&'static AtomicU64> {
 /// Copies `text` into the text area without taking the registry lock;
 /// `None` when the area's cap (`lightdb_bgw.max_text_memory`) is reached.
 pub(super) fn store_text(text: &[u8]) -> Option<TextRef> {
+    in_area(|place, tranche| texts::store(place, tranche, text))
+}
+
+/// [`store_text`] for a result, which may be large: kept in pieces.
+pub(super) fn store_large_text(text: &[u8]) -> Option<TextRef> {
+    in_area(|place, tranche| texts::store_chained(place, tranche, text))
+}
+
+fn in_area(store: impl FnOnce(*mut u8, i32) -> Option<TextRef>) -> Option<TextRef> {
     let header = HEADER.load(Ordering::Acquire);
     if header.is_null() {
         return None;
@@ -316,5 +325,5 @@ pub(super) fn store_text(text: &[u8]) -> Option<TextRef> {
             (*header).texts_tranche,
         )
     };
-    texts::store(place, tranche, text)
+    store(place, tranche)
 }

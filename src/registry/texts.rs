@@ -1,5 +1,5 @@
-//! Out-of-line texts of the registry (a worker's config today): kept in a
-//! DSA area, PostgreSQL's allocator for shared memory that grows and
+//! Out-of-line texts of the registry (configs, full errors, results):
+//! kept in a DSA area, PostgreSQL's allocator for shared memory that grows and
 //! shrinks with what is stored. The area is created in place inside the
 //! registry's fixed segment (the postmaster cannot use DSM segments, as
 //! pgstat_shmem.c explains) and grows into DSM segments as needed, up to
@@ -100,6 +100,88 @@ fn area(place: *mut u8, tranche: i32) -> *mut pg_sys::dsa_area {
     area
 }
 
+/// A text kept as a chain of pieces (a result, see [`store_chained`]) has
+/// this bit set in its `ptr`; a DSA pointer never uses it.
+const CHAINED: u64 = 1 << 63;
+/// The size of one piece of a chained text, its link to the next piece
+/// (8 bytes) first: whole pages of the area.
+const PIECE: usize = 1 << 20;
+const PIECE_DATA: usize = PIECE - 8;
+
+/// Copies `text` into the area as a chain of pieces of [`PIECE`] bytes
+/// when it is longer than one: the area keeps the segments its large
+/// allocations came from, in the sizes they were made, so after many
+/// texts come and go a large text may find no room in one piece where
+/// pieces of a megabyte still fit. `None` when the area's cap is reached
+/// (nothing is left allocated then).
+pub fn store_chained(place: *mut u8, tranche: i32, text: &[u8]) -> Option<TextRef> {
+    if text.len() <= PIECE_DATA {
+        return store(place, tranche, text);
+    }
+    let area = area(place, tranche);
+    // The last piece first: each piece holds the pointer of the next.
+    let mut next: u64 = 0;
+    for piece in text.chunks(PIECE_DATA).rev() {
+        // SAFETY: as in `store`; a piece is its 8-byte link (DSA memory is
+        // maximally aligned) and then its bytes, inside the allocation.
+        unsafe {
+            let ptr = pg_sys::dsa_allocate_extended(
+                area,
+                8 + piece.len(),
+                pg_sys::DSA_ALLOC_NO_OOM as i32,
+            );
+            if ptr == 0 {
+                free_chain(area, next);
+                return None;
+            }
+            let dst = pg_sys::dsa_get_address(area, ptr) as *mut u8;
+            (dst as *mut u64).write(next);
+            std::ptr::copy_nonoverlapping(piece.as_ptr(), dst.add(8), piece.len());
+            next = ptr;
+        }
+    }
+    Some(TextRef {
+        ptr: next | CHAINED,
+        len: text.len() as u64,
+    })
+}
+
+/// Frees the pieces of a chain from `first` on.
+///
+/// # Safety
+/// `first` is 0 or the first piece of a chain made by [`store_chained`].
+unsafe fn free_chain(area: *mut pg_sys::dsa_area, first: u64) {
+    let mut piece = first;
+    while piece != 0 {
+        // SAFETY: the caller's contract; the link is read before the free.
+        unsafe {
+            let next = (pg_sys::dsa_get_address(area, piece) as *const u64).read();
+            pg_sys::dsa_free(area, piece);
+            piece = next;
+        }
+    }
+}
+
+/// The bytes of a chained text, in one buffer.
+///
+/// # Safety
+/// `r` is a live chained text.
+unsafe fn gather(area: *mut pg_sys::dsa_area, r: TextRef) -> Vec<u8> {
+    let mut out = Vec::with_capacity(r.len as usize);
+    let mut piece = r.ptr & !CHAINED;
+    while piece != 0 && out.len() < r.len as usize {
+        let take = (r.len as usize - out.len()).min(PIECE_DATA);
+        // SAFETY: the caller's contract: each piece holds its link and at
+        // least `take` bytes.
+        unsafe {
+            let src = pg_sys::dsa_get_address(area, piece) as *const u8;
+            out.extend_from_slice(std::slice::from_raw_parts(src.add(8), take));
+            piece = (src as *const u64).read();
+        }
+    }
+    out
+}
+
 /// Copies `text` into the area; `None` when the area's cap is reached.
 pub fn store(place: *mut u8, tranche: i32, text: &[u8]) -> Option<TextRef> {
     if text.is_empty() {
@@ -134,6 +216,9 @@ pub unsafe fn read(place: *mut u8, tranche: i32, r: TextRef) -> Vec<u8> {
     let area = area(place, tranche);
     // SAFETY: the caller's contract.
     unsafe {
+        if r.ptr & CHAINED != 0 {
+            return gather(area, r);
+        }
         let src = pg_sys::dsa_get_address(area, r.ptr) as *const u8;
         std::slice::from_raw_parts(src, r.len as usize).to_vec()
     }
@@ -155,6 +240,9 @@ pub unsafe fn with<R>(
     let area = area(place, tranche);
     // SAFETY: the caller's contract.
     unsafe {
+        if r.ptr & CHAINED != 0 {
+            return read(&gather(area, r));
+        }
         let src = pg_sys::dsa_get_address(area, r.ptr) as *const u8;
         read(std::slice::from_raw_parts(src, r.len as usize))
     }
@@ -171,7 +259,12 @@ pub unsafe fn free(place: *mut u8, tranche: i32, r: TextRef) {
     }
     let area = area(place, tranche);
     // SAFETY: the caller's contract.
-    unsafe { pg_sys::dsa_free(area, r.ptr) };
+    unsafe {
+        match r.ptr & CHAINED {
+            0 => pg_sys::dsa_free(area, r.ptr),
+            _ => free_chain(area, r.ptr & !CHAINED),
+        }
+    }
 }
 
 /// The directory of the configs kept on disk for crash-reinitialisation,

@@ -117,6 +117,47 @@ fn full_text_memory_fails_with_54000_and_history_makes_room() {
 }
 
 #[test]
+fn a_large_result_fits_after_many_configs_came_and_went() {
+    // 24 MB of out-of-line memory: ten 1 MB launches at once (a config
+    // and its jsonb each) leave the area in segments of up to 8 MB, which
+    // it keeps after they are forgotten; a 9 MB result is kept in pieces.
+    let cluster = preloaded(
+        "textpieces",
+        &[
+            ("lightdb_bgw.max_text_memory", "24MB"),
+            ("lightdb_bgw.max_result_memory", "20MB"),
+        ],
+    );
+    let mut client = cluster.connect("postgres");
+    let ids: Vec<i64> = (0..10)
+        .map(|_| {
+            client
+                .query_one(
+                    "SELECT lightdb_bgw.run('SELECT 1 -- ' || repeat('x', 1000000), queue => true)",
+                    &[],
+                )
+                .unwrap()
+                .get(0)
+        })
+        .collect();
+    for &id in &ids {
+        wait_for_shutdown(&mut client, id);
+        client
+            .query_one("SELECT lightdb_bgw.forget($1)", &[&id])
+            .unwrap();
+    }
+    let row = client
+        .query_one(
+            "SELECT count(*), sum(length(r ->> 'x')) FROM lightdb_bgw.result(lightdb_bgw.run( \
+               'SELECT repeat(''x'', 1000) AS x FROM generate_series(1, 9000)')) r",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("a 9 MB result: {e:?}"));
+    assert_eq!(row.get::<_, i64>(0), 9000);
+    assert_eq!(row.get::<_, i64>(1), 9_000_000);
+}
+
+#[test]
 fn the_supervisor_relaunches_a_child_killed_with_sigterm() {
     let cluster = preloaded("supervisor", &[]);
     let mut client = cluster.connect("postgres");
