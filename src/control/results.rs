@@ -89,6 +89,10 @@ pub fn result(id: i64, timeout: Option<Duration>) -> Result<Block, BgwError> {
     }
 }
 
+/// The longest `forget` waits for the process of a worker whose work is
+/// done to end.
+const DONE_ENDS: Duration = Duration::from_secs(5);
+
 /// `forget(id)`: drops a stopped worker's result and history entry; false
 /// if there was nothing to drop.
 pub fn forget(id: i64) -> Result<bool, BgwError> {
@@ -97,6 +101,11 @@ pub fn forget(id: i64) -> Result<bool, BgwError> {
         return Ok(false);
     };
     check_may_control(&rec, "forget")?;
+    // A run whose result was published is done; its process may still be
+    // ending (`forget` right after `result`): it is waited for, briefly.
+    if rec.done && status_of(&rec).0 != Status::Stopped {
+        wait_unchecked(id, Target::Shutdown, Some(DONE_ENDS))?;
+    }
     match registry::forget(id, |r| status_of(r).0 == Status::Stopped) {
         Forgotten::Unknown => Ok(false),
         Forgotten::Dropped => Ok(true),

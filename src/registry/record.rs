@@ -49,6 +49,8 @@ pub struct WorkerRecord {
     pub recyclable: bool,
     /// Handed to a spare that has not claimed it yet (see `Slot::lent`).
     pub lent: bool,
+    /// Its work is done and its process ending (see `Slot::done`).
+    pub done: bool,
     pub runs: i64,
     pub last_rows: i64,
     pub last_run_us: i64,
@@ -175,6 +177,7 @@ pub(super) fn record_of(index: usize, slot: &Slot, config: &[u8], error: &[u8]) 
         connected: slot.connected,
         recyclable: slot.recyclable,
         lent: slot.lent,
+        done: slot.done,
         runs: slot.runs,
         last_rows: slot.last_rows,
         last_run_us: slot.last_run_us,

@@ -180,6 +180,16 @@ SELECT err(format('SELECT * FROM result(%s)', :committed));
 SELECT run('COPY (SELECT 1) TO STDOUT') AS copied \gset
 SELECT err(format('SELECT * FROM result(%s)', :copied));
 
+-- forget right after result: the run is done, and forget waits the
+-- moment its process takes to end.
+DO $$ DECLARE id bigint; BEGIN
+  FOR i IN 1..20 LOOP
+    id := run('SELECT 1');
+    PERFORM * FROM result(id);
+    IF NOT forget(id) THEN RAISE EXCEPTION 'forget(%) found nothing', id; END IF;
+  END LOOP;
+END $$;
+
 -- forget drops a stopped worker's result and entry; then it is unknown.
 SELECT forget(:id) AS forgotten, forget(:id) AS again;
 SELECT err(format('SELECT * FROM result(%s)', :id));
