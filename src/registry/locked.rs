@@ -280,9 +280,16 @@ impl Locked {
 
     /// Frees a text unlinked from its slot (exclusive lock held).
     pub(super) fn free_text(&self, r: TextRef) {
+        if r.is_none() {
+            return;
+        }
         let (place, tranche) = self.texts();
-        // SAFETY: the caller unlinked `r` under the exclusive lock.
-        unsafe { texts::free(place, tranche, r) };
+        // SAFETY: the caller unlinked `r` under the exclusive lock; the
+        // header lives as long as the lock is held.
+        unsafe {
+            texts::free(place, tranche, r);
+            (*self.header).text_bytes.fetch_sub(r.len, Ordering::AcqRel);
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use pgrx::pg_sys;
 
-use super::beside::{MARK_STATE, MARK_SWEEP};
+use super::beside::{MARK_RESULT, MARK_STATE, MARK_SWEEP};
 use super::locked::drop_text;
 use super::locked::Locked;
 use super::queue::{place, Admission, Placement, Refusal};
@@ -73,9 +73,10 @@ pub fn reserve(
     pm_stopped: impl Fn(PgHandle) -> bool,
 ) -> Result<Reservation, Refusal> {
     let capacity = shmem::capacity();
-    let config =
-        store_making_room(&codec::encode(&def.config), &pm_stopped).ok_or(Refusal::TextsFull)?;
-    let Some(jsonb) = store_making_room(config_jsonb, &pm_stopped) else {
+    let whose = (grant.role_oid, adm.by_superuser);
+    let config = store_making_room(&codec::encode(&def.config), whose, &pm_stopped)
+        .ok_or(Refusal::TextsFull)?;
+    let Some(jsonb) = store_making_room(config_jsonb, whose, &pm_stopped) else {
         drop_text(config);
         return Err(Refusal::TextsFull);
     };
@@ -181,18 +182,30 @@ fn oldest_unswept(locked: &Locked, pm_stopped: &impl Fn(PgHandle) -> bool) -> Op
         .min_by_key(|&i| (slots[i].stopped_at, slots[i].id))
 }
 
-/// Stores `text` out of line. When `lightdb_bgw.max_text_memory` is
-/// reached, history makes room as it does for slots: the entries of the
-/// stopped workers that stopped longest ago are dropped, their texts (and
-/// results) with them, one at a time, until the text fits or no history
-/// is left.
-fn store_making_room(text: &[u8], pm_stopped: &impl Fn(PgHandle) -> bool) -> Option<TextRef> {
+/// Stores `text` out of line for a launch of role `whose.0` (`whose.1`:
+/// by a superuser). When `lightdb_bgw.max_text_memory` is reached, history
+/// makes room as it does for slots, one entry at a time, the worker that
+/// stopped longest ago first, among the entries of the launching role and
+/// those that keep no result: one role's launches never drop another
+/// role's unread results. A launch not by a superuser may not take the
+/// last eighth of the area ([`SUPERUSER_SHARE`]), so that one role filling
+/// it leaves superusers room to launch.
+fn store_making_room(
+    text: &[u8],
+    whose: (u32, bool),
+    pm_stopped: &impl Fn(PgHandle) -> bool,
+) -> Option<TextRef> {
+    let (role_oid, by_superuser) = whose;
     loop {
-        if let Some(stored) = store_text(text) {
-            return Some(stored);
+        let (used, limit) = shmem::text_use();
+        let within = by_superuser || used + text.len() as u64 <= limit - limit / SUPERUSER_SHARE;
+        if within {
+            if let Some(stored) = store_text(text) {
+                return Some(stored);
+            }
         }
         let mut locked = Locked::acquire(true)?;
-        let index = take_reusable(&mut locked).or_else(|| oldest_unswept(&locked, pm_stopped))?;
+        let index = oldest_history_of(&locked, role_oid, pm_stopped)?;
         let old = locked.slots()[index];
         locked.empty_slot(index);
         drop(locked);
@@ -201,6 +214,34 @@ fn store_making_room(text: &[u8], pm_stopped: &impl Fn(PgHandle) -> bool) -> Opt
         }
         broadcast_slot(index);
     }
+}
+
+/// The text area's share kept for superusers' launches: one part in this
+/// many.
+const SUPERUSER_SHARE: u64 = 8;
+
+/// The stopped dynamic worker that stopped longest ago among those of role
+/// `role_oid` and those that keep no result, whose process the postmaster
+/// has forgotten.
+fn oldest_history_of(
+    locked: &Locked,
+    role_oid: u32,
+    pm_stopped: &impl Fn(PgHandle) -> bool,
+) -> Option<usize> {
+    let slots = locked.slots();
+    locked
+        .marks()
+        .iter()
+        .enumerate()
+        .filter(|&(_, &mark)| mark & MARK_STATE == SlotState::Stopped as u8)
+        .filter(|&(i, &mark)| {
+            let slot = &slots[i];
+            !slot.is_static
+                && (slot.role_oid == role_oid || mark & MARK_RESULT == 0)
+                && (mark & MARK_SWEEP == 0 || pm_stopped(slot.handle))
+        })
+        .map(|(i, _)| i)
+        .min_by_key(|&i| (slots[i].stopped_at, slots[i].id))
 }
 
 /// Names a reserved worker after its id is known.

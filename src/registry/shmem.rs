@@ -43,6 +43,8 @@ pub(super) struct Header {
     pub(super) texts_tranche: i32,
     /// Bytes of results stored in the text area (see `results.rs`).
     pub(super) result_bytes: AtomicU64,
+    /// Bytes of all texts stored in the text area (results included).
+    pub(super) text_bytes: AtomicU64,
     /// The slots free, queued and being registered, by their marks.
     pub(super) counts: MarkCounts,
     /// The history entries to reuse first (see `reuse.rs`).
@@ -318,12 +320,20 @@ fn in_area(store: impl FnOnce(*mut u8, i32) -> Option<TextRef>) -> Option<TextRe
         return None;
     }
     // SAFETY: the header was initialised by the postmaster and these fields
-    // never change afterwards.
-    let (place, tranche) = unsafe {
-        (
-            (header as *mut u8).add((*header).texts_offset),
-            (*header).texts_tranche,
-        )
-    };
-    store(place, tranche)
+    // never change afterwards; the byte count is an atomic.
+    unsafe {
+        let place = (header as *mut u8).add((*header).texts_offset);
+        let stored = store(place, (*header).texts_tranche)?;
+        (*header).text_bytes.fetch_add(stored.len, Ordering::AcqRel);
+        Some(stored)
+    }
+}
+
+/// Bytes of texts stored now, and the cap (`lightdb_bgw.max_text_memory`).
+pub(super) fn text_use() -> (u64, u64) {
+    let header = HEADER.load(Ordering::Acquire);
+    // SAFETY: the header lives as long as shared memory is attached; the
+    // counter is an atomic.
+    let used = (!header.is_null()).then(|| unsafe { (*header).text_bytes.load(Ordering::Acquire) });
+    (used.unwrap_or(0), TEXT_LIMIT.load(Ordering::Relaxed) as u64)
 }

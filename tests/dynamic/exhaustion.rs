@@ -158,6 +158,54 @@ fn a_large_result_fits_after_many_configs_came_and_went() {
 }
 
 #[test]
+fn one_role_filling_the_text_memory_leaves_superusers_room_and_others_results() {
+    let cluster = preloaded("textshare", &[("lightdb_bgw.max_text_memory", "16MB")]);
+    let mut admin = cluster.connect("postgres");
+    admin
+        .batch_execute("CREATE ROLE mallory LOGIN; CREATE ROLE bob LOGIN")
+        .unwrap();
+    grant_all(&mut admin, "mallory, bob");
+    // bob's result, unread.
+    let mut bob = cluster.connect_as("postgres", "bob");
+    let answer: i64 = bob
+        .query_one("SELECT lightdb_bgw.run('SELECT 42 AS answer')", &[])
+        .unwrap()
+        .get(0);
+    wait_for_shutdown(&mut bob, answer);
+    // mallory takes every slot she may, then queues 0.8 MB launches (which
+    // nobody may drop to make room) until she is refused.
+    let mut mallory = cluster.connect_as("postgres", "mallory");
+    let mut hers = Vec::new();
+    while let Ok(row) =
+        mallory.query_one("SELECT lightdb_bgw.launch('sleep', database => NULL)", &[])
+    {
+        hers.push(row.get::<_, i64>(0));
+        assert!(hers.len() < 64, "the slots never ran out");
+    }
+    let big = "'sql', config => jsonb_build_object('sql', 'SELECT 1 -- ' || repeat('x', 400000)), \
+               wait => false, queue => true";
+    let err = loop {
+        match mallory.query_one(&format!("SELECT lightdb_bgw.launch({big})"), &[]) {
+            Ok(row) => hers.push(row.get::<_, i64>(0)),
+            Err(err) => break err,
+        }
+        assert!(hers.len() < 200, "16 MB never ran out");
+    };
+    assert_eq!(sqlstate(&err), "54000", "{err:?}");
+    // A superuser still launches one (the last eighth is kept for them),
+    // and bob's result was not dropped to make room for mallory.
+    launch(&mut admin, big);
+    let rows: i64 = bob
+        .query_one("SELECT count(*) FROM lightdb_bgw.result($1)", &[&answer])
+        .unwrap_or_else(|e| panic!("bob's result: {e:?}"))
+        .get(0);
+    assert_eq!(rows, 1);
+    for id in hers {
+        stop_worker(&mut admin, id);
+    }
+}
+
+#[test]
 fn the_supervisor_relaunches_a_child_killed_with_sigterm() {
     let cluster = preloaded("supervisor", &[]);
     let mut client = cluster.connect("postgres");
