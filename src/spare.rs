@@ -10,8 +10,9 @@
 //! A spare holds one `max_worker_processes` slot while it waits. The
 //! dispatcher starts spares only while more slots are free than
 //! `lightdb_bgw.superuser_reserved_workers`, keeps none while launches are
-//! queued (their slots go to the queue), and a launch that cannot use a
-//! spare but finds no free slot lets one go and takes its slot.
+//! queued for a postmaster slot (their slots go to the queue), and a
+//! launch that cannot use a spare but finds no free slot lets one go and
+//! takes its slot.
 
 use std::time::Duration;
 
@@ -93,11 +94,12 @@ pub const LINGER: Duration = Duration::from_secs(5);
 
 /// The dispatcher, at each wake-up: registers spares up to the setting
 /// while the postmaster has room beyond the superuser reserve (none while
-/// launches are queued), and lets go of those beyond it (and connected
-/// ones) that lingered idle; at once while launches are queued. Returns
-/// how long until the next one is due to be let go.
+/// queued launches wait for a postmaster slot; one queued only for its
+/// role's quota waits for none), and lets go of those beyond it (and
+/// connected ones) that lingered idle; at once while launches wait for
+/// slots. Returns how long until the next one is due to be let go.
 pub fn tend(notify_pid: i32) -> Option<Duration> {
-    let queued = registry::any_queued();
+    let queued = registry::any_waiting_for_slots();
     let want = if queued { 0 } else { gucs::spare_workers() };
     let linger = if queued { 0 } else { LINGER.as_micros() as i64 };
     // SAFETY: reading the clock has no preconditions.

@@ -4,7 +4,8 @@
 //! process back does is `given_back.rs`); workers a spare cannot serve get
 //! their own process, and an idle spare gives its slot up for them; the
 //! setting follows a reload; spares leave the superuser reserve alone and
-//! stand aside for the launch queue; a launch ended by a FATAL while it
+//! stand aside for the launch queue (not for a launch queued only for its
+//! role's quota); a launch ended by a FATAL while it
 //! waits for a spare's slot leaves nothing behind, and one ended while
 //! it waits for its worker stops that worker.
 
@@ -171,6 +172,47 @@ fn spares_give_their_slots_to_workers_they_cannot_run_and_to_the_queue() {
         assert_eq!(stop_worker(&mut admin, id), "stopped");
     }
     wait_for_spares(&cluster, 2);
+}
+
+#[test]
+fn a_launch_queued_only_for_its_roles_quota_leaves_the_spares_alone() {
+    let (cluster, mut admin) = Cluster::with_extension(
+        "spares_quota",
+        &[
+            ("max_worker_processes", "10"),
+            ("lightdb_bgw.spare_workers", "2"),
+        ],
+    );
+    admin
+        .batch_execute(
+            "CREATE ROLE carol LOGIN; ALTER ROLE carol SET lightdb_bgw.max_workers_per_role = 1",
+        )
+        .unwrap();
+    grant_all(&mut admin, "carol");
+    let mut carol = cluster.connect_as("postgres", "carol");
+    let first = launch(&mut carol, "'sleep', database => NULL");
+    let queued = launch(
+        &mut carol,
+        "'sleep', database => NULL, queue => true, wait => false",
+    );
+    assert_eq!(status(&mut admin, queued), "queued");
+    // It waits for carol's quota, not for a postmaster slot: the spares
+    // stay, and another role's launch runs in one of them.
+    let idle = wait_for_spares(&cluster, 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(spares(&cluster).len(), 2, "the spares stay");
+    let own = launch(&mut admin, "'sleep', database => NULL");
+    assert!(idle.contains(&pid(&mut admin, own)), "it ran in a spare");
+    // Once carol's first worker stops, her queued one starts.
+    assert_eq!(stop_worker(&mut carol, first), "stopped");
+    let reached: String = admin
+        .query_one("SELECT lightdb_bgw.wait_for_startup($1, '30s')", &[&queued])
+        .unwrap()
+        .get(0);
+    assert_eq!(reached, "started");
+    for id in [own, queued] {
+        assert_eq!(stop_worker(&mut admin, id), "stopped");
+    }
 }
 
 /// A session ended by a FATAL (pg_terminate_backend) while its launch

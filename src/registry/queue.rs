@@ -4,10 +4,12 @@
 //! launches count each other; and which queued worker the dispatcher
 //! registers next, first in, first out.
 
+use std::collections::HashMap;
+
 use super::beside::MARK_STATE;
 use super::locked::Locked;
 use super::record::WorkerRecord;
-use super::slot::{SlotRef, SlotState};
+use super::slot::{Slot, SlotRef, SlotState};
 use super::{broadcast, record_at, update_own};
 
 /// Counts the free postmaster slots; read under the registry lock, so
@@ -77,14 +79,8 @@ pub(super) fn room(
         let slots = locked.slots();
         let of_role = marks
             .iter()
-            .enumerate()
-            .filter(|(_, &m)| {
-                let state = m & MARK_STATE;
-                state == SlotState::NotYetStarted as u8 || state == SlotState::Started as u8
-            })
-            .filter(|&(i, _)| {
-                !slots[i].is_static && !slots[i].done && slots[i].role_oid == role_oid
-            })
+            .zip(slots)
+            .filter(|&(&m, slot)| counts_toward_quota(m, slot) && slot.role_oid == role_oid)
             .count() as u32;
         if of_role >= quota {
             return Err(NoRoom::Quota(quota));
@@ -267,4 +263,39 @@ pub fn give_up(at: SlotRef) {
 /// Whether any worker is queued.
 pub fn any_queued() -> bool {
     Locked::acquire(false).is_some_and(|l| queue_census(&l).0 > 0)
+}
+
+/// Whether a worker with `mark` in `slot` counts toward its role's quota:
+/// registered (not yet started or started), dynamic, its work not done.
+fn counts_toward_quota(mark: u8, slot: &Slot) -> bool {
+    let state = mark & MARK_STATE;
+    (state == SlotState::NotYetStarted as u8 || state == SlotState::Started as u8)
+        && !slot.is_static
+        && !slot.done
+}
+
+/// Whether any queued worker waits for a postmaster slot: one that its
+/// role's quota would let start now. A worker queued only for its role's
+/// quota waits for none (the spares keep their slots then).
+pub fn any_waiting_for_slots() -> bool {
+    let Some(locked) = Locked::acquire(false) else {
+        return false;
+    };
+    if queue_census(&locked).0 == 0 {
+        return false;
+    }
+    let slots = locked.slots();
+    let queued = locked.marked(0, Some(SlotState::Queued));
+    if queued.iter().any(|&i| slots[i].quota < 0) {
+        return true;
+    }
+    let mut live: HashMap<u32, i32> = HashMap::new();
+    for (&mark, slot) in locked.marks().iter().zip(slots) {
+        if counts_toward_quota(mark, slot) {
+            *live.entry(slot.role_oid).or_default() += 1;
+        }
+    }
+    queued
+        .iter()
+        .any(|&i| live.get(&slots[i].role_oid).copied().unwrap_or(0) < slots[i].quota)
 }
