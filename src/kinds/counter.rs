@@ -146,10 +146,12 @@ pub fn run(record: &WorkerRecord, config: &CounterConfig) {
             }));
             if let Some((total, deltas)) = folded {
                 if deltas > 0 {
-                    debug1!(
-                        "{}: folded {deltas} deltas, total is now {total}",
-                        runtime::describe(record)
-                    );
+                    runtime::quietly(|| {
+                        debug1!(
+                            "{}: folded {deltas} deltas, total is now {total}",
+                            runtime::describe(record)
+                        )
+                    });
                 }
             } else {
                 // The table may have been dropped: re-create it next round.
@@ -202,15 +204,23 @@ fn fold(sql: &CounterSql) -> (i64, i64) {
     .unwrap_or_else(|err| BgwError::Internal(format!("counter fold failed: {err}")).report())
 }
 
-/// Records the outcome of a unit of work in the registry and the log.
+/// Records the outcome of a unit of work in the registry, and in the log
+/// an error that is not the one logged last (a counter failing the same
+/// way every naptime logs it once, until it succeeds or fails otherwise).
 fn note<T>(outcome: Result<T, WorkError>) -> Option<T> {
+    static LOGGED: std::sync::Mutex<Option<WorkError>> = std::sync::Mutex::new(None);
+    let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
     match outcome {
         Ok(value) => {
+            *logged = None;
             runtime::record_error(None);
             Some(value)
         }
         Err(err) => {
-            warning!("lightdb_bgw counter: {err}");
+            if logged.as_ref() != Some(&err) {
+                runtime::quietly(|| warning!("lightdb_bgw counter: {err}"));
+                *logged = Some(err.clone());
+            }
             runtime::record_error(Some(&err));
             None
         }

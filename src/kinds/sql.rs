@@ -70,7 +70,7 @@ pub fn run(
             }
             Err(err) => {
                 registry::record_run(me.at, 0, micros);
-                pgrx::warning!("{}: {err}", runtime::describe(record));
+                runtime::quietly(|| pgrx::warning!("{}: {err}", runtime::describe(record)));
                 runtime::record_error(Some(&err));
                 // Kept with the result (its own copy); if even that does
                 // not fit, the recorded error is read instead.

@@ -147,11 +147,13 @@ pub fn run(record: &WorkerRecord, children: u32, child_config: &KindConfig) {
             ) {
                 Ok(id) => {
                     if child.fast_deaths > 0 || child.not_before.is_some() {
-                        log!(
-                            "{}: relaunched child {} as worker {id}",
-                            runtime::describe(record),
-                            index + 1
-                        );
+                        runtime::quietly(|| {
+                            log!(
+                                "{}: relaunched child {} as worker {id}",
+                                runtime::describe(record),
+                                index + 1
+                            )
+                        });
                     }
                     child.id = Some(id);
                     child.launched = Some(Instant::now());

@@ -61,6 +61,12 @@ fn a_counter_refuses_a_table_another_role_made_first() {
         .get(0);
     assert_eq!(rows, 1, "the counter wrote nothing into mallory's table");
     assert_eq!(status(&mut admin, counter), "started", "it keeps trying");
+    // Every naptime (100 ms) it fails the same way; the log says so once.
+    assert_eq!(
+        cluster.log().matches("is owned by role mallory").count(),
+        1,
+        "one log line for the same error"
+    );
 }
 
 #[test]

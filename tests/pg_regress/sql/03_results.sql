@@ -144,6 +144,15 @@ SELECT err(format('SELECT * FROM result(%s)', :cancelled));
 SELECT wait_for_shutdown(:cancelled, '30s');
 SELECT cancel(:cancelled) AS cancel_of_a_stopped_worker;
 
+-- A storm of cancels never ends an interval worker: the run in progress
+-- fails with 57014, the cancels that arrive between runs are dropped.
+SELECT launch('sql', config => '{"sql": "SELECT pg_sleep(60)", "interval": "1h"}') AS storm \gset
+SELECT sleeping(:storm);
+SELECT count(*) FILTER (WHERE cancel(:storm)) > 0 AS cancelled FROM generate_series(1, 300);
+SELECT pg_sleep(0.5);
+SELECT status, runs, last_error FROM workers WHERE id = :storm;
+SELECT terminate(:storm);
+
 -- A timeout of result itself raises 57014 and leaves the run alone.
 SELECT run('SELECT pg_sleep(30)') AS waited \gset
 SELECT err(format('SELECT * FROM result(%s, timeout => ''50ms'')', :waited));
