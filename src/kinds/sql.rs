@@ -47,8 +47,13 @@ pub fn run(
             let ran = capture::run_text(&text, read_only, limits);
             // Kept in shared memory before the commit: a result that does
             // not fit fails the run.
-            let stashed = registry::stash_result(&ran.framed, ran.rows, gucs::max_result_memory())
-                .unwrap_or_else(|full| no_space(full).report());
+            let stashed = registry::stash_result(
+                &ran.framed,
+                ran.rows,
+                gucs::max_result_memory(),
+                record.by_superuser,
+            )
+            .unwrap_or_else(|full| no_space(full).report());
             let rows = if ran.returned {
                 ran.rows
             } else {
@@ -74,7 +79,13 @@ pub fn run(
                 runtime::record_error(Some(&err));
                 // Kept with the result (its own copy); if even that does
                 // not fit, the recorded error is read instead.
-                let kept = registry::stash_result(&err.encode(), 0, gucs::max_result_memory()).ok();
+                let kept = registry::stash_result(
+                    &err.encode(),
+                    0,
+                    gucs::max_result_memory(),
+                    record.by_superuser,
+                )
+                .ok();
                 registry::publish_result(me.at, Outcome::Failed(kept), last);
             }
         }

@@ -218,7 +218,7 @@ fn store_making_room(
 
 /// The text area's share kept for superusers' launches: one part in this
 /// many.
-const SUPERUSER_SHARE: u64 = 8;
+pub(super) const SUPERUSER_SHARE: u64 = 8;
 
 /// The stopped dynamic worker that stopped longest ago among those of role
 /// `role_oid` and those that keep no result, whose process the postmaster

@@ -17,6 +17,7 @@ use super::beside::MARK_RESULT;
 use super::held;
 use super::locked::drop_text;
 use super::locked::Locked;
+use super::reserve::SUPERUSER_SHARE;
 use super::shmem::{self, store_large_text};
 use super::slot::{ResultState, SlotRef, SlotState};
 use super::texts::TextRef;
@@ -58,8 +59,14 @@ pub enum NoSpace {
 }
 
 /// Copies a run's framed rows into shared memory, counted against `cap`.
-pub fn stash(framed: &[u8], rows: i64, cap: u64) -> Result<Stashed, NoSpace> {
+/// A worker not launched by a superuser may not take the text area's last
+/// eighth, kept for superusers' launches (see `reserve.rs`).
+pub fn stash(framed: &[u8], rows: i64, cap: u64, by_superuser: bool) -> Result<Stashed, NoSpace> {
     let len = framed.len() as u64;
+    let (used, limit) = shmem::text_use();
+    if !by_superuser && used + len > limit - limit / SUPERUSER_SHARE {
+        return Err(NoSpace::Texts);
+    }
     if !account(len, cap) {
         return Err(NoSpace::Results(cap));
     }

@@ -202,7 +202,31 @@ fn one_role_filling_the_text_memory_leaves_superusers_room_and_others_results() 
     assert_eq!(rows, 1);
     for id in hers {
         stop_worker(&mut admin, id);
+        admin
+            .query_one("SELECT lightdb_bgw.forget($1)", &[&id])
+            .unwrap();
     }
+    // The same with results: mallory keeps 1 MB results until refused,
+    // and a superuser's run still keeps its own.
+    let mut kept = 0;
+    let err = loop {
+        match mallory.query(
+            "SELECT * FROM lightdb_bgw.result(lightdb_bgw.run('SELECT repeat(''a'', 1000000)'))",
+            &[],
+        ) {
+            Ok(_) => kept += 1,
+            Err(err) => break err,
+        }
+        assert!(kept < 40, "16 MB never ran out");
+    };
+    assert_eq!(sqlstate(&err), "54000", "{err:?}");
+    let rows = admin
+        .query(
+            "SELECT * FROM lightdb_bgw.result(lightdb_bgw.run('SELECT repeat(''x'', 200000)'))",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("the superuser's result after {kept} of mallory's: {e:?}"));
+    assert_eq!(rows.len(), 1);
 }
 
 #[test]
