@@ -184,13 +184,21 @@ pub fn serve_interrupts() {
     // SAFETY: plain flags of the server's interrupt machinery. A cancel
     // (SIGINT, `cancel()`) that arrives while no statement runs has
     // nothing to cancel: it is dropped rather than raised here, outside
-    // any transaction, where it would end the worker.
+    // any transaction, where it would end the worker; and one that
+    // arrives while the interrupts are served is held off (as the server's
+    // QueryCancelHoldoffCount does), then dropped at the next turn or
+    // before the next run (see `in_transaction`).
     unsafe {
-        if pg_sys::QueryCancelPending != 0 && !pg_sys::IsTransactionState() {
+        let outside = !pg_sys::IsTransactionState();
+        if outside {
             pg_sys::QueryCancelPending = 0;
+            pg_sys::QueryCancelHoldoffCount += 1;
+        }
+        pg_sys::check_for_interrupts!();
+        if outside {
+            pg_sys::QueryCancelHoldoffCount -= 1;
         }
     }
-    pg_sys::check_for_interrupts!();
     // SAFETY: ConfigReloadPending is a sig_atomic_t set by the SIGHUP
     // handler; we clear it before reloading, as the server does.
     unsafe {
@@ -257,8 +265,10 @@ pub fn in_transaction<R>(
     work: impl FnOnce() -> R + std::panic::UnwindSafe,
 ) -> Result<R, WorkError> {
     // SAFETY: a background worker connected to a database, outside any
-    // transaction (the previous one was committed or aborted below).
+    // transaction (the previous one was committed or aborted below). A
+    // cancel still pending arrived while no statement ran: dropped.
     unsafe {
+        pg_sys::QueryCancelPending = 0;
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
