@@ -139,18 +139,12 @@ fn start_queued() {
             launch::register_dynamic(worker)
         })
         .catch_others(|caught| {
-            let report = match &caught {
-                pg_sys::panic::CaughtError::PostgresError(report)
-                | pg_sys::panic::CaughtError::ErrorReport(report)
-                | pg_sys::panic::CaughtError::RustPanic {
-                    ereport: report, ..
-                } => report,
-            };
+            let error = runtime::caught_error(&caught);
             Err(BgwError::Worker {
-                sqlstate: sqlstate_text(report.sql_error_code()),
-                message: format!("could not register the worker: {}", report.message()),
-                detail: report.detail().map(str::to_string),
-                hint: report.hint().map(str::to_string),
+                sqlstate: error.sqlstate,
+                message: format!("could not register the worker: {}", error.message),
+                detail: error.detail,
+                hint: error.hint,
                 context: None,
             })
         })

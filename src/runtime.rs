@@ -233,6 +233,25 @@ pub fn quietly(log: impl FnOnce()) {
     unsafe { pg_sys::InterruptHoldoffCount -= 1 };
 }
 
+/// The error a `PgTryBuilder` caught (the server's, ours or a panic's
+/// report), in full but for its context.
+pub fn caught_error(caught: &pg_sys::panic::CaughtError) -> WorkError {
+    let report = match caught {
+        pg_sys::panic::CaughtError::PostgresError(report)
+        | pg_sys::panic::CaughtError::ErrorReport(report)
+        | pg_sys::panic::CaughtError::RustPanic {
+            ereport: report, ..
+        } => report,
+    };
+    ErrorText {
+        sqlstate: sqlstate_text(report.sql_error_code()),
+        message: report.message().to_string(),
+        detail: report.detail().map(str::to_string),
+        hint: report.hint().map(str::to_string),
+        context: None,
+    }
+}
+
 /// An error a unit of work met, in full.
 pub type WorkError = ErrorText;
 
@@ -291,20 +310,7 @@ pub fn in_transaction<R>(
             caught,
             pg_sys::panic::CaughtError::PostgresError(_)
         ));
-        let report = match &caught {
-            pg_sys::panic::CaughtError::PostgresError(report)
-            | pg_sys::panic::CaughtError::ErrorReport(report)
-            | pg_sys::panic::CaughtError::RustPanic {
-                ereport: report, ..
-            } => report,
-        };
-        Err(ErrorText {
-            sqlstate: sqlstate_text(report.sql_error_code()),
-            message: report.message().to_string(),
-            detail: report.detail().map(str::to_string),
-            hint: report.hint().map(str::to_string),
-            context: None,
-        })
+        Err(caught_error(&caught))
     })
     .execute();
     // The error's own code, also one pgrx's enum does not name.

@@ -197,9 +197,7 @@ fn store_making_room(
 ) -> Option<TextRef> {
     let (role_oid, by_superuser) = whose;
     loop {
-        let (used, limit) = shmem::text_use();
-        let within = by_superuser || used + text.len() as u64 <= limit - limit / SUPERUSER_SHARE;
-        if within {
+        if within_share(text.len() as u64, by_superuser) {
             if let Some(stored) = store_text(text) {
                 return Some(stored);
             }
@@ -218,7 +216,15 @@ fn store_making_room(
 
 /// The text area's share kept for superusers' launches: one part in this
 /// many.
-pub(super) const SUPERUSER_SHARE: u64 = 8;
+const SUPERUSER_SHARE: u64 = 8;
+
+/// Whether `len` bytes more fit in the text area's share of a launch by a
+/// superuser (all of it) or by anyone else (all but [`SUPERUSER_SHARE`]),
+/// counted in bytes stored.
+pub(super) fn within_share(len: u64, by_superuser: bool) -> bool {
+    let (used, limit) = shmem::text_use();
+    by_superuser || used + len <= limit - limit / SUPERUSER_SHARE
+}
 
 /// The stopped dynamic worker that stopped longest ago among those of role
 /// `role_oid` and those that keep no result, whose process the postmaster

@@ -17,7 +17,7 @@ use super::beside::MARK_RESULT;
 use super::held;
 use super::locked::drop_text;
 use super::locked::Locked;
-use super::reserve::SUPERUSER_SHARE;
+use super::reserve::within_share;
 use super::shmem::{self, store_large_text};
 use super::slot::{ResultState, SlotRef, SlotState};
 use super::texts::TextRef;
@@ -63,8 +63,7 @@ pub enum NoSpace {
 /// eighth, kept for superusers' launches (see `reserve.rs`).
 pub fn stash(framed: &[u8], rows: i64, cap: u64, by_superuser: bool) -> Result<Stashed, NoSpace> {
     let len = framed.len() as u64;
-    let (used, limit) = shmem::text_use();
-    if !by_superuser && used + len > limit - limit / SUPERUSER_SHARE {
+    if !within_share(len, by_superuser) {
         return Err(NoSpace::Texts);
     }
     if !account(len, cap) {
