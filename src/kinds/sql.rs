@@ -39,7 +39,11 @@ pub fn run(
             timeout,
             max_result: gucs::max_result_size(),
         };
+        let oid = pg_sys::Oid::from(record.role_oid);
         let outcome = runtime::in_transaction(move || {
+            // Its role dropped while it runs (an interval worker): every
+            // run would fail.
+            catalog::role(oid, |_| ())?;
             // On a hot standby the text runs read-only: asking for a
             // transaction id there is an error even for a SELECT.
             // SAFETY: a plain read of the server's recovery state.
@@ -59,8 +63,19 @@ pub fn run(
             } else {
                 ran.processed
             };
-            (rows, stashed)
+            Some((rows, stashed))
         });
+        // It stops for good then, as a worker whose role is gone when it
+        // connects does.
+        let outcome = match outcome {
+            Ok(None) => runtime::stop_for_good(runtime::WorkError {
+                sqlstate: "28000".into(),
+                message: format!("role with OID {oid} no longer exists"),
+                ..Default::default()
+            }),
+            Ok(Some(ran)) => Ok(ran),
+            Err(err) => Err(err),
+        };
         capture::timeout_off();
         let micros = began.elapsed().as_micros().min(i64::MAX as u128) as i64;
         runtime::report_activity(None);
@@ -104,16 +119,6 @@ pub fn run(
             .filter(|d| !d.is_zero())
         {
             runtime::nap(Some(left));
-        }
-        // Its role dropped while it runs: every run would fail; it stops
-        // for good, as a worker whose role is gone when it connects does.
-        let oid = pg_sys::Oid::from(record.role_oid);
-        if runtime::in_transaction(|| catalog::role(oid, |_| ()).is_some()) == Ok(false) {
-            runtime::stop_for_good(runtime::WorkError {
-                sqlstate: "28000".into(),
-                message: format!("role with OID {oid} no longer exists"),
-                ..Default::default()
-            });
         }
     }
 }
