@@ -5,7 +5,8 @@
 //! each. A static worker whose database is gone at a
 //! later start stops for good instead of looping. A command the server
 //! refuses (not the owner, a transaction block, read-only, a name taken,
-//! ...) stops nobody and names nobody.
+//! a tablespace already holding relations of the database, ...) stops
+//! nobody and names nobody.
 
 mod common;
 
@@ -255,6 +256,28 @@ fn a_database_command_the_server_refuses_stops_nobody() {
         .batch_execute("ALTER DATABASE theirs WITH TABLESPACE pg_default CONNECTION LIMIT 5")
         .expect_err("a tablespace beside another option");
     unchanged(&mut admin, "SET TABLESPACE beside another option");
+    // A tablespace that already holds a relation of the database: the
+    // server refuses the move (55000), having looked into the tablespace.
+    let holding = cluster.dir.join("holding");
+    std::fs::create_dir_all(&holding).unwrap();
+    chown_postgres(&holding);
+    owner
+        .batch_execute(&format!(
+            "CREATE TABLESPACE holding LOCATION '{}'",
+            holding.display()
+        ))
+        .unwrap();
+    cluster
+        .connect("theirs")
+        .batch_execute("CREATE TABLE kept_there (x int) TABLESPACE holding")
+        .unwrap();
+    let err = owner
+        .batch_execute("ALTER DATABASE theirs SET TABLESPACE holding")
+        .expect_err("relations already in the tablespace");
+    assert_eq!(sqlstate(&err), "55000", "{err:?}");
+    let message = db_error(&err).message();
+    assert!(message.contains("already in tablespace"), "{message}");
+    unchanged(&mut admin, "SET TABLESPACE where relations already are");
     assert!(
         said.lock().unwrap().is_empty(),
         "{:?}",

@@ -8,7 +8,9 @@
 //! tablespace, which is another one and not pg_global), not on the
 //! session's own database, and with nothing in its way that stays there:
 //! prepared transactions, for a drop a template, an active replication
-//! slot or a subscription. Any other command is left to the server, which
+//! slot or a subscription. A move to a tablespace that already holds
+//! relations of the database is refused here, with the server's own
+//! error, which the server itself raises only after counting sessions. Any other command is left to the server, which
 //! raises its own error: no worker is touched and no NOTICE names any.
 //! Other sessions in the database are not asked about: the server waits
 //! for them to leave (up to 5 s) after the hook, and sessions that are
@@ -19,11 +21,14 @@
 //! counts through SQL whose every name and operator is schema-qualified,
 //! so no search_path changes them.
 
+use std::ffi::CStr;
+
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::command::DbCommand;
 use crate::catalog::{self, AclOn};
+use crate::error::BgwError;
 
 /// What the checks need of a database's catalog row.
 struct Database {
@@ -55,6 +60,21 @@ fn may_create_in(tablespace: pg_sys::Oid) -> bool {
     // SAFETY: a plain read of the session's user state.
     let me = unsafe { pg_sys::GetUserId() };
     catalog::has_privilege(AclOn::Tablespace, tablespace, me, pg_sys::ACL_CREATE)
+}
+
+/// Whether some relations of database `oid` already lie in tablespace
+/// `target`: the server then refuses to move the database there, once it
+/// looks into the tablespace's directory for the database (as here).
+fn has_relations_in(oid: pg_sys::Oid, target: pg_sys::Oid) -> bool {
+    // SAFETY: builds a palloc'd path (relative to the data directory, the
+    // process's working directory) from two OIDs; copied, then freed.
+    let path = unsafe {
+        let raw = pg_sys::GetDatabasePath(oid, target);
+        let path = CStr::from_ptr(raw).to_string_lossy().into_owned();
+        pg_sys::pfree(raw.cast());
+        path
+    };
+    std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_some())
 }
 
 /// Whether an active replication slot uses database `oid`.
@@ -131,5 +151,35 @@ pub fn will_run(command: &DbCommand, oid: pg_sys::Oid, top_level: bool) -> bool 
         return false;
     }
     let (prepared, subscriptions) = in_the_way(oid);
-    prepared == 0 && !(dropping && subscriptions > 0)
+    if prepared > 0 || (dropping && subscriptions > 0) {
+        return false;
+    }
+    if let DbCommand::Move { name, tablespace } = command {
+        refuse_onto_own_relations(name, oid, tablespace);
+    }
+    true
+}
+
+/// Raises the server's own refusal of moving database `name` (`oid`) to
+/// `tablespace` when some of its relations already lie there. The server
+/// looks only after it has counted the sessions in the database, so the
+/// extension's workers would turn this into a 55006 naming them; raised
+/// here, before any worker is stopped, it reads as if they were not there.
+fn refuse_onto_own_relations(name: &str, oid: pg_sys::Oid, tablespace: &str) {
+    let Some(target) = catalog::tablespace_oid(tablespace) else {
+        return;
+    };
+    if has_relations_in(oid, target) {
+        BgwError::WrongState {
+            message: format!(
+                "some relations of database \"{name}\" are already in tablespace \"{tablespace}\""
+            ),
+            hint: Some(
+                "You must move them back to the database's default tablespace before using \
+                 this command."
+                    .into(),
+            ),
+        }
+        .report();
+    }
 }
