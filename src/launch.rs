@@ -4,7 +4,7 @@
 use pgrx::pg_sys;
 
 use crate::error::BgwError;
-use crate::registry::{PgHandle, Reservation, SlotRef};
+use crate::registry::{PgHandle, SlotRef};
 use crate::spec::{self, StartTime};
 use crate::workerdef::WorkerDef;
 
@@ -192,18 +192,6 @@ pub fn register_dynamic(mut worker: pg_sys::BackgroundWorker) -> Result<PgHandle
         pg_sys::pfree(handle.cast());
         Ok(copy)
     }
-}
-
-/// Registers a built-in worker held by `reservation`; `notify_pid` hears of
-/// its start and exit (the launching backend or supervisor).
-pub fn launch_builtin(
-    def: &WorkerDef,
-    reservation: &Reservation,
-    notify_pid: i32,
-) -> Result<PgHandle, BgwError> {
-    let worker =
-        build(def, reservation.at, reservation.id, notify_pid).map_err(BgwError::invalid)?;
-    register_dynamic(worker)
 }
 
 /// The flags a built-in worker of `def` is registered with.

@@ -20,7 +20,7 @@ use crate::gucs;
 use crate::jsonb_text::JsonbBytes;
 use crate::launch::{self, pm_stopped, RawWorker};
 use crate::preload;
-use crate::registry::{self, Admission, Grant, NoRoom, Refusal};
+use crate::registry::{self, Admission, Grant, NoRoom, Refusal, Reservation};
 use crate::spare;
 use crate::spec::{self, Kind, StartTime};
 use crate::workerdef::WorkerDef;
@@ -231,26 +231,44 @@ pub fn register(
             return Ok(reservation.keep());
         }
     }
-    let registered =
-        spare::with_room(|| launch::launch_builtin(&def, &reservation, registry::notify_pid()));
-    match (registered, admission.queue) {
-        (Ok(handle), _) => {
+    let worker = launch::build(&def, reservation.at, reservation.id, registry::notify_pid())
+        .map_err(BgwError::invalid)?;
+    // Another process may take the last postmaster slot meanwhile: with
+    // the queue allowed, the worker waits there.
+    register_reserved(reservation, worker, |reservation| {
+        let Some(max) = admission.queue else {
+            return Err(BgwError::NoPostmasterSlot);
+        };
+        if !registry::requeue(reservation.at, max) {
+            return Err(BgwError::QueueFull(max));
+        }
+        if def.restart_after.is_none() {
+            keep_config_on_disk(reservation.id, &def);
+        }
+        let id = reservation.keep();
+        registry::poke_dispatcher();
+        Ok(id)
+    })
+}
+
+/// The one way from a reservation to a worker the postmaster has:
+/// registers `worker` (letting an idle spare go if that makes room),
+/// records its handle in the slot and keeps the slot. When no postmaster
+/// slot is free the reservation goes to `no_slot`; on any other error it
+/// is dropped, which gives the slot back (also while unwinding from an
+/// ERROR raised inside the server's registration).
+fn register_reserved(
+    reservation: Reservation,
+    worker: pg_sys::BackgroundWorker,
+    no_slot: impl FnOnce(Reservation) -> Result<i64, BgwError>,
+) -> Result<i64, BgwError> {
+    match spare::with_room(|| launch::register_dynamic(worker)) {
+        Ok(handle) => {
             registry::attach_handle(reservation.at, handle, false);
             Ok(reservation.keep())
         }
-        // Another process took the last postmaster slot meanwhile.
-        (Err(BgwError::NoPostmasterSlot), Some(max)) => {
-            if !registry::requeue(reservation.at, max) {
-                return Err(BgwError::QueueFull(max));
-            }
-            if def.restart_after.is_none() {
-                keep_config_on_disk(reservation.id, &def);
-            }
-            let id = reservation.keep();
-            registry::poke_dispatcher();
-            Ok(id)
-        }
-        (Err(err), _) => Err(err),
+        Err(BgwError::NoPostmasterSlot) => no_slot(reservation),
+        Err(err) => Err(err),
     }
 }
 
@@ -336,9 +354,7 @@ pub fn launch_raw(mut raw: RawWorker, wait_for_start: bool) -> Result<i64, BgwEr
         pm_stopped,
     )
     .map_err(|refusal| reserve_error(refusal, &def))?;
-    let handle = spare::with_room(|| launch::register_dynamic(worker))?;
-    registry::attach_handle(reservation.at, handle, false);
-    let id = reservation.keep();
+    let id = register_reserved(reservation, worker, |_| Err(BgwError::NoPostmasterSlot))?;
     if wait_for_start && !starts_after_promotion(id, raw.start_time) {
         wait_checked(id, Target::Startup, None)?;
     }
