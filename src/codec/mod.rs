@@ -1,8 +1,9 @@
 //! What the registry stores out of line, typed: a compact binary encoding
 //! of [`KindConfig`], written once at launch and read back by the worker
-//! (no JSON is parsed after the SQL boundary), the JSON the `workers` view
-//! shows, rendered from the typed value, and a worker's full last error
-//! ([`ErrorText`]).
+//! (no JSON is parsed after the SQL boundary), and the JSON the `workers`
+//! view shows, rendered from the typed value. A worker's full last error
+//! is [`ErrorText`] (`error_text.rs`); the bytes both are made of are
+//! `wire.rs`'s.
 
 use std::time::Duration;
 
@@ -11,44 +12,13 @@ use serde_json::{json, Map, Value};
 use crate::config::KindConfig;
 use crate::spec::Kind;
 
-/// Bumped when the encoding changes; a config of another version is not
-/// read (configs never outlive the server's files of one version).
-const VERSION: u8 = 2;
+mod error_text;
+mod wire;
 
-struct Writer(Vec<u8>);
+pub use error_text::ErrorText;
+use wire::{Reader, Writer, VERSION};
 
 impl Writer {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn str(&mut self, v: &str) {
-        self.u32(v.len() as u32);
-        self.0.extend_from_slice(v.as_bytes());
-    }
-    fn opt_str(&mut self, v: &Option<String>) {
-        match v {
-            Some(s) => {
-                self.u8(1);
-                self.str(s);
-            }
-            None => self.u8(0),
-        }
-    }
-    fn opt_duration(&mut self, v: Option<Duration>) {
-        match v {
-            Some(d) => {
-                self.u8(1);
-                self.i64(d.as_micros().min(i64::MAX as u128) as i64);
-            }
-            None => self.u8(0),
-        }
-    }
     fn config(&mut self, c: &KindConfig) {
         self.u8(c.kind() as u8);
         match c {
@@ -102,45 +72,7 @@ impl Writer {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
-
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if self.0.len() < n {
-            return Err("config is cut short".into());
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn i64(&mut self) -> Result<i64, String> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(i64::from_le_bytes(a))
-    }
-    fn str(&mut self) -> Result<String, String> {
-        let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "config text is not UTF-8".into())
-    }
-    fn opt_str(&mut self) -> Result<Option<String>, String> {
-        Ok(match self.u8()? {
-            0 => None,
-            _ => Some(self.str()?),
-        })
-    }
-    fn opt_duration(&mut self) -> Result<Option<Duration>, String> {
-        Ok(match self.u8()? {
-            0 => None,
-            _ => Some(Duration::from_micros(self.i64()?.max(0) as u64)),
-        })
-    }
     fn config(&mut self) -> Result<KindConfig, String> {
         let kind = Kind::from_u8(self.u8()?).ok_or("unknown kind in config")?;
         Ok(match kind {
@@ -171,58 +103,6 @@ impl Reader<'_> {
                 extra_bytes: self.u32()?,
                 flags: self.i64()? as i32,
             },
-        })
-    }
-}
-
-/// A worker's error in full, as PostgreSQL reported it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ErrorText {
-    pub sqlstate: String,
-    pub message: String,
-    pub detail: Option<String>,
-    pub hint: Option<String>,
-    pub context: Option<String>,
-}
-
-impl std::fmt::Display for ErrorText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.sqlstate, self.message)
-    }
-}
-
-impl ErrorText {
-    /// `SQLSTATE: message`, as the `workers` view shows it.
-    pub fn short(&self) -> String {
-        match self.sqlstate.as_str() {
-            "" => self.message.clone(), // a note, not an error
-            code => format!("{code}: {}", self.message),
-        }
-    }
-
-    /// The bytes the registry stores.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer(vec![VERSION]);
-        w.str(&self.sqlstate);
-        w.str(&self.message);
-        w.opt_str(&self.detail);
-        w.opt_str(&self.hint);
-        w.opt_str(&self.context);
-        w.0
-    }
-
-    /// The error stored as `bytes` by [`ErrorText::encode`].
-    pub fn decode(bytes: &[u8]) -> Result<ErrorText, String> {
-        let mut r = Reader(bytes);
-        if r.u8()? != VERSION {
-            return Err("error of another version".into());
-        }
-        Ok(ErrorText {
-            sqlstate: r.str()?,
-            message: r.str()?,
-            detail: r.opt_str()?,
-            hint: r.opt_str()?,
-            context: r.opt_str()?,
         })
     }
 }
@@ -370,20 +250,6 @@ mod unit {
             assert!(decode(&bytes[..bytes.len() - 1]).is_err());
         }
         assert!(decode(&[9, 1]).is_err(), "another version");
-    }
-
-    #[test]
-    fn errors_round_trip_in_full() {
-        let e = ErrorText {
-            sqlstate: "22P02".into(),
-            message: "invalid input syntax for type integer: \"x\"".repeat(40),
-            detail: Some("a detail".into()),
-            hint: None,
-            context: Some("SQL statement \"SELECT 'x'::int\"".into()),
-        };
-        assert_eq!(ErrorText::decode(&e.encode()), Ok(e.clone()));
-        assert!(e.short().starts_with("22P02: invalid input syntax"));
-        assert!(e.short().len() > 256, "not cut");
     }
 
     #[test]
