@@ -186,12 +186,14 @@ impl Drop for SlotMut<'_> {
 }
 
 impl Locked {
-    /// The id the next new worker gets; counts up.
+    /// The id the next new worker gets; counts up, also across restarts
+    /// (see `ids.rs`).
     pub(super) fn take_next_id(&mut self) -> i64 {
         // SAFETY: we hold the registry lock exclusively; next_id is guarded
         // by it.
         unsafe {
             let id = (*self.header).next_id;
+            super::ids::cover(id, &mut (*self.header).ids_end);
             (*self.header).next_id += 1;
             id
         }

@@ -18,6 +18,7 @@ mod beside;
 mod events;
 mod given_back;
 mod held;
+mod ids;
 mod listing;
 mod locked;
 mod lookup;

@@ -15,6 +15,7 @@ use pgrx::pg_sys;
 
 use super::beside::{id_of, mark_of, reuse_key, MarkCounts};
 use super::events::{self, Events};
+use super::ids;
 use super::recover::recover_slot;
 use super::reuse::Candidates;
 use super::slot::{fill_slot, Slot, SlotState};
@@ -35,6 +36,8 @@ const ADDIN_SHMEM_INIT_LOCK: usize = 21;
 pub(super) struct Header {
     pub(super) capacity: u32,
     pub(super) next_id: i64,
+    /// The end of the block of ids kept on disk (see `ids.rs`).
+    pub(super) ids_end: i64,
     /// The condition variable and the dispatcher's pid.
     events: Events,
     /// Where the out-of-line text area starts, from the header.
@@ -195,6 +198,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
                         recover_slot(slot, now);
                     }
                     (*header).next_id = saved.next_id.max(statics.len() as i64 + 1);
+                    (*header).ids_end = (*header).next_id;
                 }
                 _ => {
                     // A clean start: no worker of an earlier run comes back.
@@ -205,7 +209,8 @@ unsafe extern "C-unwind" fn shmem_startup() {
                         slot.is_static = true;
                         slot.find_handle = true;
                     }
-                    (*header).next_id = statics.len() as i64 + 1;
+                    (*header).next_id = ids::first_at_start(statics.len() as i64);
+                    (*header).ids_end = (*header).next_id;
                 }
             }
             let marks =

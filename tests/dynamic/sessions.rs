@@ -1,6 +1,6 @@
 //! Waits and terminate across sessions, the restart rules, notifications
 //! to a LISTENing client, and what terminate stops (a long statement, a
-//! static worker).
+//! static worker); ids count on across a restart.
 
 use super::*;
 
@@ -226,4 +226,29 @@ fn terminate_stops_a_static_worker_for_good() {
         .unwrap()
         .get(0);
     assert_eq!(running, 0);
+}
+
+#[test]
+fn ids_count_on_across_a_restart() {
+    let (mut cluster, mut client) =
+        Cluster::with_extension("idsrestart", &[("lightdb_bgw.static_workers", "sleep:1")]);
+    let before: Vec<i64> = (0..3)
+        .map(|_| launch(&mut client, "'sleep', config => '{\"duration\": \"10ms\"}'"))
+        .collect();
+    let kept = *before.iter().max().unwrap();
+    assert!(
+        before.iter().all(|&id| id > 1),
+        "{before:?}: 1 is the static worker's"
+    );
+    cluster.restart();
+    let mut client = cluster.connect("postgres");
+    // The static worker keeps its id; an id kept from before the restart
+    // names no worker, and new launches get ids past it.
+    eventually("static sleep running", LONG, || worker_pid(&mut client, 1));
+    let err = client
+        .query_one("SELECT lightdb_bgw.status($1)", &[&kept])
+        .expect_err("an id from before the restart");
+    assert_eq!(sqlstate(&err), "42704", "{err:?}");
+    let after = launch(&mut client, "'sleep', config => '{\"duration\": \"10ms\"}'");
+    assert!(after > kept, "new id {after} after {kept}");
 }
