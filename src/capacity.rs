@@ -93,10 +93,14 @@ pub fn pm_free() -> Option<u32> {
     Some(total.saturating_sub(used) as u32)
 }
 
-/// [`pm_free`], counting the idle spare processes as free too: a launch
-/// takes one, or one gives its slot up for it (see `spare.rs`).
+/// [`pm_free`], counting the spare processes idle or being started as
+/// free too: a launch takes one, or one gives its slot up for it (see
+/// `spare.rs`). A spare the dispatcher is starting in place of one just
+/// taken holds a postmaster slot for a moment without being idle: left
+/// out, it made a non-superuser's launch find the slots "reserved for
+/// superusers" while there was room.
 pub fn pm_free_or_spare() -> Option<u32> {
-    pm_free().map(|free| free + crate::registry::idle_spares())
+    pm_free().map(|free| free + crate::registry::available_spares())
 }
 
 /// The `name=value` entries `ALTER ROLE role [IN DATABASE database] SET`

@@ -3,7 +3,8 @@
 //! database; the dispatcher replaces it (what a worker that gives its
 //! process back does is `given_back.rs`); workers a spare cannot serve get
 //! their own process, and an idle spare gives its slot up for them; the
-//! setting follows a reload; spares leave the superuser reserve alone and
+//! setting follows a reload; a spare being started counts as room; spares
+//! leave the superuser reserve alone and
 //! stand aside for the launch queue (not for a launch queued only for its
 //! role's quota); a launch ended by a FATAL while it
 //! waits for a spare's slot leaves nothing behind, and one ended while
@@ -319,4 +320,43 @@ fn ended_while_waiting<T>(
         .unwrap();
     assert!(!launching.join().unwrap(), "the launch was ended");
     seen
+}
+
+/// A non-superuser filling the slots while the dispatcher replaces the
+/// spares it takes: the spare being started counts as room, so every
+/// launch but the reserve's succeeds, in each of several rounds.
+#[test]
+fn a_spare_being_started_is_room_for_a_non_superuser() {
+    // Eight slots: the logical replication launcher, the dispatcher, six
+    // for workers and spares, one of them kept for superusers.
+    let (cluster, mut admin) = Cluster::with_extension(
+        "spares_starting",
+        &[
+            ("max_worker_processes", "8"),
+            ("lightdb_bgw.spare_workers", "2"),
+            ("lightdb_bgw.superuser_reserved_workers", "1"),
+        ],
+    );
+    admin.batch_execute("CREATE ROLE frank LOGIN").unwrap();
+    grant_all(&mut admin, "frank");
+    let mut frank = cluster.connect_as("postgres", "frank");
+    for round in 1..=3 {
+        wait_for_spares(&cluster, 2);
+        let mut ids = Vec::new();
+        let err = loop {
+            match frank.query_one("SELECT lightdb_bgw.launch('sleep', database => NULL)", &[]) {
+                Ok(row) => ids.push(row.get::<_, i64>(0)),
+                Err(err) => break err,
+            }
+        };
+        assert_eq!(
+            ids.len(),
+            5,
+            "round {round}: every slot but the reserve: {err:?}"
+        );
+        assert_eq!(sqlstate(&err), "53000", "{err:?}");
+        for id in ids {
+            assert_eq!(stop_worker(&mut admin, id), "stopped");
+        }
+    }
 }

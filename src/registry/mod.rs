@@ -89,8 +89,8 @@ use shmem::store_text;
 use slot::{put_str, Slot};
 pub use slot::{PgHandle, ResultState, SlotRef, SlotState, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
 pub use spare_census::{
-    idle_spares, idle_spares_connected, retire_connected_to, retire_lingering, retire_spare,
-    spare_census, unconnected_spares,
+    available_spares, idle_spares, idle_spares_connected, retire_connected_to, retire_lingering,
+    retire_spare, spare_census, unconnected_spares,
 };
 pub use spares::{
     abandon_spare, begin_spare, rejoin_spare, room_wanted, spare_assignment, spare_leaving,

@@ -138,7 +138,8 @@ pub enum Refusal {
 
 /// Decides, under the lock, whether a launch registers now or queues: a
 /// queueing launch goes behind the workers already queued (first in,
-/// first out) even when there would be room for it.
+/// first out) even when there would be room for it. A role whose quota is
+/// 0 is refused, queue or not: nothing would ever start its worker.
 pub(super) fn place(locked: &Locked, role_oid: u32, adm: &Admission) -> Result<Placement, Refusal> {
     let pm_free = adm.pm_free.and_then(|count| count());
     let fits = room(
@@ -159,6 +160,8 @@ pub(super) fn place(locked: &Locked, role_oid: u32, adm: &Admission) -> Result<P
             .count() as u32
     };
     match (fits, adm.queue) {
+        // No stop of the role's workers could ever make room: not queued.
+        (Err(NoRoom::Quota(0)), _) => Err(Refusal::NoRoom(NoRoom::Quota(0))),
         (Ok(()), None) => Ok(Placement::Register),
         (Ok(()), Some(_)) if queued == 0 => Ok(Placement::Register),
         (Err(why), None) => Err(Refusal::NoRoom(why)),

@@ -8,7 +8,9 @@
 use std::sync::atomic::Ordering;
 
 use super::slot::PgHandle;
-use super::spares::{entries, Spare, ASSIGNED, CLAIMING, HANDLE, IDLE, REJOINING, RETIRING, TAKEN};
+use super::spares::{
+    entries, Spare, ASSIGNED, CLAIMING, HANDLE, IDLE, REJOINING, RETIRING, RUNNING, TAKEN,
+};
 
 /// How many spares wait idle now, connected or not.
 pub fn idle_spares() -> u32 {
@@ -27,16 +29,37 @@ pub fn idle_spares_connected() -> u32 {
         .count() as u32
 }
 
-/// Marks one idle spare to be let go; returns its handle, for the caller
-/// to terminate it.
-pub fn retire_spare() -> Option<PgHandle> {
+/// Whether a spare in `state` is being started: taken by the dispatcher
+/// (registered or being registered) and not running yet, nothing else
+/// under way. It holds a postmaster slot, and is idle in a moment.
+fn starting(state: u32) -> bool {
+    state & TAKEN != 0 && state & (RUNNING | CLAIMING | ASSIGNED | RETIRING | REJOINING) == 0
+}
+
+/// How many spares a launch may count on as free postmaster slots: the
+/// idle ones and those being started, either taken by a launch or let go
+/// for one (see [`retire_spare`]).
+pub fn available_spares() -> u32 {
     entries()
         .iter()
-        .find(|e| {
+        .map(|e| e.state.load(Ordering::Acquire))
+        .filter(|&state| state == IDLE || starting(state))
+        .count() as u32
+}
+
+/// Marks one spare to be let go, an idle one or else one registered and
+/// not running yet (the postmaster then never starts it); returns its
+/// handle, for the caller to terminate it.
+pub fn retire_spare() -> Option<PgHandle> {
+    let retire = |from: u32| {
+        entries().iter().find(|e| {
             e.state
-                .compare_exchange(IDLE, IDLE | RETIRING, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(from, from | RETIRING, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         })
+    };
+    retire(IDLE)
+        .or_else(|| retire(TAKEN | HANDLE))
         .map(Spare::handle)
 }
 

@@ -1,8 +1,9 @@
 //! Per-role quotas (read as the server reads settings), a role's bound in
 //! the launch queue, and the superuser
 //! reserve (also against a supervisor's children), the slot of a
-//! worker terminated before it started, and a run whose result was read
-//! no longer counting toward the quota.
+//! worker terminated before it started, a run whose result was read
+//! no longer counting toward the quota, and a quota of 0 refusing even a
+//! queued launch.
 
 use super::*;
 
@@ -223,4 +224,40 @@ fn a_role_at_its_quota_runs_again_once_its_result_is_read() {
             .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
         assert_eq!(rows.len(), 1, "round {round}");
     }
+}
+
+#[test]
+fn a_role_whose_quota_is_zero_is_refused_queue_or_not() {
+    let (cluster, mut admin) = Cluster::with_extension("quota_zero", &[]);
+    admin
+        .batch_execute(
+            "CREATE ROLE erin LOGIN; ALTER ROLE erin SET lightdb_bgw.max_workers_per_role = 0",
+        )
+        .unwrap();
+    grant_all(&mut admin, "erin");
+    let mut erin = cluster.connect_as("postgres", "erin");
+    // Nothing could ever start a queued worker of hers: refused at once,
+    // with the setting named, and nothing left in the registry.
+    for call in [
+        format!("lightdb_bgw.launch({FOREVER})"),
+        format!("lightdb_bgw.launch({FOREVER}, queue => true)"),
+        "lightdb_bgw.run('SELECT 1', queue => true)".to_string(),
+    ] {
+        let err = erin
+            .query_one(&format!("SELECT {call}"), &[])
+            .expect_err(&call);
+        assert_eq!(sqlstate(&err), "53000", "{call}: {err:?}");
+        assert!(
+            hint_of(&err).contains("lightdb_bgw.max_workers_per_role"),
+            "{call}: {err:?}"
+        );
+    }
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM lightdb_bgw.workers WHERE role = 'erin'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
 }
