@@ -76,17 +76,25 @@ pub(super) fn id_of(slot: &Slot) -> i64 {
     }
 }
 
+/// Added to the reuse key of an entry that keeps a run's result: such
+/// entries are reused only after every entry that keeps none (stop times
+/// are far below it).
+pub(super) const HOLDS_RESULT: i64 = 1 << 62;
+
 /// The order in which history entries are given to new workers, as kept
 /// beside the slots (see `locked.rs`): for a stopped dynamic worker the
 /// postmaster is known to have forgotten, when it stopped (the earliest
-/// goes first); `i64::MAX` for every other slot.
+/// goes first), after [`HOLDS_RESULT`] if it keeps a result; `i64::MAX`
+/// for every other slot.
 pub(super) fn reuse_key(slot: &Slot) -> i64 {
     let reusable = slot.state == SlotState::Stopped as u8
         && !slot.is_static
         && (slot.reaped || !slot.has_handle);
-    if reusable {
-        slot.stopped_at
-    } else {
+    if !reusable {
         i64::MAX
+    } else if slot.result_state != ResultState::None as u8 {
+        HOLDS_RESULT + slot.stopped_at.max(0)
+    } else {
+        slot.stopped_at
     }
 }

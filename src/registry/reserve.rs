@@ -5,12 +5,12 @@
 
 use pgrx::pg_sys;
 
-use super::beside::{MARK_RESULT, MARK_STATE, MARK_SWEEP};
+use super::beside::{HOLDS_RESULT, MARK_RESULT, MARK_STATE, MARK_SWEEP};
 use super::locked::drop_text;
 use super::locked::Locked;
 use super::queue::{place, Admission, Placement, Refusal};
 use super::shmem::{self, store_text};
-use super::slot::{fill_slot, put_str, PgHandle, SlotRef, SlotState};
+use super::slot::{fill_slot, put_str, PgHandle, ResultState, Slot, SlotRef, SlotState};
 use super::texts::{remove_config, TextRef};
 use super::{broadcast_slot, remember_slot, update_own};
 use crate::codec;
@@ -95,9 +95,10 @@ pub fn reserve(
         }
     };
     // A free slot, else the history entry that stopped longest ago among
-    // those the postmaster has forgotten too: known from the marks, stop
-    // times and ids kept beside the slots, without reading a slot; the
-    // postmaster is asked only if none is known yet.
+    // those the postmaster has forgotten too (those that keep a result
+    // last, the role's own before other roles'): known from the marks,
+    // reuse keys and ids kept beside the slots; the postmaster is asked
+    // only if none is known yet.
     let free = (locked.counts().free > 0)
         .then(|| {
             locked
@@ -107,8 +108,8 @@ pub fn reserve(
         })
         .flatten();
     let index = free
-        .or_else(|| take_reusable(&mut locked))
-        .or_else(|| oldest_unswept(&locked, &pm_stopped));
+        .or_else(|| take_reusable(&mut locked, grant.role_oid))
+        .or_else(|| oldest_unswept(&locked, grant.role_oid, &pm_stopped));
     let Some(index) = index else {
         drop(locked);
         drop_text(config);
@@ -160,12 +161,17 @@ pub fn reserve(
     })
 }
 
-/// The slot a new worker takes from the history (see `reuse.rs`), or
-/// `None` when no history entry may be reused now; the caller fills the
+/// The slot a new worker of `role_oid` takes from the history (see
+/// `reuse.rs`), or `None` when no history entry may be reused now: the
+/// oldest that keeps no result, else the oldest of the role's own among
+/// the oldest that keep one, else the oldest of all. The caller fills the
 /// slot at once, under the same exclusive lock.
-fn take_reusable(locked: &mut Locked) -> Option<usize> {
+fn take_reusable(locked: &mut Locked, role_oid: u32) -> Option<usize> {
     let mut list = locked.candidates();
-    let taken = list.take(locked.reuse_keys());
+    let slots = locked.slots();
+    let taken = list.take(locked.reuse_keys(), |index, key| {
+        key < HOLDS_RESULT || slots[index].role_oid == role_oid
+    });
     locked.set_candidates(list);
     taken
 }
@@ -173,13 +179,23 @@ fn take_reusable(locked: &mut Locked) -> Option<usize> {
 /// Failing [`take_reusable`]: the stopped dynamic worker that stopped longest
 /// ago among those whose reaping nobody has seen yet, asking the
 /// postmaster (`pm_stopped`) whether it forgot it.
-fn oldest_unswept(locked: &Locked, pm_stopped: &impl Fn(PgHandle) -> bool) -> Option<usize> {
+fn oldest_unswept(
+    locked: &Locked,
+    role_oid: u32,
+    pm_stopped: &impl Fn(PgHandle) -> bool,
+) -> Option<usize> {
     let slots = locked.slots();
+    // In the order `take_reusable` keeps: no result, the role's own, any.
+    let rank = |slot: &Slot| match (slot.result_state != ResultState::None as u8, slot.role_oid) {
+        (false, _) => 0,
+        (true, role) if role == role_oid => 1,
+        (true, _) => 2,
+    };
     locked
         .marked(MARK_SWEEP, None)
         .into_iter()
         .filter(|&i| !slots[i].is_static && pm_stopped(slots[i].handle))
-        .min_by_key(|&i| (slots[i].stopped_at, slots[i].id))
+        .min_by_key(|&i| (rank(&slots[i]), slots[i].stopped_at, slots[i].id))
 }
 
 /// Stores `text` out of line for a launch of role `whose.0` (`whose.1`:

@@ -1,6 +1,7 @@
 //! Which history entry a new worker takes when no slot is free: the
 //! stopped dynamic worker, forgotten by the postmaster too, that stopped
-//! longest ago. Each slot's reuse key (its stop time, or `i64::MAX` when it
+//! longest ago, those that keep no result first and, among those that
+//! do, the launching role's own first (see `reserve.rs`). Each slot's reuse key (its stop time, or `i64::MAX` when it
 //! may not be reused; see `slot::reuse_key`) is kept beside the slots, and
 //! the header keeps a short list of the smallest keys, so that a launch
 //! into a full registry does not read 10,000 keys under the exclusive
@@ -86,20 +87,37 @@ impl Candidates {
 }
 
 impl Candidates {
-    /// Takes the slot with the smallest reuse key out of the list, given
-    /// every slot's key now; `None` when no slot may be reused.
-    pub(super) fn take(&mut self, keys: &[i64]) -> Option<usize> {
+    /// Takes a slot out of the list, given every slot's key now: the first
+    /// (smallest key) for which `prefer(slot, key)` holds, else the one
+    /// with the smallest key; `None` when no slot may be reused. Entries
+    /// whose slot changed since are dropped on the way.
+    pub(super) fn take(
+        &mut self,
+        keys: &[i64],
+        prefer: impl Fn(usize, i64) -> bool,
+    ) -> Option<usize> {
         for attempt in 0..2 {
-            while self.len > 0 {
-                let (key, index) = self.entries[0];
-                if key > self.limit {
-                    break;
+            let len = self.len as usize;
+            let mut kept = 0;
+            for at in 0..len {
+                let (key, index) = self.entries[at];
+                if key <= self.limit && keys[index as usize] == key {
+                    self.entries[kept] = (key, index);
+                    kept += 1;
                 }
-                self.entries.copy_within(1..self.len as usize, 0);
+            }
+            self.len = kept as u32;
+            // Every slot whose key is at most `limit` is listed: the first
+            // entry left has the smallest key of all.
+            let chosen = self.entries[..kept]
+                .iter()
+                .position(|&(key, index)| prefer(index as usize, key))
+                .or((kept > 0).then_some(0));
+            if let Some(at) = chosen {
+                let (_, index) = self.entries[at];
+                self.entries.copy_within(at + 1..kept, at);
                 self.len -= 1;
-                if keys[index as usize] == key {
-                    return Some(index as usize);
-                }
+                return Some(index as usize);
             }
             // Ran out (or can no longer be trusted): made again, once.
             if attempt == 0 {
@@ -151,7 +169,7 @@ mod unit {
                     .enumerate()
                     .filter(|(_, &k)| k != i64::MAX)
                     .min_by_key(|&(i, &k)| (k, i));
-                let taken = list.take(&keys);
+                let taken = list.take(&keys, |_, _| false);
                 match smallest {
                     None => assert_eq!(taken, None),
                     Some((_, &key)) => {
@@ -163,5 +181,29 @@ mod unit {
                 }
             }
         }
+    }
+
+    #[test]
+    fn takes_the_first_preferred_else_the_smallest() {
+        let mut keys = vec![30, 10, 20, 40, i64::MAX];
+        let mut list = Candidates::default();
+        for (index, &key) in keys.iter().enumerate() {
+            list.changed(index, key);
+        }
+        // Slot 3 and slot 2 preferred: the smaller key of the two.
+        let prefer = |index: usize, _: i64| index == 3 || index == 2;
+        assert_eq!(list.take(&keys, prefer), Some(2));
+        keys[2] = i64::MAX;
+        assert_eq!(list.take(&keys, prefer), Some(3));
+        keys[3] = i64::MAX;
+        // None preferred left: the smallest key.
+        assert_eq!(list.take(&keys, prefer), Some(1));
+        keys[1] = i64::MAX;
+        // A slot whose key changed since it was listed is skipped.
+        keys[0] = 35;
+        list.changed(0, 35);
+        assert_eq!(list.take(&keys, |_, key| key == 30), Some(0));
+        keys[0] = i64::MAX;
+        assert_eq!(list.take(&keys, prefer), None);
     }
 }

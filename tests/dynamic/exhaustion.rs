@@ -1,5 +1,6 @@
-//! Running out of postmaster slots, registry slots and out-of-line memory,
-//! and the supervisor relaunching a child.
+//! Running out of postmaster slots, registry slots and out-of-line memory
+//! (history makes room: entries without a result first, then the
+//! launching role's own), and the supervisor relaunching a child.
 
 use super::*;
 
@@ -63,6 +64,66 @@ fn a_full_registry_fails_with_53400_and_makes_room_from_history() {
         .query_one("SELECT lightdb_bgw.status($1)", &[&ids[0]])
         .unwrap_err();
     assert_eq!(sqlstate(&err), "42704", "the oldest history made room");
+}
+
+/// Worker `id`'s run ended and its process is reaped (its entry is
+/// history that may be reused).
+fn run_done(client: &mut Client, id: i64) {
+    client
+        .query("SELECT * FROM lightdb_bgw.result($1)", &[&id])
+        .unwrap();
+    let reached: String = client
+        .query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id])
+        .unwrap()
+        .get(0);
+    assert_eq!(reached, "stopped");
+}
+
+#[test]
+fn history_keeps_results_longest_and_other_roles_results_longest_of_all() {
+    let (cluster, mut admin) =
+        Cluster::with_extension("historyresults", &[("lightdb_bgw.max_workers", "4")]);
+    admin
+        .batch_execute("CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN")
+        .unwrap();
+    grant_all(&mut admin, "alice, bob");
+    let mut bob = cluster.connect_as("postgres", "bob");
+    let kept: i64 = bob
+        .query_one("SELECT lightdb_bgw.run('SELECT 42 AS answer')", &[])
+        .unwrap()
+        .get(0);
+    run_done(&mut bob, kept);
+    let plain = launch(&mut admin, "'sleep', config => '{\"duration\": \"10ms\"}'");
+    assert_eq!(stop_worker(&mut admin, plain), "stopped");
+    // alice's runs fill the registry and go on: the entry without a result
+    // makes room first, then her own oldest results, never bob's.
+    let mut alice = cluster.connect_as("postgres", "alice");
+    let mut hers = Vec::new();
+    for _ in 0..6 {
+        let id: i64 = alice
+            .query_one("SELECT lightdb_bgw.run('SELECT 1')", &[])
+            .unwrap()
+            .get(0);
+        run_done(&mut alice, id);
+        hers.push(id);
+    }
+    let err = admin
+        .query_one("SELECT lightdb_bgw.status($1)", &[&plain])
+        .unwrap_err();
+    assert_eq!(
+        sqlstate(&err),
+        "42704",
+        "the entry without a result went first"
+    );
+    let answer: String = bob
+        .query_one("SELECT lightdb_bgw.result($1)::text", &[&kept])
+        .unwrap()
+        .get(0);
+    assert_eq!(answer, r#"{"answer": 42}"#, "bob's result is still there");
+    let err = alice
+        .query_one("SELECT lightdb_bgw.status($1)", &[&hers[0]])
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42704", "alice's oldest made room");
 }
 
 #[test]
