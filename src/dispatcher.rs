@@ -151,11 +151,7 @@ fn start_queued() {
         .execute();
         match registered {
             Ok(handle) => {
-                registry::attach_handle(at, handle, false);
-                // Terminated while it was being registered.
-                if registry::find(rec.id).is_some_and(|r| r.terminate_requested) {
-                    launch::terminate_handle(handle);
-                }
+                launch::attach(at, rec.id, handle, false);
                 // Its waiters and the queue's (positions moved) are woken
                 // once the postmaster is already starting the process.
                 registry::wake_all();

@@ -4,7 +4,7 @@
 use pgrx::pg_sys;
 
 use crate::error::BgwError;
-use crate::registry::{PgHandle, SlotRef};
+use crate::registry::{self, PgHandle, SlotRef};
 use crate::spec::{self, StartTime};
 use crate::workerdef::WorkerDef;
 
@@ -173,6 +173,17 @@ pub fn terminate_handle(handle: PgHandle) {
     unsafe {
         pg_sys::TerminateBackgroundWorker((&raw mut copy).cast::<pg_sys::BackgroundWorkerHandle>())
     };
+}
+
+/// Records the postmaster's `handle` of worker `id` in its slot `at`
+/// (`lent`: a spare's process) and, if the worker was terminated while
+/// it was being registered (by a database command, say), stops it
+/// through the handle.
+pub fn attach(at: SlotRef, id: i64, handle: PgHandle, lent: bool) {
+    registry::attach_handle(at, handle, lent);
+    if registry::find(id).is_some_and(|r| r.terminate_requested) {
+        terminate_handle(handle);
+    }
 }
 
 /// Registers `worker` with the postmaster from a backend or a worker.

@@ -125,6 +125,13 @@ fn reserve_error(refusal: Refusal, def: &WorkerDef) -> BgwError {
         },
         Refusal::NoRoom(NoRoom::Reserved(n)) => BgwError::ReservedForSuperusers(n),
         Refusal::NoRoom(NoRoom::Postmaster) => BgwError::NoPostmasterSlot,
+        Refusal::DatabaseClosing => BgwError::WrongState {
+            message: format!(
+                "database \"{}\" is being dropped, renamed, moved or copied",
+                def.database.as_deref().unwrap_or_default()
+            ),
+            hint: Some("Launch again once that command has ended.".into()),
+        },
     }
 }
 
@@ -264,7 +271,7 @@ fn register_reserved(
 ) -> Result<i64, BgwError> {
     match spare::with_room(|| launch::register_dynamic(worker)) {
         Ok(handle) => {
-            registry::attach_handle(reservation.at, handle, false);
+            launch::attach(reservation.at, reservation.id, handle, false);
             Ok(reservation.keep())
         }
         Err(BgwError::NoPostmasterSlot) => no_slot(reservation),

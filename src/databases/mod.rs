@@ -7,8 +7,11 @@
 //! `spare.rs`) are let go too, and so are those connected to the template
 //! a `CREATE DATABASE` copies. Only for a command that will run: one the
 //! server would refuse (not the owner, in a transaction block, other
-//! sessions in the way, ...) stops nothing (see `rights.rs`). A
-//! `ProcessUtility_hook`, chained to the one before it.
+//! sessions in the way, ...) stops nothing (see `rights.rs`). From the
+//! hook to the end of the command's transaction the database is closed to
+//! new workers (a launch into it meanwhile is refused with 55000), so
+//! none arrives after the workers were stopped. A `ProcessUtility_hook`,
+//! chained to the one before it, and a transaction callback.
 
 use std::time::Duration;
 
@@ -37,6 +40,8 @@ pub fn init() {
     unsafe {
         PREV_PROCESS_UTILITY = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(process_utility);
+        // Inherited by every backend the postmaster forks.
+        pg_sys::RegisterXactCallback(Some(at_transaction_end), std::ptr::null_mut());
     }
 }
 
@@ -89,12 +94,36 @@ unsafe extern "C-unwind" fn before_utility(
     if !rights::will_run(&command, oid, top_level) {
         return;
     }
+    // No worker is registered into the database from now until this
+    // transaction ends: a launch either is among those stopped below or
+    // is refused.
+    registry::close_database(oid.to_u32());
     match command {
         // The template's own workers are left alone (the command fails for
         // them as for any session); only the spares the extension keeps
         // connected there, which nobody sees, are let go.
         DbCommand::Copy { .. } => spare::let_go_connected_to(oid.to_u32(), LEAVE_TIMEOUT),
         _ => stop_workers_in(db, oid),
+    }
+}
+
+/// Opens the databases this backend closed to new workers again, as its
+/// transaction ends (committed, aborted, or prepared).
+#[pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::XactEvent::*;
+    if matches!(
+        event,
+        XACT_EVENT_COMMIT
+            | XACT_EVENT_ABORT
+            | XACT_EVENT_PREPARE
+            | XACT_EVENT_PARALLEL_COMMIT
+            | XACT_EVENT_PARALLEL_ABORT
+    ) {
+        registry::reopen_databases();
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use pgrx::pg_sys;
 
 use super::beside::{id_of, mark_of, reuse_key, MarkCounts, MARK_STATE};
+use super::closing::Closing;
 use super::reuse::Candidates;
 use super::shmem::{ids_offset, marks_offset, reuse_offset, slots_offset, Header, HEADER, LOCK};
 use super::slot::{ResultState, Slot, SlotState};
@@ -118,6 +119,18 @@ impl Locked {
     pub(super) fn set_candidates(&mut self, list: Candidates) {
         // SAFETY: guarded by the lock we hold exclusively.
         unsafe { (*self.header).candidates = list };
+    }
+
+    /// The databases closed to new workers (see `closing.rs`).
+    pub(super) fn closing(&self) -> Closing {
+        // SAFETY: guarded by the lock we hold.
+        unsafe { (*self.header).closing }
+    }
+
+    /// Replaces that table (the lock held exclusively).
+    pub(super) fn set_closing(&mut self, table: Closing) {
+        // SAFETY: guarded by the lock we hold exclusively.
+        unsafe { (*self.header).closing = table };
     }
 
     /// How many slots are free, queued and being registered.

@@ -1,10 +1,14 @@
 //! Room for a worker and the launch queue: whether a launch may register
 //! now (its role's quota, the postmaster slots left once the superuser
-//! reserve is kept), decided under the registry lock so that concurrent
+//! reserve is kept, its database not closed by a database command, see
+//! `closing.rs`), decided under the registry lock so that concurrent
 //! launches count each other; and which queued worker the dispatcher
 //! registers next, first in, first out.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pgrx::pg_sys;
 
 use super::beside::MARK_STATE;
 use super::locked::Locked;
@@ -134,13 +138,27 @@ pub enum Refusal {
     RoleQueueFull(u32),
     /// No room now, and the launch does not queue.
     NoRoom(NoRoom),
+    /// The worker's database is being dropped, renamed or moved (see
+    /// `closing.rs`).
+    DatabaseClosing,
 }
 
 /// Decides, under the lock, whether a launch registers now or queues: a
 /// queueing launch goes behind the workers already queued (first in,
 /// first out) even when there would be room for it. A role whose quota is
 /// 0 is refused, queue or not: nothing would ever start its worker.
-pub(super) fn place(locked: &Locked, role_oid: u32, adm: &Admission) -> Result<Placement, Refusal> {
+pub(super) fn place(
+    locked: &Locked,
+    (role_oid, database_oid): (u32, u32),
+    adm: &Admission,
+) -> Result<Placement, Refusal> {
+    // SAFETY: MyProcPid is set for every server process.
+    if locked
+        .closing()
+        .holds(database_oid, unsafe { pg_sys::MyProcPid })
+    {
+        return Err(Refusal::DatabaseClosing);
+    }
     let pm_free = adm.pm_free.and_then(|count| count());
     let fits = room(
         locked,
@@ -301,4 +319,36 @@ pub fn any_waiting_for_slots() -> bool {
     queued
         .iter()
         .any(|&i| live.get(&slots[i].role_oid).copied().unwrap_or(0) < slots[i].quota)
+}
+
+/// Whether this backend closed a database in its current transaction.
+static CLOSED_HERE: AtomicBool = AtomicBool::new(false);
+
+/// Closes database `oid` to new workers until this backend's transaction
+/// ends (see `closing.rs`). Called before the workers in it are listed
+/// and stopped, so that every launch either is among them or is refused.
+pub fn close_database(oid: u32) {
+    let Some(mut locked) = Locked::acquire(true) else {
+        return;
+    };
+    let mut table = locked.closing();
+    // SAFETY: MyProcPid is set for every server process.
+    if table.close(oid, unsafe { pg_sys::MyProcPid }) {
+        locked.set_closing(table);
+        CLOSED_HERE.store(true, Ordering::Release);
+    }
+}
+
+/// Opens the databases this backend closed again, as its transaction
+/// ends. Cheap when it closed none.
+pub fn reopen_databases() {
+    if !CLOSED_HERE.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    if let Some(mut locked) = Locked::acquire(true) {
+        let mut table = locked.closing();
+        // SAFETY: MyProcPid is set for every server process.
+        table.reopen(unsafe { pg_sys::MyProcPid });
+        locked.set_closing(table);
+    }
 }

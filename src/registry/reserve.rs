@@ -85,7 +85,7 @@ pub fn reserve(
         drop_text(jsonb);
         return Err(Refusal::RegistryFull(capacity));
     };
-    let placement = match place(&locked, grant.role_oid, adm) {
+    let placement = match place(&locked, (grant.role_oid, grant.database_oid), adm) {
         Ok(placement) => placement,
         Err(refusal) => {
             drop(locked);

@@ -14,6 +14,7 @@ use once_cell::sync::OnceCell;
 use pgrx::pg_sys;
 
 use super::beside::{id_of, mark_of, reuse_key, MarkCounts};
+use super::closing::Closing;
 use super::events::{self, Events};
 use super::ids;
 use super::recover::recover_slot;
@@ -54,6 +55,8 @@ pub(super) struct Header {
     pub(super) candidates: Candidates,
     /// Spare processes waiting for a launch (see `spares.rs`).
     pub(super) spares: Spares,
+    /// Databases closed to new workers (see `closing.rs`).
+    pub(super) closing: Closing,
 }
 
 pub(super) static HEADER: AtomicPtr<Header> = AtomicPtr::new(std::ptr::null_mut());
