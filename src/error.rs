@@ -126,6 +126,9 @@ impl BgwError {
             BgwError::RegistryFull(n) => {
                 format!("the lightdb_bgw registry is full ({n} workers)")
             }
+            BgwError::OverQuota { role, limit: 0 } => {
+                format!("role \"{role}\" may have no background workers")
+            }
             BgwError::OverQuota { role, limit } => {
                 format!("role \"{role}\" already has {limit} background workers")
             }
@@ -164,6 +167,9 @@ impl BgwError {
             BgwError::NoPostmasterSlot => Some(
                 "Launch with queue => true to wait for a slot, stop other background workers, or raise \"max_worker_processes\" and restart the server."
                     .into(),
+            ),
+            BgwError::OverQuota { limit: 0, .. } => Some(
+                "Its \"lightdb_bgw.max_workers_per_role\" is 0; the queue cannot help.".into(),
             ),
             BgwError::OverQuota { .. } => Some(
                 "The limit is set by \"lightdb_bgw.max_workers_per_role\"; launch with queue => true to wait for one of the role's workers to stop."

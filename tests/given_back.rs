@@ -272,9 +272,34 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
         .unwrap()
         .get(0);
     assert_eq!(failed_with(&mut admin, demoted), "42501");
+    // A copy the server refuses (a role with CREATEDB that does not own
+    // the database, which is no template) lets it be.
+    run_once(&mut user, "SELECT pg_backend_pid() AS pid", Some("gb_db"));
+    let in_gb_db = |admin: &mut Client| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'gb_db'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(
+        in_gb_db(&mut admin),
+        1,
+        "the process given back stays connected"
+    );
+    admin
+        .batch_execute("CREATE ROLE gb_maker LOGIN CREATEDB")
+        .unwrap();
+    let err = cluster
+        .connect_as("postgres", "gb_maker")
+        .batch_execute("CREATE DATABASE gb_nope TEMPLATE gb_db")
+        .expect_err("not the owner");
+    assert_eq!(sqlstate(&err), "42501", "{err:?}");
+    assert_eq!(in_gb_db(&mut admin), 1, "a refused copy lets go of nothing");
     // Nor does one stand in the way of copying its database, as a
     // template.
-    run_once(&mut user, "SELECT pg_backend_pid() AS pid", Some("gb_db"));
     let began = Instant::now();
     admin
         .batch_execute("CREATE DATABASE gb_copy TEMPLATE gb_db")

@@ -17,9 +17,9 @@ pub enum DbCommand {
     Rename { name: String, new_name: String },
     /// `ALTER DATABASE name SET TABLESPACE tablespace`.
     Move { name: String, tablespace: String },
-    /// `CREATE DATABASE ... TEMPLATE template` (`template1` when none is
-    /// named), which must have no other connection either.
-    Copy { template: String },
+    /// `CREATE DATABASE new_name ... TEMPLATE template` (`template1` when
+    /// none is named), which must have no other connection either.
+    Copy { new_name: String, template: String },
 }
 
 impl DbCommand {
@@ -29,7 +29,7 @@ impl DbCommand {
             DbCommand::Drop { name, .. }
             | DbCommand::Rename { name, .. }
             | DbCommand::Move { name, .. } => name,
-            DbCommand::Copy { template } => template,
+            DbCommand::Copy { template, .. } => template,
         }
     }
 }
@@ -104,6 +104,7 @@ pub unsafe fn of(pstmt: *mut pg_sys::PlannedStmt) -> Option<DbCommand> {
                 let stmt = node as *mut pg_sys::CreatedbStmt;
                 let template = option((*stmt).options, "template");
                 Some(DbCommand::Copy {
+                    new_name: text((*stmt).dbname)?,
                     template: template.unwrap_or_else(|| "template1".to_string()),
                 })
             }

@@ -57,12 +57,14 @@ fn stop_workers_in(db: &str, oid: pg_sys::Oid) {
         .filter(|r| control::status_of(r).0 != Status::Stopped)
         .collect();
     for rec in &connected {
+        let queued = control::status_of(rec).0 == Status::Queued;
         if let Some(rec) = registry::request_terminate(rec.id) {
             control::stop_record(&rec);
             notice!(
-                "stopped worker {} (\"{}\") connected to database \"{db}\"",
+                "stopped worker {} (\"{}\") {} database \"{db}\"",
                 rec.id,
-                rec.def.name
+                rec.def.name,
+                if queued { "queued for" } else { "connected to" }
             );
         }
     }
@@ -108,22 +110,30 @@ unsafe extern "C-unwind" fn before_utility(
 }
 
 /// Opens the databases this backend closed to new workers again, as its
-/// transaction ends (committed, aborted, or prepared).
+/// transaction ends (committed or aborted); refuses to prepare a
+/// transaction that closed one.
 #[pg_guard]
 unsafe extern "C-unwind" fn at_transaction_end(
     event: pg_sys::XactEvent::Type,
     _arg: *mut std::ffi::c_void,
 ) {
     use pg_sys::XactEvent::*;
-    if matches!(
-        event,
+    match event {
+        // The database would stay closed while the prepared transaction
+        // (holding the command) outlives this one.
+        XACT_EVENT_PRE_PREPARE if registry::closed_here() => {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "cannot prepare a transaction that dropped, renamed or moved a database",
+                "lightdb_bgw keeps that database closed to new workers until the transaction ends."
+            );
+        }
         XACT_EVENT_COMMIT
-            | XACT_EVENT_ABORT
-            | XACT_EVENT_PREPARE
-            | XACT_EVENT_PARALLEL_COMMIT
-            | XACT_EVENT_PARALLEL_ABORT
-    ) {
-        registry::reopen_databases();
+        | XACT_EVENT_ABORT
+        | XACT_EVENT_PARALLEL_COMMIT
+        | XACT_EVENT_PARALLEL_ABORT => registry::reopen_databases(),
+        _ => {}
     }
 }
 

@@ -5,7 +5,9 @@
 //! transaction block, for the commands that refuse one), by the
 //! database's owner (a superuser, or a member of the owning role) with the
 //! other rights it needs (CREATEDB to rename, CREATE on the new
-//! tablespace, which is another one and not pg_global), not on the
+//! tablespace, which is another one and not pg_global; to copy a
+//! database, CREATEDB and, unless it is a template, ownership; a new name
+//! not taken), not on the
 //! session's own database, and with nothing in its way that stays there:
 //! prepared transactions, for a drop a template, an active replication
 //! slot or a subscription. A move to a tablespace that already holds
@@ -122,7 +124,7 @@ pub fn will_run(command: &DbCommand, oid: pg_sys::Oid, top_level: bool) -> bool 
     };
     // The server refuses these in a read-only transaction and on a standby
     // (after this hook).
-    if read_only && !matches!(command, DbCommand::Copy { .. }) {
+    if read_only {
         return false;
     }
     let first = match command {
@@ -139,9 +141,14 @@ pub fn will_run(command: &DbCommand, oid: pg_sys::Oid, top_level: bool) -> bool 
                     t != db.tablespace && t != pg_sys::GLOBALTABLESPACE_OID && may_create_in(t)
                 })
         }
-        // Only the spares kept connected to the template are let go, which
-        // nobody sees: the right to create databases is enough.
-        DbCommand::Copy { .. } => return may_create_databases(),
+        // A template anyone with CREATEDB may copy, any other database
+        // only its owner; under a name not taken.
+        DbCommand::Copy { new_name, .. } => {
+            return !in_block
+                && may_create_databases()
+                && (db.is_template || owner)
+                && catalog::database_oid(new_name).is_none();
+        }
     };
     if !first {
         return false;

@@ -18,10 +18,20 @@ const TEMPORARY: &CStr = c"pg_lightdb_bgw.ids.tmp";
 /// server may have given, and past the static workers' (1 to `statics`).
 pub(super) fn first_at_start(statics: i64) -> i64 {
     let path = FILE.to_str().expect("an ASCII name");
-    let kept = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.trim().parse::<i64>().ok())
-        .unwrap_or(0);
+    let kept = match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().parse::<i64>().unwrap_or_else(|_| {
+            pgrx::warning!("lightdb_bgw: {path} holds no id; ids count from the start again");
+            0
+        }),
+        // A new cluster: nothing handed out yet.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(err) => {
+            pgrx::warning!(
+                "lightdb_bgw: cannot read {path} ({err}); ids count from the start again"
+            );
+            0
+        }
+    };
     kept.max(statics + 1)
 }
 

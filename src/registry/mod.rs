@@ -54,8 +54,8 @@ use lookup::index_of;
 use lookup::remember_slot;
 pub use lookup::{find, find_at, progress, start_facts, Progress, StartFacts};
 pub use queue::{
-    any_queued, any_waiting_for_slots, close_database, give_up, reopen_databases, requeue,
-    return_to_queue, take_next_queued, Admission, NoRoom, PmFree, Refusal,
+    any_queued, any_waiting_for_slots, close_database, closed_here, give_up, reopen_databases,
+    requeue, return_to_queue, take_next_queued, Admission, NoRoom, PmFree, Refusal,
 };
 use record::record_of;
 pub use record::{Lifecycle, WorkerRecord};

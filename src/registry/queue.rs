@@ -152,11 +152,7 @@ pub(super) fn place(
     (role_oid, database_oid): (u32, u32),
     adm: &Admission,
 ) -> Result<Placement, Refusal> {
-    // SAFETY: MyProcPid is set for every server process.
-    if locked
-        .closing()
-        .holds(database_oid, unsafe { pg_sys::MyProcPid })
-    {
+    if locked.closing().holds(database_oid) {
         return Err(Refusal::DatabaseClosing);
     }
     let pm_free = adm.pm_free.and_then(|count| count());
@@ -327,16 +323,26 @@ static CLOSED_HERE: AtomicBool = AtomicBool::new(false);
 /// Closes database `oid` to new workers until this backend's transaction
 /// ends (see `closing.rs`). Called before the workers in it are listed
 /// and stopped, so that every launch either is among them or is refused.
-pub fn close_database(oid: u32) {
+/// False when this backend holds its share of the table already, or the
+/// table is full.
+pub fn close_database(oid: u32) -> bool {
     let Some(mut locked) = Locked::acquire(true) else {
-        return;
+        return false;
     };
     let mut table = locked.closing();
     // SAFETY: MyProcPid is set for every server process.
-    if table.close(oid, unsafe { pg_sys::MyProcPid }) {
+    let closed = table.close(oid, unsafe { pg_sys::MyProcPid });
+    if closed {
         locked.set_closing(table);
         CLOSED_HERE.store(true, Ordering::Release);
     }
+    closed
+}
+
+/// Whether this backend holds a database closed (its transaction may not
+/// be prepared: the entry goes with the backend's transaction).
+pub fn closed_here() -> bool {
+    CLOSED_HERE.load(Ordering::Acquire)
 }
 
 /// Opens the databases this backend closed again, as its transaction

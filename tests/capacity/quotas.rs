@@ -247,8 +247,16 @@ fn a_role_whose_quota_is_zero_is_refused_queue_or_not() {
             .query_one(&format!("SELECT {call}"), &[])
             .expect_err(&call);
         assert_eq!(sqlstate(&err), "53000", "{call}: {err:?}");
+        let hint = hint_of(&err);
         assert!(
-            hint_of(&err).contains("lightdb_bgw.max_workers_per_role"),
+            hint.contains("lightdb_bgw.max_workers_per_role")
+                && hint.contains("the queue cannot help"),
+            "{call}: {err:?}"
+        );
+        assert!(
+            db_error(&err)
+                .message()
+                .contains("may have no background workers"),
             "{call}: {err:?}"
         );
     }
