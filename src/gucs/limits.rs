@@ -1,7 +1,8 @@
 //! Settings of capacity (the launch queue's bound, the per-role quota,
 //! the superuser reserve, the spare processes) and of results (their size
-//! limits and how long they are kept). All can change at reload or per role; none needs the
-//! library preloaded to exist.
+//! limits, in all and per role, and how long they are kept). All can
+//! change at reload or per role; none needs the library preloaded to
+//! exist.
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
@@ -17,6 +18,8 @@ pub static SPARE_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static MAX_RESULT_SIZE_KB: GucSetting<i32> = GucSetting::<i32>::new(32 * 1024);
 /// kB.
 pub static MAX_RESULT_MEMORY_KB: GucSetting<i32> = GucSetting::<i32>::new(96 * 1024);
+/// kB; -1: no bound but `MAX_RESULT_MEMORY_KB`.
+pub static MAX_RESULT_MEMORY_PER_ROLE_KB: GucSetting<i32> = GucSetting::<i32>::new(-1);
 /// Seconds; 0: kept until forgotten or the slot is reused.
 pub static RESULT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 
@@ -107,6 +110,16 @@ fn define_results() {
         GucFlags::UNIT_KB,
     );
     GucRegistry::define_int_guc(
+        c"lightdb_bgw.max_result_memory_per_role",
+        c"Shared memory the kept results of one role's workers may take together; -1: no bound but lightdb_bgw.max_result_memory.",
+        c"Read for the worker's role (ALTER ROLE ... SET) as each run stores its result; a run whose result would pass it fails with SQLSTATE 54000.",
+        &MAX_RESULT_MEMORY_PER_ROLE_KB,
+        -1,
+        i32::MAX / 2,
+        GucContext::Suset,
+        GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_int_guc(
         c"lightdb_bgw.result_retention",
         c"How long a run's result is kept after the run; 0: until forget() or the slot is reused.",
         c"Older results are freed and read as none.",
@@ -124,6 +137,13 @@ pub fn max_result_size() -> usize {
 
 pub fn max_result_memory() -> u64 {
     MAX_RESULT_MEMORY_KB.get().max(0) as u64 * 1024
+}
+
+/// The bound on one role's kept results in this session's settings (a
+/// worker's: its role's), `None` for none.
+pub fn max_result_memory_per_role() -> Option<u64> {
+    let kb = MAX_RESULT_MEMORY_PER_ROLE_KB.get();
+    (kb >= 0).then(|| kb as u64 * 1024)
 }
 
 /// `None`: kept until forgotten or the slot is reused.

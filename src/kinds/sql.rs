@@ -51,11 +51,17 @@ pub fn run(
             let ran = capture::run_text(&text, read_only, limits);
             // Kept in shared memory before the commit: a result that does
             // not fit fails the run.
+            let share = gucs::max_result_memory_per_role().map(|cap| registry::RoleShare {
+                role_oid: record.role_oid,
+                cap,
+                at: me.at,
+            });
             let stashed = registry::stash_result(
                 &ran.framed,
                 ran.rows,
                 gucs::max_result_memory(),
                 record.by_superuser,
+                share,
             )
             .unwrap_or_else(|full| no_space(full).report());
             let rows = if ran.returned {
@@ -99,6 +105,7 @@ pub fn run(
                     0,
                     gucs::max_result_memory(),
                     record.by_superuser,
+                    None,
                 )
                 .ok();
                 registry::publish_result(me.at, Outcome::Failed(kept), last);
@@ -128,6 +135,10 @@ fn no_space(full: NoSpace) -> BgwError {
         NoSpace::Results(cap) => BgwError::SizeLimit {
             message: format!("results would take more than {cap} bytes of shared memory"),
             setting: "lightdb_bgw.max_result_memory",
+        },
+        NoSpace::RoleResults(cap) => BgwError::SizeLimit {
+            message: format!("the role's kept results would take more than {cap} bytes"),
+            setting: "lightdb_bgw.max_result_memory_per_role",
         },
         NoSpace::Texts => BgwError::SizeLimit {
             message: "the shared memory for worker texts and results is full".into(),

@@ -62,7 +62,8 @@ pub use record::{Lifecycle, WorkerRecord};
 pub use reserve::{attach_handle, rename, reserve, Grant, Reservation};
 pub use results::{
     expire as expire_results, forget, publish as publish_result, read as read_result,
-    result_memory, stash as stash_result, Forgotten, NoSpace, Outcome, RunResult, Stashed,
+    result_memory, stash as stash_result, Forgotten, NoSpace, Outcome, RoleShare, RunResult,
+    Stashed,
 };
 #[cfg(feature = "bench")]
 pub use sweep::freed_at;

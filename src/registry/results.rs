@@ -56,15 +56,55 @@ pub enum NoSpace {
     Results(u64),
     /// The text area is full (`lightdb_bgw.max_text_memory`).
     Texts,
+    /// The role's kept results would pass its bound
+    /// (`lightdb_bgw.max_result_memory_per_role`).
+    RoleResults(u64),
 }
 
-/// Copies a run's framed rows into shared memory, counted against `cap`.
-/// A worker not launched by a superuser may not take the text area's last
-/// eighth, kept for superusers' launches (see `reserve.rs`).
-pub fn stash(framed: &[u8], rows: i64, cap: u64, by_superuser: bool) -> Result<Stashed, NoSpace> {
+/// A role's bound on the results it keeps: the role, the bound, and the
+/// slot whose result the new one is to replace (not counted).
+#[derive(Debug, Clone, Copy)]
+pub struct RoleShare {
+    pub role_oid: u32,
+    pub cap: u64,
+    pub at: SlotRef,
+}
+
+/// Bytes of results kept by workers of `role_oid`, but slot `except`'s.
+fn kept_by(locked: &Locked, role_oid: u32, except: usize) -> u64 {
+    let slots = locked.slots();
+    locked
+        .marked(MARK_RESULT, None)
+        .into_iter()
+        .filter(|&i| i != except && slots[i].role_oid == role_oid)
+        .map(|i| slots[i].result.len)
+        .sum()
+}
+
+/// Copies a run's framed rows into shared memory, counted against `cap`
+/// and, with `share`, against its role's bound (checked as the rows are
+/// stored: runs of the role storing at the same moment may pass it by
+/// their own rows). A worker not launched by a superuser may not take
+/// the text area's last eighth, kept for superusers' launches (see
+/// `reserve.rs`).
+pub fn stash(
+    framed: &[u8],
+    rows: i64,
+    cap: u64,
+    by_superuser: bool,
+    share: Option<RoleShare>,
+) -> Result<Stashed, NoSpace> {
     let len = framed.len() as u64;
     if !within_share(len, by_superuser) {
         return Err(NoSpace::Texts);
+    }
+    if let Some(share) = share {
+        let kept = Locked::acquire(false).map_or(0, |locked| {
+            kept_by(&locked, share.role_oid, share.at.index as usize)
+        });
+        if kept + len > share.cap {
+            return Err(NoSpace::RoleResults(share.cap));
+        }
     }
     if !account(len, cap) {
         return Err(NoSpace::Results(cap));

@@ -2,8 +2,8 @@
 //! the launch queue, and the superuser
 //! reserve (also against a supervisor's children), the slot of a
 //! worker terminated before it started, a run whose result was read
-//! no longer counting toward the quota, and a quota of 0 refusing even a
-//! queued launch.
+//! no longer counting toward the quota, a quota of 0 refusing even a
+//! queued launch, and a role's bound on the results it keeps.
 
 use super::*;
 
@@ -268,4 +268,58 @@ fn a_role_whose_quota_is_zero_is_refused_queue_or_not() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
+}
+
+#[test]
+fn a_roles_kept_results_are_bounded_by_its_own_setting() {
+    let (cluster, mut admin) = Cluster::with_extension("result_share", &[]);
+    admin
+        .batch_execute(
+            "CREATE ROLE gail LOGIN; \
+             ALTER ROLE gail SET lightdb_bgw.max_result_memory_per_role = '50kB'",
+        )
+        .unwrap();
+    grant_all(&mut admin, "gail");
+    let mut gail = cluster.connect_as("postgres", "gail");
+    let big = "SELECT lightdb_bgw.run('SELECT repeat(''x'', 30000) AS big')";
+    let run = |client: &mut Client| -> i64 { client.query_one(big, &[]).unwrap().get(0) };
+    let read =
+        |client: &mut Client, id: i64| client.query("SELECT * FROM lightdb_bgw.result($1)", &[&id]);
+    // One 30 kB result fits in her 50 kB; a second one, kept beside it,
+    // does not: that run fails with 54000 naming the setting.
+    let first = run(&mut gail);
+    assert_eq!(read(&mut gail, first).unwrap().len(), 1);
+    let second = run(&mut gail);
+    let err = read(&mut gail, second).expect_err("over her bound");
+    assert_eq!(sqlstate(&err), "54000", "{err:?}");
+    assert!(
+        format!("{err:?}").contains("lightdb_bgw.max_result_memory_per_role"),
+        "{err:?}"
+    );
+    // Nor may she lift it in the text (a superuser's setting).
+    let lifted: i64 = gail
+        .query_one(
+            "SELECT lightdb_bgw.run('SET lightdb_bgw.max_result_memory_per_role = -1; \
+             SELECT repeat(''x'', 30000) AS big')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let err = read(&mut gail, lifted).expect_err("not hers to set");
+    assert_eq!(sqlstate(&err), "42501", "{err:?}");
+    // Another role is not bound by hers.
+    for _ in 0..3 {
+        let id = run(&mut admin);
+        assert_eq!(read(&mut admin, id).unwrap().len(), 1);
+    }
+    // Once she forgets the first, the same run fits again.
+    for id in [second, lifted] {
+        let _ = gail.query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id]);
+    }
+    assert!(gail
+        .query_one("SELECT lightdb_bgw.forget($1)", &[&first])
+        .unwrap()
+        .get::<_, bool>(0));
+    let again = run(&mut gail);
+    assert_eq!(read(&mut gail, again).unwrap().len(), 1);
 }
