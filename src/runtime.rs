@@ -179,6 +179,17 @@ pub fn wait_millis(timeout: Duration) -> std::ffi::c_long {
     timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as std::ffi::c_long
 }
 
+/// Holds cancels off (as the server does while it reads a client's next
+/// message): a cancel has something to cancel only while a run's
+/// statements execute, where [`in_transaction`] lets it through; one that
+/// arrives anywhere else waits there and is dropped (see
+/// [`serve_interrupts`]). Called as a worker's kind starts.
+pub fn hold_cancels() {
+    // SAFETY: a plain counter of the server's interrupt machinery, read by
+    // ProcessInterrupts in this process only.
+    unsafe { pg_sys::QueryCancelHoldoffCount = 1 };
+}
+
 /// Serves pending interrupts without sleeping; see [`nap`].
 pub fn serve_interrupts() {
     // SAFETY: plain flags of the server's interrupt machinery. A cancel
@@ -297,6 +308,9 @@ pub fn in_transaction<R>(
     // a flag only read after the catch.
     let server_error = std::panic::AssertUnwindSafe(std::cell::Cell::new(false));
     let outcome = PgTryBuilder::new(move || {
+        // SAFETY: as in `hold_cancels`: cancels count from here on, while
+        // the work runs and commits.
+        unsafe { pg_sys::QueryCancelHoldoffCount = 0 };
         let value = work();
         // SAFETY: the snapshot pushed above is still the active one.
         unsafe {
@@ -313,6 +327,9 @@ pub fn in_transaction<R>(
         Err(caught_error(&caught))
     })
     .execute();
+    // Held off again whatever happened in the work (an error skips the
+    // server's own balanced holds and releases of it).
+    hold_cancels();
     // The error's own code, also one pgrx's enum does not name.
     let own = watch.finish(
         outcome

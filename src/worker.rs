@@ -154,6 +154,7 @@ pub fn become_worker(
             }
         }
     }
+    runtime::hold_cancels();
     let ended = kinds::run(&record);
     if recyclable && own_handle.is_some() {
         Afterwards::Stopped(ended)
@@ -212,6 +213,13 @@ fn give_back(
     let entry = lendable
         .filter(|_| room)
         .and_then(|connection| registry::rejoin_spare(handle, pid, connection, now));
+    // Idle now, connected to a database a command is dropping, renaming,
+    // moving or copying: it leaves. Looked at after it is idle, so that a
+    // command either finds it idle and lets it go or is seen closed here.
+    let closed = lendable
+        .flatten()
+        .is_some_and(|connection| registry::database_closed(connection.database_oid));
+    let entry = entry.filter(|&index| !(closed && registry::retire_own(index)));
     SPARE_ENTRY.with(|e| e.set(entry));
     match ended {
         kinds::Ended::Exit(code) => registry::give_back(at, id, handle, code, None),

@@ -122,6 +122,9 @@ fn a_database_renamed_in_an_open_transaction_is_closed_until_it_ends() {
         .batch_execute("PREPARE TRANSACTION 'renaming'")
         .expect_err("not prepared");
     assert_eq!(sqlstate(&err), "0A000", "{err:?}");
+    // The error reaches the client before the session has aborted the
+    // transaction: the next statement runs after it.
+    renamer.batch_execute("SELECT 1").unwrap();
     let id = launch_into(&mut admin, "held").expect("open again, not renamed");
     assert_eq!(stop_worker(&mut admin, id.get(0)), "stopped");
 }

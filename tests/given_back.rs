@@ -351,3 +351,43 @@ fn a_connected_process_serves_only_its_role_in_its_database_reset_each_time() {
         .get(0);
     assert!(waiting <= 6, "{waiting} connected processes wait idle");
 }
+
+#[test]
+fn a_process_given_back_while_its_database_is_copied_leaves() {
+    let (_cluster, mut admin) = Cluster::with_extension(
+        "given_back_copy",
+        &[
+            ("max_worker_processes", "12"),
+            ("lightdb_bgw.spare_workers", "2"),
+        ],
+    );
+    admin.batch_execute("CREATE DATABASE gb_src").unwrap();
+    for round in 1..=3 {
+        // A run in the template ends while CREATE DATABASE waits for it:
+        // its process, given back, does not stay connected there.
+        let id: i64 = admin
+            .query_one(
+                "SELECT lightdb_bgw.run('SELECT pg_sleep(1) AS s', database => 'gb_src')",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        std::thread::sleep(Duration::from_millis(300));
+        let began = Instant::now();
+        admin
+            .batch_execute(&format!("CREATE DATABASE gb_copy{round} TEMPLATE gb_src"))
+            .unwrap_or_else(|e| panic!("round {round}, after {:?}: {e:?}", began.elapsed()));
+        assert!(
+            began.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            began.elapsed()
+        );
+        assert_eq!(
+            admin
+                .query_one("SELECT count(*) FROM lightdb_bgw.result($1)", &[&id])
+                .unwrap()
+                .get::<_, i64>(0),
+            1
+        );
+    }
+}

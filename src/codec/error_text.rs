@@ -4,6 +4,22 @@
 
 use super::wire::{Reader, Writer, VERSION};
 
+/// The most bytes of a message, detail, hint or context that are kept.
+pub const MAX_FIELD: usize = 64 * 1024;
+
+/// `text` cut to at most [`MAX_FIELD`] bytes at a character boundary,
+/// ending in "..." when cut.
+fn cut(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_FIELD {
+        return text.into();
+    }
+    let mut end = MAX_FIELD - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end]).into()
+}
+
 /// A worker's error in full, as PostgreSQL reported it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorText {
@@ -29,14 +45,17 @@ impl ErrorText {
         }
     }
 
-    /// The bytes the registry stores.
+    /// The bytes the registry stores: each text cut to its first
+    /// [`MAX_FIELD`] bytes (an error can quote megabytes of data; what is
+    /// stored counts against shared memory).
     pub fn encode(&self) -> Vec<u8> {
+        let opt = |v: &Option<String>| v.as_deref().map(|t| cut(t).into_owned());
         let mut w = Writer(vec![VERSION]);
         w.str(&self.sqlstate);
-        w.str(&self.message);
-        w.opt_str(&self.detail);
-        w.opt_str(&self.hint);
-        w.opt_str(&self.context);
+        w.str(&cut(&self.message));
+        w.opt_str(&opt(&self.detail));
+        w.opt_str(&opt(&self.hint));
+        w.opt_str(&opt(&self.context));
         w.0
     }
 
@@ -59,6 +78,20 @@ impl ErrorText {
 #[cfg(test)]
 mod unit {
     use super::*;
+
+    #[test]
+    fn long_texts_are_kept_cut() {
+        let e = ErrorText {
+            sqlstate: "P0001".into(),
+            message: "é".repeat(MAX_FIELD),
+            detail: Some("d".repeat(10)),
+            ..Default::default()
+        };
+        let back = ErrorText::decode(&e.encode()).unwrap();
+        assert!(back.message.len() <= MAX_FIELD && back.message.ends_with("..."));
+        assert!(back.message.starts_with("éé"));
+        assert_eq!(back.detail, e.detail, "a short text is kept whole");
+    }
 
     #[test]
     fn errors_round_trip_in_full() {

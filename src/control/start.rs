@@ -246,8 +246,11 @@ pub fn register(
         let Some(max) = admission.queue else {
             return Err(BgwError::NoPostmasterSlot);
         };
-        if !registry::requeue(reservation.at, max) {
-            return Err(BgwError::QueueFull(max));
+        match registry::requeue(reservation.at, max) {
+            registry::Requeued::Queued => {}
+            registry::Requeued::Full => return Err(BgwError::QueueFull(max)),
+            // Stopped meanwhile by another session: kept, as stopped.
+            registry::Requeued::Gone => return Ok(reservation.keep()),
         }
         if def.restart_after.is_none() {
             keep_config_on_disk(reservation.id, &def);

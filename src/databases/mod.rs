@@ -99,7 +99,18 @@ unsafe extern "C-unwind" fn before_utility(
     // No worker is registered into the database from now until this
     // transaction ends: a launch either is among those stopped below or
     // is refused.
-    registry::close_database(oid.to_u32());
+    if !registry::close_database(oid.to_u32()) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+            format!(
+                "too many databases are being dropped, renamed, moved or copied at once \
+                 (the sessions of one role may hold {} until their transactions end)",
+                registry::CLOSED_PER_ROLE
+            ),
+            "Commit the transaction that renamed them first, or try again."
+        );
+    }
     match command {
         // The template's own workers are left alone (the command fails for
         // them as for any session); only the spares the extension keeps

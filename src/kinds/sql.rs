@@ -31,6 +31,12 @@ pub fn run(
 ) -> Ended {
     runtime::set_application_name(&record.def.name);
     let me = runtime::identity();
+    // The role's bound on its kept results, rows or errors alike.
+    let share = gucs::max_result_memory_per_role().map(|cap| registry::RoleShare {
+        role_oid: record.role_oid,
+        cap,
+        at: me.at,
+    });
     loop {
         let began = Instant::now();
         runtime::report_activity(Some(sql));
@@ -51,11 +57,6 @@ pub fn run(
             let ran = capture::run_text(&text, read_only, limits);
             // Kept in shared memory before the commit: a result that does
             // not fit fails the run.
-            let share = gucs::max_result_memory_per_role().map(|cap| registry::RoleShare {
-                role_oid: record.role_oid,
-                cap,
-                at: me.at,
-            });
             let stashed = registry::stash_result(
                 &ran.framed,
                 ran.rows,
@@ -105,7 +106,7 @@ pub fn run(
                     0,
                     gucs::max_result_memory(),
                     record.by_superuser,
-                    None,
+                    share,
                 )
                 .ok();
                 registry::publish_result(me.at, Outcome::Failed(kept), last);

@@ -8,30 +8,32 @@
 //! running the command, cleared at the end of that backend's transaction
 //! (commit or abort, also at its exit; a transaction that closed a
 //! database may not be prepared); an entry whose backend is gone counts
-//! for nothing. One backend holds at most [`PER_BACKEND`] entries, so
-//! that one role cannot fill the table for everybody. The operations that
+//! for nothing. The sessions of one role hold at most [`PER_ROLE`]
+//! entries, so that one role cannot fill the table for everybody. The operations that
 //! take the lock are `close_database` and `reopen_databases` (`mod.rs`).
 
 /// How many databases may be closing at once.
-const ENTRIES: usize = 64;
+const ENTRIES: usize = 256;
 
-/// How many databases one backend may hold closed (a transaction block
-/// renaming several); beyond that, and with the table full, a command
-/// closes nothing (its workers are still stopped first).
-pub const PER_BACKEND: usize = 4;
+/// How many databases the sessions of one role (not a superuser) may
+/// hold closed at once (transaction blocks renaming several); beyond
+/// that, and with the table full, the command is refused (see
+/// `databases/mod.rs`).
+pub const PER_ROLE: usize = 8;
 
 /// The table, in the registry's header (zeroed at its creation: empty).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Closing {
-    /// (database OID, pid of the backend closing it); (0, 0) is free.
-    entries: [(u32, i32); ENTRIES],
+    /// (database OID, pid of the backend closing it, its user's OID, 0
+    /// for a superuser); all 0 is free.
+    entries: [(u32, i32, u32); ENTRIES],
 }
 
 impl Default for Closing {
     fn default() -> Closing {
         Closing {
-            entries: [(0, 0); ENTRIES],
+            entries: [(0, 0, 0); ENTRIES],
         }
     }
 }
@@ -43,22 +45,31 @@ fn alive(pid: i32) -> bool {
 }
 
 impl Closing {
-    /// Closes database `oid` for backend `me`; false when the table is
-    /// full (of live backends' entries).
-    pub(super) fn close(&mut self, oid: u32, me: i32) -> bool {
-        let mine = self.entries.iter().filter(|e| e.1 == me);
-        if mine.clone().any(|&(db, _)| db == oid) {
+    /// Closes database `oid` for backend `me`, whose user is `role` (0: a
+    /// superuser, not bound by [`PER_ROLE`]); false when the role holds
+    /// its share already or the table is full (of live backends' entries).
+    pub(super) fn close(&mut self, oid: u32, me: i32, role: u32) -> bool {
+        if self
+            .entries
+            .iter()
+            .any(|&(db, pid, _)| db == oid && pid == me)
+        {
             return true;
         }
-        if mine.count() >= PER_BACKEND {
+        let of_role = self
+            .entries
+            .iter()
+            .filter(|&&(db, pid, r)| db != 0 && r == role && alive(pid))
+            .count();
+        if role != 0 && of_role >= PER_ROLE {
             return false;
         }
         let free = self
             .entries
             .iter()
-            .position(|&(db, pid)| db == 0 || !alive(pid));
+            .position(|&(db, pid, _)| db == 0 || !alive(pid));
         if let Some(at) = free {
-            self.entries[at] = (oid, me);
+            self.entries[at] = (oid, me, role);
         }
         free.is_some()
     }
@@ -66,7 +77,7 @@ impl Closing {
     /// Opens the databases backend `me` closed.
     pub(super) fn reopen(&mut self, me: i32) {
         for entry in self.entries.iter_mut().filter(|e| e.1 == me) {
-            *entry = (0, 0);
+            *entry = (0, 0, 0);
         }
     }
 
@@ -78,7 +89,7 @@ impl Closing {
             && self
                 .entries
                 .iter()
-                .any(|&(db, pid)| db == oid && alive(pid))
+                .any(|&(db, pid, _)| db == oid && alive(pid))
     }
 }
 
@@ -87,28 +98,32 @@ mod unit {
     use super::*;
 
     #[test]
-    fn one_backend_takes_one_entry_a_database_and_at_most_its_share() {
+    fn one_role_takes_one_entry_a_database_and_at_most_its_share() {
         let me = std::process::id() as i32;
         let mut table = Closing::default();
         for _ in 0..10 {
-            assert!(table.close(7, me), "the same database again: no new entry");
+            assert!(
+                table.close(7, me, 42),
+                "the same database again: no new entry"
+            );
         }
-        for oid in 8..8 + PER_BACKEND as u32 - 1 {
-            assert!(table.close(oid, me));
+        for oid in 8..8 + PER_ROLE as u32 - 1 {
+            assert!(table.close(oid, me, 42));
         }
-        assert!(!table.close(100, me), "beyond its share");
-        assert!(table.holds(7) && table.holds(8) && !table.holds(100));
+        assert!(!table.close(100, me, 42), "beyond the role's share");
+        assert!(table.close(100, me, 0), "a superuser is not bound by it");
+        assert!(table.holds(7) && table.holds(8) && table.holds(100));
         assert!(!table.holds(0), "no database is never closed");
         table.reopen(me);
-        assert!(!table.holds(7));
+        assert!(!table.holds(7) && !table.holds(100));
         // An entry of a process that is gone counts for nothing and is
         // taken again.
         let gone = i32::MAX;
         let mut full = Closing {
-            entries: [(5, gone); ENTRIES],
+            entries: [(5, gone, 42); ENTRIES],
         };
         assert!(!full.holds(5));
-        assert!(full.close(6, me));
+        assert!(full.close(6, me, 42));
         assert!(full.holds(6));
     }
 }

@@ -54,8 +54,9 @@ use lookup::index_of;
 use lookup::remember_slot;
 pub use lookup::{find, find_at, progress, start_facts, Progress, StartFacts};
 pub use queue::{
-    any_queued, any_waiting_for_slots, close_database, closed_here, give_up, reopen_databases,
-    requeue, return_to_queue, take_next_queued, Admission, NoRoom, PmFree, Refusal,
+    any_queued, any_waiting_for_slots, close_database, closed_here, database_closed, give_up,
+    reopen_databases, requeue, return_to_queue, take_next_queued, Admission, NoRoom, PmFree,
+    Refusal, Requeued,
 };
 use record::record_of;
 pub use record::{Lifecycle, WorkerRecord};
@@ -87,12 +88,13 @@ fn give_back_held(held: held::Held) {
         results::free_stash(held.stash);
     }
 }
+pub use closing::PER_ROLE as CLOSED_PER_ROLE;
 use shmem::store_text;
 use slot::{put_str, Slot};
 pub use slot::{PgHandle, ResultState, SlotRef, SlotState, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};
 pub use spare_census::{
     available_spares, idle_spares, idle_spares_connected, retire_connected_to, retire_lingering,
-    retire_spare, spare_census, unconnected_spares,
+    retire_own, retire_spare, spare_census, unconnected_spares,
 };
 pub use spares::{
     abandon_spare, begin_spare, rejoin_spare, room_wanted, spare_assignment, spare_leaving,
@@ -281,12 +283,26 @@ pub fn restore_config(
     Some(config)
 }
 
+/// Whether the worker in slot `at` was launched by a superuser.
+fn by_superuser(at: SlotRef) -> bool {
+    Locked::acquire(false)
+        .and_then(|locked| {
+            let slot = locked.slots().get(at.index as usize)?;
+            (slot.generation == at.generation).then_some(slot.by_superuser)
+        })
+        .unwrap_or(false)
+}
+
 /// Records the last error of worker `at` in full (or clears it with
-/// `None`): out of line, and its start inline. If the text area is full,
-/// only the inline start is kept.
+/// `None`): out of line, and its start inline. If the text area is full
+/// (or the launcher's share of it is), only the inline start is kept.
 pub fn record_error(at: SlotRef, error: Option<&ErrorText>) {
+    // In full out of line, within the share of the text area its launcher
+    // may take (a message can be megabytes long); else only cut, inline.
     let text = error
-        .and_then(|e| store_text(&e.encode()))
+        .map(ErrorText::encode)
+        .filter(|bytes| reserve::within_share(bytes.len() as u64, by_superuser(at)))
+        .and_then(|bytes| store_text(&bytes))
         .unwrap_or(TextRef::NONE);
     let short = error.map(ErrorText::short).unwrap_or_default();
     let mut old = None;

@@ -187,23 +187,35 @@ pub(super) fn place(
     }
 }
 
+/// What [`requeue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeued {
+    /// Queued, at the end of the queue.
+    Queued,
+    /// The queue holds its bound already.
+    Full,
+    /// Stopped meanwhile (terminated, or its database closed): it stays
+    /// in the registry as stopped.
+    Gone,
+}
+
 /// Puts a worker whose registration found no postmaster slot into the
-/// queue (at its end); false when the queue holds `max` already.
-pub fn requeue(at: SlotRef, max: u32) -> bool {
+/// queue (at its end).
+pub fn requeue(at: SlotRef, max: u32) -> Requeued {
     let Some(mut locked) = Locked::acquire(true) else {
-        return false;
+        return Requeued::Full;
     };
     let (queued, next) = queue_census(&locked);
     if queued >= max {
-        return false;
+        return Requeued::Full;
     }
-    let mut done = false;
+    let mut done = Requeued::Gone;
     if let Some(mut entry) = locked.slot_mut(at.index as usize) {
         if entry.generation == at.generation && entry.state == SlotState::NotYetStarted as u8 {
             entry.state = SlotState::Queued as u8;
             entry.queue_seq = next;
             entry.config_file = true;
-            done = true;
+            done = Requeued::Queued;
         }
     }
     drop(locked);
@@ -323,15 +335,24 @@ static CLOSED_HERE: AtomicBool = AtomicBool::new(false);
 /// Closes database `oid` to new workers until this backend's transaction
 /// ends (see `closing.rs`). Called before the workers in it are listed
 /// and stopped, so that every launch either is among them or is refused.
-/// False when this backend holds its share of the table already, or the
-/// table is full.
+/// False when the user's role holds its share of the table already, or
+/// the table is full.
 pub fn close_database(oid: u32) -> bool {
     let Some(mut locked) = Locked::acquire(true) else {
         return false;
     };
     let mut table = locked.closing();
-    // SAFETY: MyProcPid is set for every server process.
-    let closed = table.close(oid, unsafe { pg_sys::MyProcPid });
+    // SAFETY: plain reads of this backend's state, in its transaction.
+    let (me, role) = unsafe {
+        let user = pg_sys::GetUserId();
+        let role = if pg_sys::superuser_arg(user) {
+            0
+        } else {
+            user.to_u32()
+        };
+        (pg_sys::MyProcPid, role)
+    };
+    let closed = table.close(oid, me, role);
     if closed {
         locked.set_closing(table);
         CLOSED_HERE.store(true, Ordering::Release);
@@ -343,6 +364,11 @@ pub fn close_database(oid: u32) -> bool {
 /// be prepared: the entry goes with the backend's transaction).
 pub fn closed_here() -> bool {
     CLOSED_HERE.load(Ordering::Acquire)
+}
+
+/// Whether database `oid` is closed to new workers now.
+pub fn database_closed(oid: u32) -> bool {
+    Locked::acquire(false).is_some_and(|locked| locked.closing().holds(oid))
 }
 
 /// Opens the databases this backend closed again, as its transaction

@@ -8,9 +8,7 @@
 use std::sync::atomic::Ordering;
 
 use super::slot::PgHandle;
-use super::spares::{
-    entries, Spare, ASSIGNED, CLAIMING, HANDLE, IDLE, REJOINING, RETIRING, RUNNING, TAKEN,
-};
+use super::spares::{entries, Spare, ASSIGNED, CLAIMING, HANDLE, IDLE, REJOINING, RETIRING, TAKEN};
 
 /// How many spares wait idle now, connected or not.
 pub fn idle_spares() -> u32 {
@@ -29,11 +27,12 @@ pub fn idle_spares_connected() -> u32 {
         .count() as u32
 }
 
-/// Whether a spare in `state` is being started: taken by the dispatcher
-/// (registered or being registered) and not running yet, nothing else
-/// under way. It holds a postmaster slot, and is idle in a moment.
+/// Whether a spare in `state` is being started: registered by the
+/// dispatcher (its handle published) and not running yet, nothing else
+/// under way. It holds a postmaster slot, and is idle in a moment. (One
+/// taken but not registered yet holds none: `pm_free` counts that slot.)
 fn starting(state: u32) -> bool {
-    state & TAKEN != 0 && state & (RUNNING | CLAIMING | ASSIGNED | RETIRING | REJOINING) == 0
+    state == TAKEN | HANDLE
 }
 
 /// How many spares a launch may count on as free postmaster slots: the
@@ -45,6 +44,16 @@ pub fn available_spares() -> u32 {
         .map(|e| e.state.load(Ordering::Acquire))
         .filter(|&state| state == IDLE || starting(state))
         .count() as u32
+}
+
+/// Marks the spare of entry `index`, idle, to be let go by its own
+/// process, which then leaves; false if it was claimed meanwhile.
+pub fn retire_own(index: usize) -> bool {
+    entries().get(index).is_some_and(|e| {
+        e.state
+            .compare_exchange(IDLE, IDLE | RETIRING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    })
 }
 
 /// Marks one spare to be let go, an idle one or else one registered and

@@ -296,6 +296,28 @@ fn a_roles_kept_results_are_bounded_by_its_own_setting() {
         format!("{err:?}").contains("lightdb_bgw.max_result_memory_per_role"),
         "{err:?}"
     );
+    // A failed run's error, kept as its result, counts too: a 40 kB
+    // message beside her 30 kB result is not kept as a result (the error
+    // is still raised, read from the worker's record), where another
+    // role's is.
+    let failing = "SELECT lightdb_bgw.run($q$DO $b$ BEGIN RAISE EXCEPTION '%', \
+                   repeat('e', 40000); END $b$$q$)";
+    let kept_bytes = |client: &mut Client, id: i64| -> i64 {
+        let _ = client.query("SELECT * FROM lightdb_bgw.result($1)", &[&id]);
+        client
+            .query_one(
+                "SELECT result_bytes FROM lightdb_bgw.workers WHERE id = $1",
+                &[&id],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let hers: i64 = gail.query_one(failing, &[]).unwrap().get(0);
+    let err = read(&mut gail, hers).expect_err("a failed run");
+    assert_eq!(sqlstate(&err), "P0001", "{err:?}");
+    assert_eq!(kept_bytes(&mut gail, hers), 0);
+    let theirs: i64 = admin.query_one(failing, &[]).unwrap().get(0);
+    assert!(kept_bytes(&mut admin, theirs) > 40_000);
     // Nor may she lift it in the text (a superuser's setting).
     let lifted: i64 = gail
         .query_one(
@@ -313,7 +335,7 @@ fn a_roles_kept_results_are_bounded_by_its_own_setting() {
         assert_eq!(read(&mut admin, id).unwrap().len(), 1);
     }
     // Once she forgets the first, the same run fits again.
-    for id in [second, lifted] {
+    for id in [second, lifted, hers] {
         let _ = gail.query_one("SELECT lightdb_bgw.wait_for_shutdown($1, '30s')", &[&id]);
     }
     assert!(gail
