@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::start::{launch, LaunchRequest};
 use super::watch::{lookup, status_of, wait_unchecked, Status, Target};
 use crate::authz::check_may_control;
+use crate::codec::ErrorText;
 use crate::error::BgwError;
 use crate::gucs;
 use crate::preload;
@@ -67,7 +68,11 @@ pub fn result(id: i64, timeout: Option<Duration>) -> Result<Block, BgwError> {
     match registry::read_result(id, retention) {
         Some(RunResult::Rows(framed)) => Ok(framed),
         Some(RunResult::Failed(error)) => {
-            let error = error.unwrap_or_default();
+            let error = error.unwrap_or_else(|| ErrorText {
+                sqlstate: "XX000".into(),
+                message: format!("the run of worker {id} failed; its error could not be kept"),
+                ..Default::default()
+            });
             Err(BgwError::Worker {
                 sqlstate: error.sqlstate,
                 message: error.message,

@@ -99,16 +99,24 @@ unsafe extern "C-unwind" fn before_utility(
     // No worker is registered into the database from now until this
     // transaction ends: a launch either is among those stopped below or
     // is refused.
-    if !registry::close_database(oid.to_u32()) {
+    if let Err(why) = registry::close_database(oid.to_u32()) {
+        let held = match why {
+            registry::NotClosed::RoleShare => format!(
+                "the sessions of this role hold {} closed",
+                registry::CLOSED_PER_ROLE
+            ),
+            registry::NotClosed::Full => {
+                format!("all sessions hold {} closed", registry::CLOSED_IN_ALL)
+            }
+        };
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
             format!(
-                "too many databases are being dropped, renamed, moved or copied at once \
-                 (the sessions of one role may hold {} until their transactions end)",
-                registry::CLOSED_PER_ROLE
+                "too many databases are being dropped, renamed, moved or copied at once ({held} \
+                 to new workers until their transactions end)"
             ),
-            "Commit the transaction that renamed them first, or try again."
+            "Commit the transactions that renamed them first, or try again."
         );
     }
     match command {

@@ -13,13 +13,22 @@
 //! take the lock are `close_database` and `reopen_databases` (`mod.rs`).
 
 /// How many databases may be closing at once.
-const ENTRIES: usize = 256;
+pub const ENTRIES: usize = 256;
 
 /// How many databases the sessions of one role (not a superuser) may
 /// hold closed at once (transaction blocks renaming several); beyond
 /// that, and with the table full, the command is refused (see
 /// `databases/mod.rs`).
 pub const PER_ROLE: usize = 8;
+
+/// Why a database could not be closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotClosed {
+    /// The role's sessions hold [`PER_ROLE`] closed already.
+    RoleShare,
+    /// The table is full: [`ENTRIES`] closed by all sessions.
+    Full,
+}
 
 /// The table, in the registry's header (zeroed at its creation: empty).
 #[repr(C)]
@@ -46,15 +55,15 @@ fn alive(pid: i32) -> bool {
 
 impl Closing {
     /// Closes database `oid` for backend `me`, whose user is `role` (0: a
-    /// superuser, not bound by [`PER_ROLE`]); false when the role holds
+    /// superuser, not bound by [`PER_ROLE`]); refused when the role holds
     /// its share already or the table is full (of live backends' entries).
-    pub(super) fn close(&mut self, oid: u32, me: i32, role: u32) -> bool {
+    pub(super) fn close(&mut self, oid: u32, me: i32, role: u32) -> Result<(), NotClosed> {
         if self
             .entries
             .iter()
             .any(|&(db, pid, _)| db == oid && pid == me)
         {
-            return true;
+            return Ok(());
         }
         let of_role = self
             .entries
@@ -62,16 +71,15 @@ impl Closing {
             .filter(|&&(db, pid, r)| db != 0 && r == role && alive(pid))
             .count();
         if role != 0 && of_role >= PER_ROLE {
-            return false;
+            return Err(NotClosed::RoleShare);
         }
         let free = self
             .entries
             .iter()
-            .position(|&(db, pid, _)| db == 0 || !alive(pid));
-        if let Some(at) = free {
-            self.entries[at] = (oid, me, role);
-        }
-        free.is_some()
+            .position(|&(db, pid, _)| db == 0 || !alive(pid))
+            .ok_or(NotClosed::Full)?;
+        self.entries[free] = (oid, me, role);
+        Ok(())
     }
 
     /// Opens the databases backend `me` closed.
@@ -103,15 +111,18 @@ mod unit {
         let mut table = Closing::default();
         for _ in 0..10 {
             assert!(
-                table.close(7, me, 42),
+                table.close(7, me, 42).is_ok(),
                 "the same database again: no new entry"
             );
         }
         for oid in 8..8 + PER_ROLE as u32 - 1 {
-            assert!(table.close(oid, me, 42));
+            assert!(table.close(oid, me, 42).is_ok());
         }
-        assert!(!table.close(100, me, 42), "beyond the role's share");
-        assert!(table.close(100, me, 0), "a superuser is not bound by it");
+        assert_eq!(table.close(100, me, 42), Err(NotClosed::RoleShare));
+        assert!(
+            table.close(100, me, 0).is_ok(),
+            "a superuser is not bound by it"
+        );
         assert!(table.holds(7) && table.holds(8) && table.holds(100));
         assert!(!table.holds(0), "no database is never closed");
         table.reopen(me);
@@ -123,7 +134,11 @@ mod unit {
             entries: [(5, gone, 42); ENTRIES],
         };
         assert!(!full.holds(5));
-        assert!(full.close(6, me, 42));
+        assert!(full.close(6, me, 42).is_ok());
         assert!(full.holds(6));
+        let mut taken = Closing {
+            entries: [(5, me, 0); ENTRIES],
+        };
+        assert_eq!(taken.close(6, me + 1, 0), Err(NotClosed::Full));
     }
 }

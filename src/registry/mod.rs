@@ -88,7 +88,7 @@ fn give_back_held(held: held::Held) {
         results::free_stash(held.stash);
     }
 }
-pub use closing::PER_ROLE as CLOSED_PER_ROLE;
+pub use closing::{NotClosed, ENTRIES as CLOSED_IN_ALL, PER_ROLE as CLOSED_PER_ROLE};
 use shmem::store_text;
 use slot::{put_str, Slot};
 pub use slot::{PgHandle, ResultState, SlotRef, SlotState, ERROR_LEN, NAME_LEN, OBJECT_NAME_LEN};

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pgrx::pg_sys;
 
 use super::beside::MARK_STATE;
+use super::closing::NotClosed;
 use super::locked::Locked;
 use super::record::WorkerRecord;
 use super::slot::{Slot, SlotRef, SlotState};
@@ -335,11 +336,11 @@ static CLOSED_HERE: AtomicBool = AtomicBool::new(false);
 /// Closes database `oid` to new workers until this backend's transaction
 /// ends (see `closing.rs`). Called before the workers in it are listed
 /// and stopped, so that every launch either is among them or is refused.
-/// False when the user's role holds its share of the table already, or
-/// the table is full.
-pub fn close_database(oid: u32) -> bool {
+/// Refused when the user's role holds its share of the table already,
+/// or the table is full.
+pub fn close_database(oid: u32) -> Result<(), NotClosed> {
     let Some(mut locked) = Locked::acquire(true) else {
-        return false;
+        return Ok(());
     };
     let mut table = locked.closing();
     // SAFETY: plain reads of this backend's state, in its transaction.
@@ -352,12 +353,10 @@ pub fn close_database(oid: u32) -> bool {
         };
         (pg_sys::MyProcPid, role)
     };
-    let closed = table.close(oid, me, role);
-    if closed {
-        locked.set_closing(table);
-        CLOSED_HERE.store(true, Ordering::Release);
-    }
-    closed
+    table.close(oid, me, role)?;
+    locked.set_closing(table);
+    CLOSED_HERE.store(true, Ordering::Release);
+    Ok(())
 }
 
 /// Whether this backend holds a database closed (its transaction may not

@@ -19,7 +19,7 @@ use super::locked::drop_text;
 use super::locked::Locked;
 use super::reserve::within_share;
 use super::shmem::{self, store_large_text};
-use super::slot::{ResultState, SlotRef, SlotState};
+use super::slot::{get_str, ResultState, SlotRef, SlotState};
 use super::texts::TextRef;
 use super::{broadcast_slot, index_of, record_at, WorkerRecord};
 use crate::codec::ErrorText;
@@ -216,10 +216,25 @@ pub fn read(id: i64, retention: Option<i64>) -> Option<RunResult> {
             } else {
                 slot.result
             };
-            let error = ErrorText::decode(&locked.text(kept)).ok();
+            // Neither copy kept in full (the text memory was full): the
+            // start kept inline, `SQLSTATE: message`.
+            let error = ErrorText::decode(&locked.text(kept))
+                .ok()
+                .or_else(|| inline_error(&get_str(&slot.last_error)));
             Some(RunResult::Failed(error))
         }
     }
+}
+
+/// An error from the start of it kept inline (`SQLSTATE: message`).
+fn inline_error(short: &str) -> Option<ErrorText> {
+    let (code, message) = short.split_once(": ")?;
+    let is_code = code.len() == 5 && code.bytes().all(|b| b.is_ascii_alphanumeric());
+    is_code.then(|| ErrorText {
+        sqlstate: code.to_string(),
+        message: message.to_string(),
+        ..Default::default()
+    })
 }
 
 /// What `forget` found.
@@ -302,5 +317,21 @@ fn account(len: u64, cap: u64) -> bool {
 fn unaccount(len: u64) {
     if let Some(total) = shmem::result_total() {
         total.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn an_inline_error_is_read_back() {
+        let e = inline_error("P0042: big\u{e9}\u{e9}").unwrap();
+        assert_eq!(
+            (e.sqlstate.as_str(), e.message.as_str()),
+            ("P0042", "big\u{e9}\u{e9}")
+        );
+        assert_eq!(inline_error("a note: not an error"), None);
+        assert_eq!(inline_error(""), None);
     }
 }

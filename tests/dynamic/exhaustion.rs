@@ -340,3 +340,40 @@ fn the_supervisor_relaunches_a_child_killed_with_sigterm() {
     });
     assert!(!process_alive(second.1));
 }
+
+#[test]
+fn a_failed_runs_error_that_no_memory_holds_is_raised_from_its_start() {
+    let (cluster, mut admin) =
+        Cluster::with_extension("errorsfull", &[("lightdb_bgw.max_text_memory", "4MB")]);
+    admin.batch_execute("CREATE ROLE alice LOGIN").unwrap();
+    grant_all(&mut admin, "alice");
+    let mut alice = cluster.connect_as("postgres", "alice");
+    // alice's results fill her share of the text memory, with large ones
+    // and then smaller ones.
+    for size in [300_000, 30_000] {
+        let sql = format!("SELECT lightdb_bgw.run('SELECT repeat(''x'', {size}) AS big')");
+        let filled = (0..100).any(|_| {
+            let id: i64 = alice.query_one(&sql, &[]).unwrap().get(0);
+            alice
+                .query("SELECT * FROM lightdb_bgw.result($1)", &[&id])
+                .is_err()
+        });
+        assert!(filled, "her share fills up with results of {size} bytes");
+    }
+    // A run failing with a large error: neither its kept copy nor its
+    // full record fits; result raises it from the start kept inline.
+    let id: i64 = alice
+        .query_one(
+            "SELECT lightdb_bgw.run($q$DO $x$ BEGIN RAISE EXCEPTION USING \
+             MESSAGE = 'big' || repeat('e', 100000), DETAIL = repeat('d', 100000), \
+             HINT = repeat('h', 100000), ERRCODE = 'P0042'; END $x$$q$)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let err = alice
+        .query("SELECT * FROM lightdb_bgw.result($1)", &[&id])
+        .expect_err("a failed run");
+    assert_eq!(sqlstate(&err), "P0042", "{err:?}");
+    assert!(db_error(&err).message().starts_with("bigeee"), "{err:?}");
+}
