@@ -231,19 +231,6 @@ pub fn stop_for_good(mut error: WorkError) -> ! {
     crate::process::exit(0)
 }
 
-/// Runs `log` (a WARNING or DEBUG report) with interrupts held: outside a
-/// transaction a cancel (SIGINT) that arrives meanwhile must not be raised
-/// by the report's own interrupt check, where it would end the worker; it
-/// is dropped at the next nap instead (see [`serve_interrupts`]).
-pub fn quietly(log: impl FnOnce()) {
-    // SAFETY: the server's HOLD_INTERRUPTS / RESUME_INTERRUPTS, balanced
-    // (a report below ERROR returns).
-    unsafe { pg_sys::InterruptHoldoffCount += 1 };
-    log();
-    // SAFETY: as above.
-    unsafe { pg_sys::InterruptHoldoffCount -= 1 };
-}
-
 /// The error a `PgTryBuilder` caught (the server's, ours or a panic's
 /// report), in full but for its context.
 pub fn caught_error(caught: &pg_sys::panic::CaughtError) -> WorkError {

@@ -146,12 +146,10 @@ pub fn run(record: &WorkerRecord, config: &CounterConfig) {
             }));
             if let Some((total, deltas)) = folded {
                 if deltas > 0 {
-                    runtime::quietly(|| {
-                        debug1!(
-                            "{}: folded {deltas} deltas, total is now {total}",
-                            runtime::describe(record)
-                        )
-                    });
+                    debug1!(
+                        "{}: folded {deltas} deltas, total is now {total}",
+                        runtime::describe(record)
+                    );
                 }
             } else {
                 // The table may have been dropped: re-create it next round.
@@ -218,7 +216,7 @@ fn note<T>(outcome: Result<T, WorkError>) -> Option<T> {
         }
         Err(err) => {
             if logged.as_ref() != Some(&err) {
-                runtime::quietly(|| warning!("lightdb_bgw counter: {err}"));
+                warning!("lightdb_bgw counter: {err}");
                 *logged = Some(err.clone());
             }
             runtime::record_error(Some(&err));

@@ -97,7 +97,7 @@ pub fn run(
             }
             Err(err) => {
                 registry::record_run(me.at, 0, micros);
-                runtime::quietly(|| pgrx::warning!("{}: {err}", runtime::describe(record)));
+                pgrx::warning!("{}: {err}", runtime::describe(record));
                 runtime::record_error(Some(&err));
                 // Kept with the result (its own copy); if even that does
                 // not fit, the recorded error is read instead.

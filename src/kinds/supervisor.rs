@@ -147,13 +147,11 @@ pub fn run(record: &WorkerRecord, children: u32, child_config: &KindConfig) {
             ) {
                 Ok(id) => {
                     if child.fast_deaths > 0 || child.not_before.is_some() {
-                        runtime::quietly(|| {
-                            log!(
-                                "{}: relaunched child {} as worker {id}",
-                                runtime::describe(record),
-                                index + 1
-                            )
-                        });
+                        log!(
+                            "{}: relaunched child {} as worker {id}",
+                            runtime::describe(record),
+                            index + 1
+                        );
                     }
                     child.id = Some(id);
                     child.launched = Some(Instant::now());
