@@ -151,7 +151,7 @@ fn start_queued() {
         .execute();
         match registered {
             Ok(handle) => {
-                launch::attach(at, rec.id, handle, false);
+                launch::attach(at, handle, false);
                 // Its waiters and the queue's (positions moved) are woken
                 // once the postmaster is already starting the process.
                 registry::wake_all();

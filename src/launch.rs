@@ -175,13 +175,12 @@ pub fn terminate_handle(handle: PgHandle) {
     };
 }
 
-/// Records the postmaster's `handle` of worker `id` in its slot `at`
-/// (`lent`: a spare's process) and, if the worker was terminated while
-/// it was being registered (by a database command, say), stops it
-/// through the handle.
-pub fn attach(at: SlotRef, id: i64, handle: PgHandle, lent: bool) {
-    registry::attach_handle(at, handle, lent);
-    if registry::find(id).is_some_and(|r| r.terminate_requested) {
+/// Records the postmaster's `handle` of the worker in slot `at` (`lent`:
+/// a spare's process) and, if the worker was terminated while it was
+/// being registered (by a database command, say), stops it through the
+/// handle.
+pub fn attach(at: SlotRef, handle: PgHandle, lent: bool) {
+    if registry::attach_handle(at, handle, lent) {
         terminate_handle(handle);
     }
 }

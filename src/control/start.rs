@@ -274,7 +274,7 @@ fn register_reserved(
 ) -> Result<i64, BgwError> {
     match spare::with_room(|| launch::register_dynamic(worker)) {
         Ok(handle) => {
-            launch::attach(reservation.at, reservation.id, handle, false);
+            launch::attach(reservation.at, handle, false);
             Ok(reservation.keep())
         }
         Err(BgwError::NoPostmasterSlot) => no_slot(reservation),

@@ -48,17 +48,20 @@ pub fn init() {
 /// Stops for good every extension worker connected to database `db`
 /// (`oid`) and waits (a bounded while) for them to leave.
 fn stop_workers_in(db: &str, oid: pg_sys::Oid) {
+    // Each with whether it waits in the launch queue (named so).
     let connected: Vec<_> = registry::list()
         .into_iter()
         .filter(|r| r.def.database.is_some())
         .filter(|r| {
             r.database_oid == oid.to_u32() || (r.is_static && r.def.database.as_deref() == Some(db))
         })
-        .filter(|r| control::status_of(r).0 != Status::Stopped)
+        .filter_map(|r| match control::status_of(&r).0 {
+            Status::Stopped => None,
+            status => Some((r.id, status == Status::Queued)),
+        })
         .collect();
-    for rec in &connected {
-        let queued = control::status_of(rec).0 == Status::Queued;
-        if let Some(rec) = registry::request_terminate(rec.id) {
+    for &(id, queued) in &connected {
+        if let Some(rec) = registry::request_terminate(id) {
             control::stop_record(&rec);
             notice!(
                 "stopped worker {} (\"{}\") {} database \"{db}\"",
@@ -68,8 +71,8 @@ fn stop_workers_in(db: &str, oid: pg_sys::Oid) {
             );
         }
     }
-    for rec in &connected {
-        let _ = control::wait_unchecked(rec.id, Target::Shutdown, Some(LEAVE_TIMEOUT));
+    for &(id, _) in &connected {
+        let _ = control::wait_unchecked(id, Target::Shutdown, Some(LEAVE_TIMEOUT));
     }
     // Spare processes keep the connection of the worker that gave them
     // back (their workers, stopped above, are among them by now).

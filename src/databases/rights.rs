@@ -7,13 +7,13 @@
 //! other rights it needs (CREATEDB to rename, CREATE on the new
 //! tablespace, which is another one and not pg_global; to copy a
 //! database, CREATEDB and, unless it is a template, ownership; a new name
-//! not taken), not on the
-//! session's own database, and with nothing in its way that stays there:
-//! prepared transactions, for a drop a template, an active replication
-//! slot or a subscription. A move to a tablespace that already holds
-//! relations of the database is refused here, with the server's own
-//! error, which the server itself raises only after counting sessions. Any other command is left to the server, which
-//! raises its own error: no worker is touched and no NOTICE names any.
+//! not taken), not on the session's own database, and with nothing in its
+//! way that stays there: prepared transactions, for a drop a template, an
+//! active replication slot or a subscription. A move to a tablespace that
+//! already holds relations of the database is refused here, with the
+//! server's own error, which the server itself raises only after counting
+//! sessions. Any other command is left to the server, which raises its
+//! own error: no worker is touched and no NOTICE names any.
 //! Other sessions in the database are not asked about: the server waits
 //! for them to leave (up to 5 s) after the hook, and sessions that are
 //! leaving, or parallel workers of the extension's own workers, would be
@@ -127,13 +127,17 @@ pub fn will_run(command: &DbCommand, oid: pg_sys::Oid, top_level: bool) -> bool 
     if read_only {
         return false;
     }
+    // The tablespace a move goes to, looked up once.
+    let target = match command {
+        DbCommand::Move { tablespace, .. } => catalog::tablespace_oid(tablespace),
+        _ => None,
+    };
     let first = match command {
         DbCommand::Drop { .. } => !in_block && owner && !mine && !db.is_template,
         DbCommand::Rename { new_name, .. } => {
             owner && !mine && may_create_databases() && catalog::database_oid(new_name).is_none()
         }
-        DbCommand::Move { tablespace, .. } => {
-            let target = catalog::tablespace_oid(tablespace);
+        DbCommand::Move { .. } => {
             !in_block
                 && owner
                 && !mine
@@ -161,21 +165,18 @@ pub fn will_run(command: &DbCommand, oid: pg_sys::Oid, top_level: bool) -> bool 
     if prepared > 0 || (dropping && subscriptions > 0) {
         return false;
     }
-    if let DbCommand::Move { name, tablespace } = command {
-        refuse_onto_own_relations(name, oid, tablespace);
+    if let (DbCommand::Move { name, tablespace }, Some(target)) = (command, target) {
+        refuse_onto_own_relations(name, oid, tablespace, target);
     }
     true
 }
 
 /// Raises the server's own refusal of moving database `name` (`oid`) to
-/// `tablespace` when some of its relations already lie there. The server
+/// `tablespace` (`target`) when some of its relations already lie there. The server
 /// looks only after it has counted the sessions in the database, so the
 /// extension's workers would turn this into a 55006 naming them; raised
 /// here, before any worker is stopped, it reads as if they were not there.
-fn refuse_onto_own_relations(name: &str, oid: pg_sys::Oid, tablespace: &str) {
-    let Some(target) = catalog::tablespace_oid(tablespace) else {
-        return;
-    };
+fn refuse_onto_own_relations(name: &str, oid: pg_sys::Oid, tablespace: &str, target: pg_sys::Oid) {
     if has_relations_in(oid, target) {
         BgwError::WrongState {
             message: format!(

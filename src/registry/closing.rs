@@ -9,8 +9,9 @@
 //! (commit or abort, also at its exit; a transaction that closed a
 //! database may not be prepared); an entry whose backend is gone counts
 //! for nothing. The sessions of one role hold at most [`PER_ROLE`]
-//! entries, so that one role cannot fill the table for everybody. The operations that
-//! take the lock are `close_database` and `reopen_databases` (`mod.rs`).
+//! entries, so that one role cannot fill the table for everybody. The
+//! operations that take the lock are `close_database` and
+//! `reopen_databases` (`queue.rs`, where admission is decided).
 
 /// How many databases may be closing at once.
 pub const ENTRIES: usize = 256;

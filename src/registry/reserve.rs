@@ -285,9 +285,12 @@ pub(super) fn release_at(at: SlotRef, id: i64) {
 }
 
 /// Records the postmaster's handle of a registered worker, so any session
-/// can ask the postmaster about it or terminate it.
-pub fn attach_handle(at: SlotRef, handle: PgHandle, lent: bool) {
+/// can ask the postmaster about it or terminate it. Returns whether the
+/// worker was terminated meanwhile (read under the same lock).
+pub fn attach_handle(at: SlotRef, handle: PgHandle, lent: bool) -> bool {
+    let mut terminate_requested = false;
     update_own(at, |entry| {
+        terminate_requested = entry.terminate_requested;
         // A spare's worker that already ended and gave the process back:
         // the handle is the process's again, not the worker's.
         if entry.reaped {
@@ -297,4 +300,5 @@ pub fn attach_handle(at: SlotRef, handle: PgHandle, lent: bool) {
         entry.has_handle = true;
         entry.lent = lent;
     });
+    terminate_requested
 }

@@ -49,24 +49,14 @@ pub fn available_spares() -> u32 {
 /// Marks the spare of entry `index`, idle, to be let go by its own
 /// process, which then leaves; false if it was claimed meanwhile.
 pub fn retire_own(index: usize) -> bool {
-    entries().get(index).is_some_and(|e| {
-        e.state
-            .compare_exchange(IDLE, IDLE | RETIRING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    })
+    entries().get(index).is_some_and(|e| e.mark_retiring(IDLE))
 }
 
 /// Marks one spare to be let go, an idle one or else one registered and
 /// not running yet (the postmaster then never starts it); returns its
 /// handle, for the caller to terminate it.
 pub fn retire_spare() -> Option<PgHandle> {
-    let retire = |from: u32| {
-        entries().iter().find(|e| {
-            e.state
-                .compare_exchange(from, from | RETIRING, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        })
-    };
+    let retire = |from: u32| entries().iter().find(|e| e.mark_retiring(from));
     retire(IDLE)
         .or_else(|| retire(TAKEN | HANDLE))
         .map(Spare::handle)
@@ -138,11 +128,7 @@ pub fn retire_lingering(now: i64, want: u32, linger: i64) -> (Vec<PgHandle>, Opt
             }
             continue;
         }
-        let marked = e
-            .state
-            .compare_exchange(IDLE, IDLE | RETIRING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if marked {
+        if e.mark_retiring(IDLE) {
             retired.push(e.handle());
             if unconnected {
                 beyond -= 1;
@@ -161,11 +147,7 @@ pub fn retire_connected_to(database_oid: u32) -> Vec<PgHandle> {
             e.connection()
                 .is_some_and(|c| c.database_oid == database_oid)
         })
-        .filter(|e| {
-            e.state
-                .compare_exchange(IDLE, IDLE | RETIRING, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        })
+        .filter(|e| e.mark_retiring(IDLE))
         .map(Spare::handle)
         .collect()
 }

@@ -146,6 +146,14 @@ fn entry(index: usize) -> Option<&'static Spare> {
 }
 
 impl Spare {
+    /// Marks this spare, in state `from` exactly, to be let go; false if
+    /// its state changed meanwhile (claimed, say).
+    pub(super) fn mark_retiring(&self, from: u32) -> bool {
+        self.state
+            .compare_exchange(from, from | RETIRING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     /// What the process is connected as, `None` if it is not.
     pub(super) fn connection(&self) -> Option<Connection> {
         let database_oid = self.database_oid.load(Ordering::Acquire);
